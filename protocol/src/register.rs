@@ -1,0 +1,175 @@
+//! Registration on the control socket, and the [`Secret`] wrapper used for
+//! every credential that crosses the wire.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A credential (daemon password, enrollment token, service password).
+///
+/// Serialises as the plain string — the wire needs it — but its `Debug` and
+/// `Display` never show it, so it cannot reach a log line or an error by
+/// accident. Use [`Secret::expose`] where the value is really needed.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself. Every call site is a place a secret leaves its box.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.trim().is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Secret(s.to_owned())
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Secret(s)
+    }
+}
+
+/// `team-cluster-daemon:register` payload. The real server validates it with a
+/// strict schema: exactly these two keys, both non-empty after trimming. A
+/// Gen C `channel` key makes a Gen B server reject the registration, so there
+/// is deliberately no such field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegisterPayload {
+    pub team_cluster_id: String,
+    pub daemon_password: Secret,
+}
+
+/// Why a registration payload is refused (server-side validation).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegisterError {
+    #[error("invalid register payload: {0}")]
+    Invalid(String),
+    #[error("teamClusterId must be a non-empty string")]
+    EmptyClusterId,
+    #[error("daemonPassword must be a non-empty string")]
+    EmptyPassword,
+}
+
+impl RegisterPayload {
+    /// Builds a payload, refusing blank values as the server would.
+    pub fn new(
+        team_cluster_id: impl Into<String>,
+        daemon_password: Secret,
+    ) -> Result<Self, RegisterError> {
+        let p = RegisterPayload {
+            team_cluster_id: team_cluster_id.into(),
+            daemon_password,
+        };
+        p.validate()?;
+        Ok(p)
+    }
+
+    /// Parses and validates a payload with the server's strict rules.
+    pub fn parse_strict(raw: &str) -> Result<Self, RegisterError> {
+        let p: RegisterPayload =
+            serde_json::from_str(raw).map_err(|e| RegisterError::Invalid(e.to_string()))?;
+        p.validate()?;
+        Ok(p)
+    }
+
+    fn validate(&self) -> Result<(), RegisterError> {
+        if self.team_cluster_id.trim().is_empty() {
+            return Err(RegisterError::EmptyClusterId);
+        }
+        if self.daemon_password.is_empty() {
+            return Err(RegisterError::EmptyPassword);
+        }
+        Ok(())
+    }
+}
+
+/// `team-cluster-daemon:registered` payload (Gen C adds `channel`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisteredPayload {
+    pub team_cluster_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_never_shows_in_debug_or_display() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s:?}"), "Secret(***)");
+        assert_eq!(format!("{s}"), "***");
+        let p = RegisterPayload::new("c1", s).unwrap();
+        assert!(!format!("{p:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn register_serialises_exactly_two_keys() {
+        let p = RegisterPayload::new("c1", Secret::new("pw")).unwrap();
+        assert_eq!(
+            serde_json::to_string(&p).unwrap(),
+            r#"{"teamClusterId":"c1","daemonPassword":"pw"}"#
+        );
+    }
+
+    #[test]
+    fn strict_parse_rejects_extra_keys_like_the_server() {
+        let err = RegisterPayload::parse_strict(
+            r#"{"teamClusterId":"c","daemonPassword":"p","channel":"control"}"#,
+        )
+        .unwrap_err();
+        assert!(matches!(err, RegisterError::Invalid(_)));
+    }
+
+    #[test]
+    fn strict_parse_rejects_blank_values() {
+        assert_eq!(
+            RegisterPayload::parse_strict(r#"{"teamClusterId":"  ","daemonPassword":"p"}"#),
+            Err(RegisterError::EmptyClusterId)
+        );
+        assert_eq!(
+            RegisterPayload::parse_strict(r#"{"teamClusterId":"c","daemonPassword":" "}"#),
+            Err(RegisterError::EmptyPassword)
+        );
+        assert!(RegisterPayload::parse_strict(r#"{"teamClusterId":"c"}"#).is_err());
+        assert!(RegisterPayload::parse_strict("[]").is_err());
+    }
+
+    #[test]
+    fn registered_accepts_gen_c_channel() {
+        let r: RegisteredPayload =
+            serde_json::from_str(r#"{"teamClusterId":"c","channel":"control"}"#).unwrap();
+        assert_eq!(r.channel.as_deref(), Some("control"));
+        let r: RegisteredPayload = serde_json::from_str(r#"{"teamClusterId":"c"}"#).unwrap();
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"teamClusterId":"c"}"#
+        );
+    }
+}
