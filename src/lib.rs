@@ -1,1 +1,7 @@
+//! The `voltd` binary's library part: configuration, command line, logging.
+//! The daemon itself is the actor system in the `voltd-actors` crate.
+#![forbid(unsafe_code)]
 
+pub mod cli;
+pub mod config;
+pub mod logging;

@@ -1,7 +1,38 @@
-//! voltd's actor system.
+//! voltd's actor system: a root supervisor and the actors under it.
+//!
+//! | actor | file | job |
+//! |---|---|---|
+//! | root / cloud supervisors | `supervisor.rs` | OTP-style supervision, exit codes |
+//! | admin | `admin.rs` | local Unix socket for `voltd status` / `voltd logs` |
+//! | monitoring | `monitoring.rs` (+ `host_metrics.rs`) | host metrics for heartbeats |
+//! | status | `status.rs` | status state machine, lifecycle reports |
+//! | enrollment | `enrollment.rs` | token → daemon password, install manifest |
+//! | dispatcher | `dispatch.rs` (+ `handlers/`) | reverse-channel commands and responses |
+//! | control-socket | `control_socket.rs` (+ `link.rs`) | socket.io connection, register, reconnect |
+//! | heartbeat | `heartbeat.rs` | `runtime.heartbeat` every interval |
+//!
+//! The tree is assembled in `daemon.rs`; every notable occurrence is an
+//! `events::Event` on the supervisor log stream.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod backoff;
+pub mod control_socket;
+pub mod credentials;
+pub mod daemon;
+pub mod dispatch;
+pub mod enrollment;
 pub mod events;
 pub mod exit;
+pub mod fsutil;
+pub mod handlers;
+pub mod heartbeat;
+pub mod host_metrics;
+pub mod lifecycle;
+pub mod link;
+pub mod monitoring;
+pub mod peers;
+pub mod settings;
+pub mod status;
 pub mod supervisor;
+pub mod tls;

@@ -40,3 +40,51 @@ pub const MESSAGE_EVENT: &str = "team-cluster-daemon:message";
 pub const SOCKET_IO_PATH: &str = "/socket.io/";
 /// The query string that selects Engine.IO v4 over a WebSocket directly.
 pub const SOCKET_IO_QUERY: &str = "EIO=4&transport=websocket";
+
+/// Encodes `msg` as the complete WebSocket text frame that carries it:
+/// `42["team-cluster-daemon:message",{…}]` (Engine.IO message + Socket.IO
+/// event on the default namespace, no ack). Written in one pass: this is the
+/// daemon's hottest encoding path.
+pub fn encode_message_frame(msg: &Message) -> Result<String, serde_json::Error> {
+    let mut buf = Vec::with_capacity(256);
+    buf.extend_from_slice(b"42[\"");
+    buf.extend_from_slice(MESSAGE_EVENT.as_bytes());
+    buf.extend_from_slice(b"\",");
+    serde_json::to_writer(&mut buf, msg)?;
+    buf.push(b']');
+    // serde_json writes UTF-8 and the prefix is ASCII.
+    String::from_utf8(buf).map_err(serde::ser::Error::custom)
+}
+
+/// Encodes an event with one argument as a complete WebSocket text frame,
+/// optionally asking for an acknowledgement with `ack_id`.
+pub fn encode_event_frame<T: serde::Serialize + ?Sized>(
+    event: &str,
+    arg: &T,
+    ack_id: Option<u64>,
+) -> Result<String, serde_json::Error> {
+    let sio = socketio::encode_event(socketio::DEFAULT_NAMESPACE, ack_id, event, arg)?;
+    Ok(engineio::message_frame(&sio))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envelope::ResponseMessage;
+
+    #[test]
+    fn message_frame_equals_the_layered_encoding() {
+        let msg = Message::Response(ResponseMessage::success("r", serde_json::json!({"a": "é"})));
+        let layered = engineio::message_frame(
+            &socketio::encode_event("/", None, MESSAGE_EVENT, &msg).unwrap(),
+        );
+        assert_eq!(encode_message_frame(&msg).unwrap(), layered);
+        assert!(layered.starts_with(r#"42["team-cluster-daemon:message",{"type":"response""#));
+    }
+
+    #[test]
+    fn event_frame_with_ack_id() {
+        let f = encode_event_frame(REGISTER_EVENT, &serde_json::json!({"a": 1}), Some(0)).unwrap();
+        assert_eq!(f, r#"420["team-cluster-daemon:register",{"a":1}]"#);
+    }
+}

@@ -1,0 +1,221 @@
+//! Assembling and running the actor tree.
+//!
+//! ```text
+//! root (one_for_one)
+//! ├── admin           local Unix socket: voltd status / voltd logs
+//! ├── monitoring      host metrics sampler
+//! ├── status          status state machine, lifecycle reports
+//! └── cloud (rest_for_one)
+//!     ├── enrollment      credentials (transient: ends when done)
+//!     ├── dispatcher      reverse-channel dispatch, outbound commands
+//!     ├── control-socket  socket.io connection, register, reconnect
+//!     └── heartbeat       runtime.heartbeat every interval
+//! ```
+//!
+//! `rest_for_one` in the cloud subtree: a dispatcher restart takes the
+//! socket and heartbeat along (they hold its link state); a socket restart
+//! takes the heartbeat along; nothing there restarts monitoring or status.
+
+use crate::admin::Admin;
+use crate::control_socket::ControlSocket;
+use crate::credentials::UNINSTALLED_MARKER;
+use crate::dispatch::Dispatcher;
+use crate::enrollment::{ENROLL_HTTP_TIMEOUT, Enrollment};
+use crate::events::EventBus;
+use crate::exit::ExitCode;
+use crate::handlers::{HandlerContext, Reply};
+use crate::heartbeat::Heartbeat;
+use crate::monitoring::Monitoring;
+use crate::peers::Peers;
+use crate::settings::Settings;
+use crate::status::StatusActor;
+use crate::supervisor::{
+    ChildSpec, Restart, Shutdown, Strategy, Supervisor, SupervisorSpec, spawn_actor,
+};
+use crate::tls;
+use actix::Addr;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+/// Builds the supervision tree for `settings`.
+pub fn build(
+    settings: Arc<Settings>,
+    peers: &Peers,
+    bus: &EventBus,
+) -> Result<SupervisorSpec, String> {
+    tls::install_default_provider();
+    let tls = tls::client_config(settings.socket.ca_file.as_deref()).map_err(|e| e.to_string())?;
+    let http = tls::http_client(&tls, ENROLL_HTTP_TIMEOUT).map_err(|e| e.to_string())?;
+    let handlers = Rc::new(HandlerContext {
+        settings: settings.clone(),
+        peers: peers.clone(),
+        bus: bus.clone(),
+        started: tokio::time::Instant::now(),
+    });
+
+    let cloud = {
+        let (s1, p1, h1) = (settings.clone(), peers.clone(), http.clone());
+        let (p2, h2) = (peers.clone(), handlers.clone());
+        let (s3, p3, t3) = (settings.clone(), peers.clone(), tls.clone());
+        let (s4, p4) = (settings.clone(), peers.clone());
+        SupervisorSpec::new("cloud", Strategy::RestForOne)
+            .intensity(settings.intensity)
+            .child(ChildSpec::new(
+                "enrollment",
+                Restart::Transient,
+                move |env| {
+                    let actor = Enrollment::new(
+                        s1.clone(),
+                        h1.clone(),
+                        p1.clone(),
+                        env.bus.clone(),
+                        env.exit.clone(),
+                    );
+                    Ok(spawn_actor(actor).1)
+                },
+            ))
+            .child(ChildSpec::new(
+                "dispatcher",
+                Restart::Permanent,
+                move |env| {
+                    let (addr, running) = spawn_actor(Dispatcher::new(
+                        h2.clone(),
+                        env.bus.clone(),
+                        env.exit.clone(),
+                    ));
+                    p2.set_dispatcher(addr);
+                    Ok(running)
+                },
+            ))
+            .child(ChildSpec::new(
+                "control-socket",
+                Restart::Permanent,
+                move |env| {
+                    let actor = ControlSocket::new(
+                        s3.clone(),
+                        t3.clone(),
+                        p3.clone(),
+                        env.bus.clone(),
+                        env.exit.clone(),
+                    );
+                    Ok(spawn_actor(actor).1)
+                },
+            ))
+            .child(ChildSpec::new(
+                "heartbeat",
+                Restart::Permanent,
+                move |env| {
+                    let (addr, running) = spawn_actor(Heartbeat::new(
+                        s4.clone(),
+                        p4.clone(),
+                        env.bus.clone(),
+                        env.exit.clone(),
+                    ));
+                    p4.set_heartbeat(addr);
+                    Ok(running)
+                },
+            ))
+    };
+
+    let (s_admin, p_admin) = (settings.clone(), peers.clone());
+    let (s_mon, p_mon) = (settings.clone(), peers.clone());
+    let (s_status, p_status) = (settings.clone(), peers.clone());
+    Ok(SupervisorSpec::new("root", Strategy::OneForOne)
+        .intensity(settings.intensity)
+        .child(ChildSpec::new("admin", Restart::Permanent, move |env| {
+            let actor = Admin::new(
+                s_admin.admin_socket.clone(),
+                p_admin.clone(),
+                env.bus.clone(),
+                env.exit.clone(),
+            );
+            Ok(spawn_actor(actor).1)
+        }))
+        .child(ChildSpec::new(
+            "monitoring",
+            Restart::Permanent,
+            move |env| {
+                let (addr, running) =
+                    spawn_actor(Monitoring::new(s_mon.disk_path.clone(), env.exit.clone()));
+                p_mon.set_monitoring(addr);
+                Ok(running)
+            },
+        ))
+        .child(ChildSpec::new("status", Restart::Permanent, move |env| {
+            let actor = StatusActor::new(
+                s_status.clone(),
+                Vec::new(),
+                Box::new(BTreeMap::new),
+                p_status.clone(),
+                env.bus.clone(),
+                env.exit.clone(),
+            );
+            let (addr, running) = spawn_actor(actor);
+            p_status.set_status(addr);
+            Ok(running)
+        }))
+        .child(cloud.into_child(Restart::Permanent)))
+}
+
+/// A running daemon (in this process's actix system).
+pub struct DaemonHandle {
+    pub peers: Peers,
+    pub bus: EventBus,
+    pub root: Addr<Supervisor>,
+    exit: oneshot::Receiver<ExitCode>,
+}
+
+impl DaemonHandle {
+    /// Registers a command handler at run time (checked after the built-in
+    /// families; survives reconnects and dispatcher restarts).
+    pub fn register_handler<F, Fut>(&self, command: &str, handler: F)
+    where
+        F: Fn(serde_json::Value) -> Fut + 'static,
+        Fut: std::future::Future<Output = Reply> + 'static,
+    {
+        self.peers.extensions().register(command, handler);
+    }
+
+    /// Asks the tree to stop; `wait` then yields `code`.
+    pub fn shutdown(&self, code: ExitCode, reason: &'static str) {
+        self.root.do_send(Shutdown { code, reason });
+    }
+
+    /// Waits for the tree to end and returns the process exit code.
+    pub async fn wait(self) -> ExitCode {
+        self.exit.await.unwrap_or(ExitCode::Retryable)
+    }
+}
+
+/// Why the daemon did not start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartError {
+    /// The cluster was uninstalled from this host (exit 0, do not restart).
+    Uninstalled(String),
+    /// Bad configuration (exit 1).
+    Config(String),
+}
+
+/// Starts the daemon in the current actix system.
+pub fn start(settings: Settings) -> Result<DaemonHandle, StartError> {
+    let marker = settings.state_dir.join(UNINSTALLED_MARKER);
+    if marker.exists() {
+        return Err(StartError::Uninstalled(format!(
+            "this host's cluster was uninstalled ({} exists); remove that file to enroll again",
+            marker.display()
+        )));
+    }
+    let bus = EventBus::default();
+    let peers = Peers::new();
+    let spec = build(Arc::new(settings), &peers, &bus).map_err(StartError::Config)?;
+    let (root, exit) = spec.start_root(bus.clone());
+    peers.set_root(root.clone());
+    Ok(DaemonHandle {
+        peers,
+        bus,
+        root,
+        exit,
+    })
+}

@@ -1,0 +1,616 @@
+//! Reverse-channel dispatch: everything that travels in
+//! `team-cluster-daemon:message` envelopes, in both directions.
+//!
+//! Inbound `command` → the handler family that owns the name
+//! ([`crate::handlers::Command`]) or a run-time registered extension →
+//! `response` (`ok:true, status, data:{status:"success", data}`; unknown
+//! command → 404 `Unknown daemon command: <name>`; handler error → `ok:false`
+//! with its status and message; handler panic → 500, the daemon goes on).
+//! Inbound `response` → the pending outbound command it answers. Other types
+//! → subscribers ([`Route`]).
+//!
+//! Outbound [`SendCommand`] gets a UUID v4 `requestId` and a timeout and fails
+//! with `SOCKET_NOT_READY` / `COMMAND_TIMEOUT` / `COMMAND_REJECTED`; every
+//! pending command fails at once when the link goes down. [`Emit`] is
+//! fire-and-forget: queued in a bounded buffer while disconnected, drained
+//! in order after the next registration.
+
+use crate::events::{Event, EventBus};
+use crate::exit::{ExitReason, ExitSlot, panic_message};
+use crate::handlers::{self, CallInfo, HandlerContext, Reply, Run};
+use crate::link::{Link, LinkError};
+use crate::peers::Peers;
+use crate::supervisor::StopChild;
+use actix::prelude::*;
+use base64::Engine as _;
+use futures_util::FutureExt;
+use serde_json::{Value, json};
+use std::collections::{HashMap, VecDeque};
+use std::panic::AssertUnwindSafe;
+use std::rc::Rc;
+use std::time::Duration;
+use thiserror::Error;
+use tokio::sync::oneshot;
+use volt_protocol::envelope::{
+    CommandMessage, ResponseMessage, ResponseType, StreamChunk, StreamEnd,
+};
+use volt_protocol::{ErrorCode, Message};
+
+/// Raw bytes per `stream` chunk. 64 KiB becomes ~87 KiB of base64: far
+/// below socket.io's default 1 MB maxPayload, small enough that a full
+/// outbound queue stays a few MB, large enough that framing overhead is
+/// negligible.
+pub const STREAM_CHUNK_BYTES: usize = 64 * 1024;
+/// Envelope bytes around a chunk's base64 text (type, ids, frame prefix).
+const STREAM_FRAME_OVERHEAD: usize = 256;
+/// Drain retry period when the link's queue is full.
+const DRAIN_RETRY: Duration = Duration::from_millis(5);
+
+/// Why an outbound command failed; `code()` is the SDK's wire code.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum CommandError {
+    #[error("SOCKET_NOT_READY: {0}")]
+    SocketNotReady(String),
+    #[error("COMMAND_TIMEOUT: {command} got no response within {timeout_ms} ms")]
+    Timeout { command: String, timeout_ms: u64 },
+    #[error("COMMAND_REJECTED: {command} failed with status {status}: {message}")]
+    Rejected {
+        command: String,
+        status: u16,
+        code: Option<String>,
+        message: String,
+    },
+    #[error("EMIT_FAILED: {0}")]
+    EmitFailed(String),
+}
+
+impl CommandError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            CommandError::SocketNotReady(_) => ErrorCode::SocketNotReady,
+            CommandError::Timeout { .. } => ErrorCode::CommandTimeout,
+            CommandError::Rejected { .. } => ErrorCode::CommandRejected,
+            CommandError::EmitFailed(_) => ErrorCode::EmitFailed,
+        }
+    }
+
+    /// The HTTP-like status of a rejection.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            CommandError::Rejected { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// A registered connection is available.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct LinkUp(pub Link);
+
+/// Connection `connection` is gone.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct LinkDown {
+    pub connection: u64,
+}
+
+/// One inbound envelope from the control socket.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub enum Inbound {
+    Message(Message),
+    /// An envelope that did not decode; answered with 400 when it is a
+    /// command whose `requestId` can still be read.
+    Invalid {
+        raw: String,
+        error: String,
+    },
+}
+
+/// Send a command to the server and wait for its result (`data.data`).
+#[derive(Message)]
+#[rtype(result = "Result<Value, CommandError>")]
+pub struct SendCommand {
+    pub command: String,
+    pub payload: Value,
+    /// Defaults to the configured command timeout.
+    pub timeout: Option<Duration>,
+}
+
+impl SendCommand {
+    pub fn new(command: impl Into<String>, payload: Value) -> Self {
+        SendCommand {
+            command: command.into(),
+            payload,
+            timeout: None,
+        }
+    }
+
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
+/// Fire-and-forget message to the server (buffered while disconnected).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Emit(pub Message);
+
+/// The current link, if registered (for handlers that stream on their own).
+#[derive(Message)]
+#[rtype(result = "Option<Link>")]
+pub struct CurrentLink;
+
+/// A non-command, non-response message delivered to a subscriber.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct Route(pub Message);
+
+struct ForgetPending(String);
+
+impl actix::Message for ForgetPending {
+    type Result = ();
+}
+
+struct Pending {
+    tx: oneshot::Sender<Result<Value, CommandError>>,
+    command: String,
+}
+
+/// The dispatcher actor (see the module docs).
+pub struct Dispatcher {
+    handlers: Rc<HandlerContext>,
+    peers: Peers,
+    bus: EventBus,
+    exit: ExitSlot,
+    link: Option<Link>,
+    pending: HashMap<String, Pending>,
+    buffer: VecDeque<Message>,
+    buffer_cap: usize,
+    dropped: u64,
+    command_timeout: Duration,
+    draining: bool,
+}
+
+impl Dispatcher {
+    pub fn new(handlers: Rc<HandlerContext>, bus: EventBus, exit: ExitSlot) -> Self {
+        let settings = handlers.settings.clone();
+        Dispatcher {
+            peers: handlers.peers.clone(),
+            handlers,
+            bus,
+            exit,
+            link: None,
+            pending: HashMap::new(),
+            buffer: VecDeque::new(),
+            buffer_cap: settings.socket.emit_buffer.max(1),
+            dropped: 0,
+            command_timeout: settings.socket.command_timeout,
+            draining: false,
+        }
+    }
+
+    fn fail_pending(&mut self, why: &str) {
+        for (_, p) in self.pending.drain() {
+            let _ = p.tx.send(Err(CommandError::SocketNotReady(format!(
+                "{why} while waiting for {}",
+                p.command
+            ))));
+        }
+    }
+
+    fn on_response(&mut self, resp: ResponseMessage) {
+        let Some(p) = self.pending.remove(&resp.request_id) else {
+            tracing::debug!(request_id = %resp.request_id, "Response for an unknown request ignored.");
+            return;
+        };
+        let result = resp.into_result().map_err(|f| CommandError::Rejected {
+            command: p.command.clone(),
+            status: f.status,
+            code: f.code,
+            message: f.message,
+        });
+        let _ = p.tx.send(result);
+    }
+
+    fn on_command(&mut self, cmd: CommandMessage) {
+        let Some(link) = self.link.clone() else {
+            tracing::warn!(command = %cmd.command, "Command arrived without a registered link; dropped.");
+            return;
+        };
+        let call = CallInfo {
+            request_id: cmd.request_id,
+            command: cmd.command,
+            response_type: cmd.response_type.unwrap_or_default(),
+            payload: cmd.payload.unwrap_or_else(|| json!({})),
+        };
+        let run = match std::panic::catch_unwind(AssertUnwindSafe(|| {
+            handlers::dispatch(&self.handlers, &call)
+        })) {
+            Ok(run) => run,
+            Err(p) => Run::Done(Reply::panicked(&call.command, &panic_message(p.as_ref()))),
+        };
+        match run {
+            Run::Done(reply) => deliver_now(link, call, reply),
+            Run::Later(fut) => {
+                let command = call.command.clone();
+                actix_rt::spawn(async move {
+                    let reply = match AssertUnwindSafe(fut).catch_unwind().await {
+                        Ok(reply) => reply,
+                        Err(p) => Reply::panicked(&command, &panic_message(p.as_ref())),
+                    };
+                    deliver(&link, &call, reply).await;
+                });
+            }
+        }
+    }
+
+    fn on_invalid(&mut self, raw: &str, error: &str) {
+        let v: Value = serde_json::from_str(raw).unwrap_or(Value::Null);
+        let is_command = v.get("type").and_then(Value::as_str) == Some("command");
+        match (
+            is_command,
+            v.get("requestId").and_then(Value::as_str),
+            &self.link,
+        ) {
+            (true, Some(id), Some(link)) => {
+                let _ = link.try_send(&Message::Response(ResponseMessage::failure(
+                    id,
+                    400,
+                    format!("Invalid command message: {error}"),
+                )));
+            }
+            _ => tracing::warn!(%error, "Ignoring an invalid message from the server."),
+        }
+    }
+
+    fn route(&mut self, msg: Message) {
+        let delivered = self.peers.routes().deliver(&msg);
+        if !delivered {
+            tracing::debug!(kind = msg.type_str(), "No subscriber for message; ignored.");
+        }
+    }
+
+    fn drain(&mut self, ctx: &mut Context<Self>) {
+        let Some(link) = self.link.clone() else {
+            self.draining = false;
+            return;
+        };
+        if self.dropped > 0 {
+            self.bus.emit(Event::EmitBufferOverflow {
+                dropped: self.dropped,
+            });
+            self.dropped = 0;
+        }
+        while let Some(msg) = self.buffer.front() {
+            match link.try_send(msg) {
+                Ok(()) => {
+                    self.buffer.pop_front();
+                }
+                Err(LinkError::Full) => {
+                    self.draining = true;
+                    ctx.run_later(DRAIN_RETRY, |act, ctx| act.drain(ctx));
+                    return;
+                }
+                Err(LinkError::Closed) => {
+                    self.draining = false;
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, kind = msg.type_str(), "Dropping a buffered message that cannot be sent.");
+                    self.buffer.pop_front();
+                }
+            }
+        }
+        self.draining = false;
+    }
+
+    fn buffer_push(&mut self, msg: Message) {
+        if self.buffer.len() >= self.buffer_cap {
+            self.buffer.pop_front();
+            self.dropped += 1;
+        }
+        self.buffer.push_back(msg);
+    }
+}
+
+/// Sends a reply that is ready now. JSON and failures are sent without
+/// waiting when the queue has room (the hot path); everything else goes
+/// through [`deliver`] on its own task.
+fn deliver_now(link: Link, call: CallInfo, reply: Reply) {
+    if let Some(msg) = reply.as_simple_message(&call.request_id) {
+        match link.try_send(&msg) {
+            Ok(()) => return,
+            Err(LinkError::Full) => {
+                actix_rt::spawn(async move {
+                    send_or_report(&link, &call, msg).await;
+                });
+                return;
+            }
+            Err(LinkError::TooLarge { len, max }) => {
+                let _ = link.try_send(&too_large(&call, len, max));
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, command = %call.command, "Reply not sent.");
+                return;
+            }
+        }
+    }
+    actix_rt::spawn(async move { deliver(&link, &call, reply).await });
+}
+
+fn too_large(call: &CallInfo, len: usize, max: usize) -> Message {
+    Message::Response(ResponseMessage::failure(
+        call.request_id.clone(),
+        413,
+        format!(
+            "Reply to {} is {len} bytes, over the server's maxPayload of {max}; use responseType \"stream\"",
+            call.command
+        ),
+    ))
+}
+
+async fn send_or_report(link: &Link, call: &CallInfo, msg: Message) {
+    match link.send(&msg).await {
+        Ok(()) => {}
+        Err(LinkError::TooLarge { len, max }) => {
+            let _ = link.send(&too_large(call, len, max)).await;
+        }
+        Err(e) => tracing::debug!(error = %e, command = %call.command, "Reply not sent."),
+    }
+}
+
+/// Sends any reply, waiting for room in the link's queue (backpressure).
+pub async fn deliver(link: &Link, call: &CallInfo, reply: Reply) {
+    if let Some(msg) = reply.as_simple_message(&call.request_id) {
+        send_or_report(link, call, msg).await;
+        return;
+    }
+    match reply {
+        Reply::Stream(stream) => send_stream(link, call, stream).await,
+        Reply::Handled => {}
+        // Json/Failure/Buffer are simple messages, handled above.
+        Reply::Json { .. } | Reply::Failure { .. } | Reply::Buffer { .. } => {}
+    }
+}
+
+async fn send_stream(link: &Link, call: &CallInfo, stream: handlers::StreamReply) {
+    use futures_util::StreamExt;
+    let request_id = call.request_id.clone();
+    // Gen B uses the requestId as the streamId.
+    let stream_id = request_id.clone();
+    let start = Message::Response(ResponseMessage::stream_start(
+        request_id.clone(),
+        stream.status,
+        stream.headers,
+        stream_id.clone(),
+    ));
+    if link.send(&start).await.is_err() {
+        return;
+    }
+    // Raw bytes per chunk so that base64 plus the envelope stays under
+    // maxPayload, whatever the server announced.
+    let budget = link
+        .max_payload()
+        .saturating_sub(STREAM_FRAME_OVERHEAD + request_id.len() * 2);
+    let chunk_bytes = (budget / 4 * 3).clamp(1, STREAM_CHUNK_BYTES);
+    let mut body = stream.body;
+    let mut pending: Vec<u8> = Vec::with_capacity(chunk_bytes);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut failure: Option<String> = None;
+    loop {
+        let next = body.next().await;
+        let done = match next {
+            Some(Ok(bytes)) => {
+                pending.extend_from_slice(&bytes);
+                false
+            }
+            Some(Err(e)) => {
+                failure = Some(e);
+                true
+            }
+            None => true,
+        };
+        while pending.len() >= chunk_bytes || (done && !pending.is_empty()) {
+            let take = pending.len().min(chunk_bytes);
+            let chunk: Vec<u8> = pending.drain(..take).collect();
+            let msg = Message::Stream(StreamChunk {
+                request_id: request_id.clone(),
+                stream_id: stream_id.clone(),
+                chunk_base64: b64.encode(&chunk),
+            });
+            if link.send(&msg).await.is_err() {
+                return; // the connection is gone; the server failed the request
+            }
+        }
+        if done {
+            break;
+        }
+    }
+    let _ = link
+        .send(&Message::StreamEnd(StreamEnd {
+            request_id,
+            stream_id,
+            message: failure,
+        }))
+        .await;
+}
+
+impl Actor for Dispatcher {
+    type Context = Context<Self>;
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.fail_pending("dispatcher stopped");
+    }
+}
+
+impl Handler<StopChild> for Dispatcher {
+    type Result = ();
+    fn handle(&mut self, _: StopChild, ctx: &mut Self::Context) {
+        self.exit.set(ExitReason::Shutdown);
+        ctx.stop();
+    }
+}
+
+impl Handler<LinkUp> for Dispatcher {
+    type Result = ();
+    fn handle(&mut self, LinkUp(link): LinkUp, ctx: &mut Self::Context) {
+        self.link = Some(link);
+        if !self.buffer.is_empty() || self.dropped > 0 {
+            self.drain(ctx);
+        }
+    }
+}
+
+impl Handler<LinkDown> for Dispatcher {
+    type Result = ();
+    fn handle(&mut self, msg: LinkDown, _ctx: &mut Self::Context) {
+        if self
+            .link
+            .as_ref()
+            .is_some_and(|l| l.connection() <= msg.connection)
+        {
+            self.link = None;
+        }
+        self.fail_pending("control socket disconnected");
+    }
+}
+
+impl Handler<Inbound> for Dispatcher {
+    type Result = ();
+    fn handle(&mut self, msg: Inbound, _ctx: &mut Self::Context) {
+        match msg {
+            Inbound::Message(Message::Command(cmd)) => self.on_command(cmd),
+            Inbound::Message(Message::Response(resp)) => self.on_response(resp),
+            Inbound::Message(other) => self.route(other),
+            Inbound::Invalid { raw, error } => self.on_invalid(&raw, &error),
+        }
+    }
+}
+
+impl Handler<SendCommand> for Dispatcher {
+    type Result = ResponseFuture<Result<Value, CommandError>>;
+
+    fn handle(&mut self, msg: SendCommand, ctx: &mut Self::Context) -> Self::Result {
+        let command = msg.command;
+        let Some(link) = self.link.clone().filter(|l| !l.is_closed()) else {
+            return Box::pin(std::future::ready(Err(CommandError::SocketNotReady(
+                format!("control socket is not registered; cannot send {command}"),
+            ))));
+        };
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let message = Message::Command(CommandMessage {
+            request_id: request_id.clone(),
+            command: command.clone(),
+            response_type: Some(ResponseType::Json),
+            payload: Some(msg.payload),
+        });
+        let frame = match link.encode(&message) {
+            Ok(f) => f,
+            Err(e) => {
+                return Box::pin(std::future::ready(Err(CommandError::EmitFailed(
+                    e.to_string(),
+                ))));
+            }
+        };
+        let (tx, rx) = oneshot::channel();
+        self.pending.insert(
+            request_id.clone(),
+            Pending {
+                tx,
+                command: command.clone(),
+            },
+        );
+        let timeout = msg.timeout.unwrap_or(self.command_timeout);
+        let me = ctx.address();
+        Box::pin(async move {
+            if link.send_frame(frame).await.is_err() {
+                me.do_send(ForgetPending(request_id));
+                return Err(CommandError::SocketNotReady(format!(
+                    "control socket closed while sending {command}"
+                )));
+            }
+            match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => Err(CommandError::SocketNotReady(format!(
+                    "dispatcher stopped while waiting for {command}"
+                ))),
+                Err(_) => {
+                    me.do_send(ForgetPending(request_id));
+                    Err(CommandError::Timeout {
+                        command,
+                        timeout_ms: timeout.as_millis() as u64,
+                    })
+                }
+            }
+        })
+    }
+}
+
+impl Handler<ForgetPending> for Dispatcher {
+    type Result = ();
+    fn handle(&mut self, msg: ForgetPending, _ctx: &mut Self::Context) {
+        self.pending.remove(&msg.0);
+    }
+}
+
+impl Handler<Emit> for Dispatcher {
+    type Result = ();
+    fn handle(&mut self, Emit(msg): Emit, ctx: &mut Self::Context) {
+        match self.link.clone() {
+            Some(link) if !self.draining && self.buffer.is_empty() => match link.try_send(&msg) {
+                Ok(()) => {}
+                Err(LinkError::Full) => {
+                    self.buffer_push(msg);
+                    self.draining = true;
+                    ctx.run_later(DRAIN_RETRY, |act, ctx| act.drain(ctx));
+                }
+                Err(LinkError::Closed) => self.buffer_push(msg),
+                Err(e) => tracing::warn!(error = %e, "Dropping a message that cannot be sent."),
+            },
+            _ => self.buffer_push(msg),
+        }
+    }
+}
+
+impl Handler<CurrentLink> for Dispatcher {
+    type Result = Option<Link>;
+    fn handle(&mut self, _: CurrentLink, _ctx: &mut Self::Context) -> Option<Link> {
+        self.link.clone().filter(|l| !l.is_closed())
+    }
+}
+
+/// Subscribers for routed (non-command) messages, by `type` prefix. Kept in
+/// [`Peers`] so subscriptions survive a dispatcher restart.
+#[derive(Default)]
+pub struct Routes {
+    subs: std::cell::RefCell<Vec<(String, Recipient<Route>)>>,
+}
+
+impl Routes {
+    /// Delivers `type`s starting with `prefix` (e.g. `session-`) to `to`.
+    pub fn subscribe(&self, prefix: impl Into<String>, to: Recipient<Route>) {
+        let prefix = prefix.into();
+        let mut subs = self.subs.borrow_mut();
+        subs.retain(|(p, r)| p != &prefix || r.connected());
+        subs.push((prefix, to));
+    }
+
+    /// Delivers to every live subscriber whose prefix matches.
+    pub fn deliver(&self, msg: &Message) -> bool {
+        let kind = msg.type_str();
+        let mut delivered = false;
+        let mut subs = self.subs.borrow_mut();
+        subs.retain(|(_, r)| r.connected());
+        for (prefix, to) in subs.iter() {
+            if kind.starts_with(prefix.as_str()) {
+                to.do_send(Route(msg.clone()));
+                delivered = true;
+            }
+        }
+        delivered
+    }
+}

@@ -1,0 +1,239 @@
+//! Inbound commands: one file per command family, joined by one dispatch
+//! enum ([`Command`]). Adding a command touches its family file and, for a
+//! new family, one enum arm here.
+//!
+//! A family parses `(name, payload)` into its own typed command (unknown
+//! payload keys are ignored; a bad payload is a 400 with the reason), and
+//! runs it into a [`Reply`], either at once ([`Run::Done`]) or as a future
+//! ([`Run::Later`]) that the dispatcher runs on its own task.
+
+pub mod runtime;
+
+use crate::events::EventBus;
+use crate::peers::Peers;
+use crate::settings::Settings;
+use futures_util::future::LocalBoxFuture;
+use futures_util::stream::LocalBoxStream;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value, json};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use tokio::time::Instant;
+use volt_protocol::Message;
+use volt_protocol::envelope::{Headers, ResponseMessage, ResponseType};
+
+/// What every handler may use.
+pub struct HandlerContext {
+    pub settings: Arc<Settings>,
+    pub peers: Peers,
+    pub bus: EventBus,
+    /// When the daemon started (uptime).
+    pub started: Instant,
+}
+
+/// The command being answered.
+#[derive(Debug, Clone)]
+pub struct CallInfo {
+    pub request_id: String,
+    pub command: String,
+    pub response_type: ResponseType,
+    pub payload: Value,
+}
+
+/// A streamed body: chunks of bytes, or an error that ends the stream with
+/// `stream-end {message}`.
+pub struct StreamReply {
+    pub status: u16,
+    pub headers: Headers,
+    pub body: LocalBoxStream<'static, Result<Vec<u8>, String>>,
+}
+
+/// A handler's answer.
+pub enum Reply {
+    /// `ok:true, status, data:{status:"success", data}`.
+    Json { status: u16, data: Value },
+    /// `ok:false, status, message` (+ `data:{status:"error", code, message}`
+    /// when a code is given).
+    Failure {
+        status: u16,
+        code: Option<String>,
+        message: String,
+    },
+    /// `ok:true, status, headers?, bodyBase64`.
+    Buffer {
+        status: u16,
+        headers: Option<Headers>,
+        body: Vec<u8>,
+    },
+    /// `response` with a `streamId`, then `stream` chunks, then `stream-end`.
+    Stream(StreamReply),
+    /// The handler answered on its own (e.g. `session.attach`).
+    Handled,
+}
+
+impl Reply {
+    pub fn ok(data: Value) -> Self {
+        Reply::Json { status: 200, data }
+    }
+
+    pub fn created(data: Value) -> Self {
+        Reply::Json { status: 201, data }
+    }
+
+    pub fn failure(status: u16, message: impl Into<String>) -> Self {
+        Reply::Failure {
+            status,
+            code: None,
+            message: message.into(),
+        }
+    }
+
+    pub fn failure_with_code(status: u16, code: &str, message: impl Into<String>) -> Self {
+        Reply::Failure {
+            status,
+            code: Some(code.to_owned()),
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::failure(400, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::failure(404, message)
+    }
+
+    /// The 500 a panicking handler turns into.
+    pub fn panicked(command: &str, message: &str) -> Self {
+        tracing::error!(%command, panic = %message, "Command handler panicked.");
+        Reply::failure_with_code(
+            500,
+            "INTERNAL_ERROR",
+            format!("Handler for {command} panicked: {message}"),
+        )
+    }
+
+    /// The reply as one message, unless it is a stream or already handled.
+    pub fn as_simple_message(&self, request_id: &str) -> Option<Message> {
+        Some(Message::Response(match self {
+            Reply::Json { status, data } => {
+                ResponseMessage::success_with_status(request_id, *status, data.clone())
+            }
+            Reply::Failure {
+                status,
+                code: Some(code),
+                message,
+            } => ResponseMessage::failure_with_code(request_id, *status, code, message.clone()),
+            Reply::Failure {
+                status,
+                code: None,
+                message,
+            } => ResponseMessage::failure(request_id, *status, message.clone()),
+            Reply::Buffer {
+                status,
+                headers,
+                body,
+            } => {
+                use base64::Engine as _;
+                ResponseMessage::buffer(
+                    request_id,
+                    *status,
+                    headers.clone(),
+                    base64::engine::general_purpose::STANDARD.encode(body),
+                )
+            }
+            Reply::Stream(_) | Reply::Handled => return None,
+        }))
+    }
+}
+
+/// How a handler runs.
+pub enum Run {
+    Done(Reply),
+    Later(LocalBoxFuture<'static, Reply>),
+}
+
+impl Run {
+    pub fn later(fut: impl std::future::Future<Output = Reply> + 'static) -> Self {
+        Run::Later(Box::pin(fut))
+    }
+}
+
+/// Parses a payload into a family's typed request (unknown keys ignored).
+pub fn parse_payload<T: DeserializeOwned>(command: &str, payload: &Value) -> Result<T, Reply> {
+    let value = match payload {
+        Value::Null => Value::Object(Map::new()),
+        v => v.clone(),
+    };
+    serde_json::from_value(value)
+        .map_err(|e| Reply::bad_request(format!("Invalid payload for {command}: {e}")))
+}
+
+/// Every built-in command family.
+pub enum Command {
+    Runtime(runtime::RuntimeCommand),
+}
+
+impl Command {
+    /// `Ok(None)` when no family owns `name`.
+    pub fn parse(name: &str, payload: &Value) -> Result<Option<Command>, Reply> {
+        if let Some(c) = runtime::RuntimeCommand::parse(name, payload)? {
+            return Ok(Some(Command::Runtime(c)));
+        }
+        Ok(None)
+    }
+
+    pub fn run(self, ctx: &Rc<HandlerContext>, call: &CallInfo) -> Run {
+        match self {
+            Command::Runtime(c) => c.run(ctx, call),
+        }
+    }
+}
+
+/// A handler registered at run time (embedding applications, tests).
+pub type ExtensionHandler = Rc<dyn Fn(Value) -> LocalBoxFuture<'static, Reply>>;
+
+/// Run-time registered handlers, by command name.
+#[derive(Default, Clone)]
+pub struct ExtensionRegistry(Rc<RefCell<HashMap<String, ExtensionHandler>>>);
+
+impl ExtensionRegistry {
+    /// Registers (or replaces) the handler for `command`. Built-in commands
+    /// cannot be overridden: they are resolved first.
+    pub fn register<F, Fut>(&self, command: impl Into<String>, handler: F)
+    where
+        F: Fn(Value) -> Fut + 'static,
+        Fut: std::future::Future<Output = Reply> + 'static,
+    {
+        let handler: ExtensionHandler = Rc::new(move |payload| Box::pin(handler(payload)));
+        self.0.borrow_mut().insert(command.into(), handler);
+    }
+
+    pub fn get(&self, command: &str) -> Option<ExtensionHandler> {
+        self.0.borrow().get(command).cloned()
+    }
+}
+
+/// Resolves and runs one inbound command.
+pub fn dispatch(ctx: &Rc<HandlerContext>, call: &CallInfo) -> Run {
+    match Command::parse(&call.command, &call.payload) {
+        Ok(Some(command)) => command.run(ctx, call),
+        Ok(None) => match ctx.peers.extensions().get(&call.command) {
+            Some(handler) => Run::Later(handler(call.payload.clone())),
+            None => Run::Done(Reply::Failure {
+                status: 404,
+                code: None,
+                message: format!("Unknown daemon command: {}", call.command),
+            }),
+        },
+        Err(reply) => Run::Done(reply),
+    }
+}
+
+/// `{accepted: true}` — the answer to lifecycle commands.
+pub fn accepted() -> Value {
+    json!({ "accepted": true })
+}

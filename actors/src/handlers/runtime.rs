@@ -1,0 +1,196 @@
+//! `runtime.*` commands: the daemon's own lifecycle.
+//!
+//! | command | payload | result |
+//! |---|---|---|
+//! | `runtime.ping` (voltd) | – | `{pong:true, version, uptimeSeconds, pid}` |
+//! | `runtime.status` (voltd) | – | the `voltd status` snapshot |
+//! | `runtime.restart` | – | `{accepted:true}`, then exit code 5 after 250 ms |
+//! | `runtime.uninstall` | `{reason?}` | `{accepted:true}`, then uninstall (see [`crate::lifecycle`]) |
+//! | `runtime.update` | `{targetImage?, targetVersion}` | `{accepted:true}` and the configured update command runs, or `{accepted:false, reason}` |
+
+use super::{CallInfo, HandlerContext, Reply, Run, accepted, parse_payload};
+use crate::exit::ExitCode;
+use crate::lifecycle;
+use crate::status::GetSnapshot;
+use crate::supervisor::Shutdown;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::rc::Rc;
+use std::time::Duration;
+
+/// The reference daemon answers first and acts 250 ms later, so the
+/// `{accepted:true}` reply leaves before the connection goes away.
+pub const ACT_AFTER_REPLY: Duration = Duration::from_millis(250);
+
+#[derive(Debug, Deserialize)]
+pub struct UninstallRequest {
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateRequest {
+    #[serde(default)]
+    pub target_image: Option<String>,
+    pub target_version: String,
+}
+
+/// The `runtime.*` family.
+pub enum RuntimeCommand {
+    Ping,
+    Status,
+    Restart,
+    Uninstall(UninstallRequest),
+    Update(UpdateRequest),
+}
+
+/// Longest accepted `targetVersion` (the server allows 128).
+const MAX_VERSION_LEN: usize = 128;
+
+impl RuntimeCommand {
+    pub fn parse(name: &str, payload: &Value) -> Result<Option<Self>, Reply> {
+        Ok(Some(match name {
+            "runtime.ping" => RuntimeCommand::Ping,
+            "runtime.status" => RuntimeCommand::Status,
+            "runtime.restart" => RuntimeCommand::Restart,
+            "runtime.uninstall" => RuntimeCommand::Uninstall(parse_payload(name, payload)?),
+            "runtime.update" => {
+                let req: UpdateRequest = parse_payload(name, payload)?;
+                let v = req.target_version.trim();
+                if v.is_empty()
+                    || v.len() > MAX_VERSION_LEN
+                    || !v
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '+'))
+                {
+                    return Err(Reply::bad_request(
+                        "Invalid payload for runtime.update: targetVersion must be 1..128 characters of [A-Za-z0-9.+_-]",
+                    ));
+                }
+                RuntimeCommand::Update(req)
+            }
+            _ => return Ok(None),
+        }))
+    }
+
+    pub fn run(self, ctx: &Rc<HandlerContext>, _call: &CallInfo) -> Run {
+        match self {
+            RuntimeCommand::Ping => Run::Done(Reply::ok(json!({
+                "pong": true,
+                "version": env!("CARGO_PKG_VERSION"),
+                "uptimeSeconds": ctx.started.elapsed().as_secs(),
+                "pid": std::process::id(),
+            }))),
+            RuntimeCommand::Status => {
+                let status = ctx.peers.status();
+                Run::later(async move {
+                    let Some(status) = status else {
+                        return Reply::failure(503, "status machine is not running");
+                    };
+                    match status.send(GetSnapshot).await {
+                        Ok(s) => Reply::ok(serde_json::to_value(s).unwrap_or(Value::Null)),
+                        Err(e) => Reply::failure(503, format!("status machine unavailable: {e}")),
+                    }
+                })
+            }
+            RuntimeCommand::Restart => {
+                let root = ctx.peers.root();
+                let bus = ctx.bus.clone();
+                actix_rt::spawn(async move {
+                    tokio::time::sleep(ACT_AFTER_REPLY).await;
+                    bus.emit(crate::events::Event::RuntimeAction {
+                        action: "restart".into(),
+                        stage: "started".into(),
+                        detail: None,
+                    });
+                    if let Some(root) = root {
+                        root.do_send(Shutdown {
+                            code: ExitCode::RestartRequested,
+                            reason: "restart requested by the server",
+                        });
+                    }
+                });
+                Run::Done(Reply::ok(accepted()))
+            }
+            RuntimeCommand::Uninstall(req) => {
+                let ctx = ctx.clone();
+                actix_rt::spawn(async move {
+                    tokio::time::sleep(ACT_AFTER_REPLY).await;
+                    lifecycle::uninstall(&ctx, req.reason).await;
+                });
+                Run::Done(Reply::ok(accepted()))
+            }
+            RuntimeCommand::Update(req) => {
+                if ctx.settings.update_command.is_none() {
+                    return Run::Done(Reply::ok(json!({
+                        "accepted": false,
+                        "reason": "updates are not enabled on this host (no update_command configured)",
+                    })));
+                }
+                let ctx = ctx.clone();
+                actix_rt::spawn(async move {
+                    tokio::time::sleep(ACT_AFTER_REPLY).await;
+                    lifecycle::update(&ctx, req.target_version.trim(), req.target_image.as_deref())
+                        .await;
+                });
+                Run::Done(Reply::ok(accepted()))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_known_names_only() {
+        assert!(matches!(
+            RuntimeCommand::parse("runtime.ping", &json!({"metadata": {}})),
+            Ok(Some(RuntimeCommand::Ping))
+        ));
+        assert!(matches!(
+            RuntimeCommand::parse("runtime.nope", &json!({})),
+            Ok(None)
+        ));
+        assert!(matches!(
+            RuntimeCommand::parse(
+                "runtime.uninstall",
+                &json!({"reason": "Delete requested by user u1"})
+            ),
+            Ok(Some(RuntimeCommand::Uninstall(UninstallRequest {
+                reason: Some(_)
+            })))
+        ));
+        assert!(matches!(
+            RuntimeCommand::parse("runtime.uninstall", &Value::Null),
+            Ok(Some(RuntimeCommand::Uninstall(UninstallRequest {
+                reason: None
+            })))
+        ));
+    }
+
+    #[test]
+    fn update_payload_is_validated() {
+        let ok = RuntimeCommand::parse(
+            "runtime.update",
+            &json!({"targetImage": "ghcr.io/x:1.2.3", "targetVersion": "1.2.3"}),
+        );
+        assert!(matches!(ok, Ok(Some(RuntimeCommand::Update(_)))));
+        for bad in [
+            json!({}),
+            json!({"targetVersion": ""}),
+            json!({"targetVersion": "1; rm -rf /"}),
+        ] {
+            let Err(Reply::Failure {
+                status, message, ..
+            }) = RuntimeCommand::parse("runtime.update", &bad)
+            else {
+                panic!("{bad} accepted");
+            };
+            assert_eq!(status, 400);
+            assert!(message.contains("runtime.update"), "{message}");
+        }
+    }
+}

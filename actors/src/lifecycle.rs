@@ -1,0 +1,259 @@
+//! Runtime actions the server asks for: uninstall and update.
+//!
+//! Uninstall (`runtime.uninstall`), the native-host version of the
+//! reference's "remove the compose project and the install directory":
+//! stop the managed services, delete `<install root>/<cluster id>` and the
+//! daemon's state (credentials, manifest, service data), tell the server
+//! with `runtime.delete-completed`, leave an `uninstalled` marker so a reboot
+//! does not bring the daemon back, and exit 0. On failure the daemon reports
+//! `delete-failed` with the reason and exits with the retryable code.
+//!
+//! Update (`runtime.update`): run the configured update command (it receives
+//! the target version and image); success exits with the updating code so
+//! the service manager starts the new version, failure reports
+//! `update-failed`.
+
+use crate::credentials::{CREDENTIALS_FILE, MANIFEST_FILE, UNINSTALLED_MARKER};
+use crate::dispatch::SendCommand;
+use crate::events::Event;
+use crate::exit::ExitCode;
+use crate::fsutil::{SECRET_FILE_MODE, write_atomic};
+use crate::handlers::HandlerContext;
+use crate::supervisor::Shutdown;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+use volt_protocol::ClusterStatus;
+use volt_protocol::heartbeat::{
+    DELETE_COMPLETED_COMMAND, DeleteCompletedPayload, LIFECYCLE_COMMAND, LifecyclePayload,
+};
+
+/// Longest an update command may run before it counts as failed.
+pub const UPDATE_COMMAND_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long the final report to the server may take.
+const REPORT_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn emit(ctx: &HandlerContext, action: &str, stage: &str, detail: Option<String>) {
+    ctx.bus.emit(Event::RuntimeAction {
+        action: action.into(),
+        stage: stage.into(),
+        detail,
+    });
+}
+
+async fn report_status(ctx: &HandlerContext, status: ClusterStatus, reason: Option<String>) {
+    let (Some(d), Some(creds)) = (ctx.peers.dispatcher(), ctx.peers.credentials()) else {
+        return;
+    };
+    let payload = LifecyclePayload {
+        team_cluster_id: creds.team_cluster_id,
+        daemon_password: creds.daemon_password,
+        status,
+        installed_version: Some(ctx.settings.installed_version.clone()),
+        reason: reason.clone(),
+    };
+    let Ok(payload) = serde_json::to_value(payload) else {
+        return;
+    };
+    match d
+        .send(SendCommand::new(LIFECYCLE_COMMAND, payload).timeout(REPORT_TIMEOUT))
+        .await
+    {
+        Ok(Ok(v)) => {
+            let server_status = v
+                .pointer("/teamCluster/status")
+                .and_then(|s| s.as_str())
+                .and_then(|s| s.parse().ok());
+            ctx.bus.emit(Event::LifecycleReported {
+                status,
+                server_status,
+                reason,
+            });
+        }
+        Ok(Err(e)) => tracing::warn!(%status, error = %e, "Could not report the status."),
+        Err(e) => tracing::warn!(%status, error = %e, "Could not report the status."),
+    }
+}
+
+fn shutdown(ctx: &HandlerContext, code: ExitCode, reason: &'static str) {
+    if let Some(root) = ctx.peers.root() {
+        root.do_send(Shutdown { code, reason });
+    }
+}
+
+/// A directory voltd may delete: absolute, not `/`, not a parent of itself.
+fn removable(dir: &Path) -> bool {
+    dir.is_absolute()
+        && dir.components().count() >= 3
+        && !dir
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+}
+
+fn remove_dir(dir: &Path) -> Result<(), String> {
+    if !removable(dir) {
+        return Err(format!("refusing to delete {}", dir.display()));
+    }
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("cannot delete {}: {e}", dir.display())),
+    }
+}
+
+fn remove_file(path: &Path) -> Result<(), String> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("cannot delete {}: {e}", path.display())),
+    }
+}
+
+/// What uninstall deletes: the install directory, the state files and the
+/// managed services' data directories.
+pub fn uninstall_targets(ctx: &HandlerContext) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let s = &ctx.settings;
+    let dirs = vec![s.install_dir()];
+    let files = vec![
+        s.state_dir.join(CREDENTIALS_FILE),
+        s.state_dir.join(MANIFEST_FILE),
+    ];
+    (dirs, files)
+}
+
+/// Runs the uninstall (see the module docs).
+pub async fn uninstall(ctx: &Rc<HandlerContext>, reason: Option<String>) {
+    emit(ctx, "uninstall", "started", reason.clone());
+    // Report `deleting` now: the server already moved there when it got our
+    // `{accepted:true}`; the report records why.
+    report_status(ctx, ClusterStatus::Deleting, reason).await;
+
+    let (dirs, files) = uninstall_targets(ctx);
+    let mut errors = Vec::new();
+    for d in &dirs {
+        if let Err(e) = remove_dir(d) {
+            errors.push(e);
+        }
+    }
+    // Credentials go last among the files but are read first: the
+    // completion report needs them.
+    let creds = ctx.peers.credentials();
+    if errors.is_empty() {
+        for f in &files {
+            if let Err(e) = remove_file(f) {
+                errors.push(e);
+            }
+        }
+    }
+    if !errors.is_empty() {
+        let detail = errors.join("; ");
+        emit(ctx, "uninstall", "failed", Some(detail.clone()));
+        report_status(ctx, ClusterStatus::DeleteFailed, Some(detail)).await;
+        shutdown(ctx, ExitCode::Retryable, "uninstall failed");
+        return;
+    }
+    let marker = ctx.settings.state_dir.join(UNINSTALLED_MARKER);
+    let note = format!(
+        "cluster {} was uninstalled at {}; remove this file to enroll again\n",
+        ctx.settings.team_cluster_id,
+        crate::events::now_rfc3339()
+    );
+    if let Err(e) = write_atomic(&marker, note.as_bytes(), SECRET_FILE_MODE) {
+        tracing::warn!(error = %e, "Could not write the uninstalled marker.");
+    }
+    if let (Some(d), Some(creds)) = (ctx.peers.dispatcher(), creds) {
+        let payload = DeleteCompletedPayload {
+            team_cluster_id: creds.team_cluster_id,
+            daemon_password: creds.daemon_password,
+        };
+        if let Ok(payload) = serde_json::to_value(payload) {
+            match d
+                .send(SendCommand::new(DELETE_COMPLETED_COMMAND, payload).timeout(REPORT_TIMEOUT))
+                .await
+            {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "Could not confirm the deletion to the server.")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "Could not confirm the deletion to the server.")
+                }
+            }
+        }
+    }
+    emit(ctx, "uninstall", "completed", None);
+    shutdown(ctx, ExitCode::Stopped, "uninstalled");
+}
+
+/// Runs the update (see the module docs).
+pub async fn update(ctx: &Rc<HandlerContext>, version: &str, image: Option<&str>) {
+    let Some(template) = ctx.settings.update_command.clone() else {
+        return;
+    };
+    let image = image.unwrap_or_default();
+    emit(ctx, "update", "started", Some(version.to_owned()));
+    let command = template
+        .replace("{version}", version)
+        .replace("{image}", image);
+    let run = tokio::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(&command)
+        .env("VOLTD_TARGET_VERSION", version)
+        .env("VOLTD_TARGET_IMAGE", image)
+        .kill_on_drop(true)
+        .output();
+    let outcome = match tokio::time::timeout(UPDATE_COMMAND_TIMEOUT, run).await {
+        Ok(Ok(out)) if out.status.success() => Ok(()),
+        Ok(Ok(out)) => {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let tail: String = stderr.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
+            Err(format!("update command failed ({}): {tail}", out.status))
+        }
+        Ok(Err(e)) => Err(format!("cannot run the update command: {e}")),
+        Err(_) => Err(format!(
+            "update command did not finish within {} s",
+            UPDATE_COMMAND_TIMEOUT.as_secs()
+        )),
+    };
+    match outcome {
+        Ok(()) => {
+            emit(ctx, "update", "completed", Some(version.to_owned()));
+            shutdown(
+                ctx,
+                ExitCode::Updating,
+                "updated; restarting into the new version",
+            );
+        }
+        Err(detail) => {
+            emit(ctx, "update", "failed", Some(detail.clone()));
+            report_status(ctx, ClusterStatus::UpdateFailed, Some(detail)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_deep_absolute_paths_are_removable() {
+        assert!(removable(Path::new("/opt/volt/team-clusters/c1")));
+        assert!(removable(Path::new("/var/lib")));
+        assert!(!removable(Path::new("/")));
+        assert!(!removable(Path::new("/opt")));
+        assert!(!removable(Path::new("relative/dir/x")));
+        assert!(!removable(Path::new("/opt/volt/../../etc")));
+    }
+
+    #[test]
+    fn removing_missing_things_is_fine() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(remove_dir(&dir.path().join("gone")).is_ok());
+        assert!(remove_file(&dir.path().join("gone.txt")).is_ok());
+        let sub = dir.path().join("sub/deeper");
+        std::fs::create_dir_all(&sub).unwrap();
+        std::fs::write(sub.join("f"), b"x").unwrap();
+        remove_dir(&dir.path().join("sub")).unwrap();
+        assert!(!dir.path().join("sub").exists());
+    }
+}

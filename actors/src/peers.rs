@@ -1,0 +1,99 @@
+//! The directory of running actors and shared cells.
+//!
+//! Actors restart; their addresses change. Nobody keeps a peer's address:
+//! they look it up here at the moment they send, and a supervisor start
+//! function publishes the new address when it (re)starts a child. Everything
+//! runs on the daemon's single actix thread, so plain `Rc`/`RefCell` suffice.
+
+use crate::credentials::Credentials;
+use crate::dispatch::{Dispatcher, Routes};
+use crate::handlers::ExtensionRegistry;
+use crate::heartbeat::Heartbeat;
+use crate::monitoring::Monitoring;
+use crate::status::StatusActor;
+use crate::supervisor::Supervisor;
+use actix::Addr;
+use std::cell::RefCell;
+use std::rc::Rc;
+use tokio::sync::watch;
+
+#[derive(Default)]
+struct Slots {
+    root: Option<Addr<Supervisor>>,
+    dispatcher: Option<Addr<Dispatcher>>,
+    heartbeat: Option<Addr<Heartbeat>>,
+    monitoring: Option<Addr<Monitoring>>,
+    status: Option<Addr<StatusActor>>,
+}
+
+struct Inner {
+    slots: RefCell<Slots>,
+    credentials: watch::Sender<Option<Credentials>>,
+    extensions: ExtensionRegistry,
+    routes: Routes,
+}
+
+/// Cheap-to-clone handle to the directory.
+#[derive(Clone)]
+pub struct Peers(Rc<Inner>);
+
+impl Default for Peers {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+macro_rules! slot {
+    ($get:ident, $set:ident, $ty:ty) => {
+        pub fn $get(&self) -> Option<Addr<$ty>> {
+            self.0.slots.borrow().$get.clone()
+        }
+        pub fn $set(&self, addr: Addr<$ty>) {
+            self.0.slots.borrow_mut().$get = Some(addr);
+        }
+    };
+}
+
+impl Peers {
+    pub fn new() -> Self {
+        let (credentials, _) = watch::channel(None);
+        Peers(Rc::new(Inner {
+            slots: RefCell::default(),
+            credentials,
+            extensions: ExtensionRegistry::default(),
+            routes: Routes::default(),
+        }))
+    }
+
+    slot!(root, set_root, Supervisor);
+    slot!(dispatcher, set_dispatcher, Dispatcher);
+    slot!(heartbeat, set_heartbeat, Heartbeat);
+    slot!(monitoring, set_monitoring, Monitoring);
+    slot!(status, set_status, StatusActor);
+
+    /// Publishes the credentials the cloud-facing actors use.
+    pub fn publish_credentials(&self, creds: Credentials) {
+        self.0.credentials.send_replace(Some(creds));
+    }
+
+    /// The current credentials, if enrollment is done.
+    pub fn credentials(&self) -> Option<Credentials> {
+        self.0.credentials.borrow().clone()
+    }
+
+    /// Waits for credentials (returns at once when already published).
+    pub fn watch_credentials(&self) -> watch::Receiver<Option<Credentials>> {
+        self.0.credentials.subscribe()
+    }
+
+    /// Handlers registered at run time (they survive dispatcher restarts
+    /// and reconnects because they live here, not in the dispatcher).
+    pub fn extensions(&self) -> &ExtensionRegistry {
+        &self.0.extensions
+    }
+
+    /// Subscribers of routed (non-command) messages.
+    pub fn routes(&self) -> &Routes {
+        &self.0.routes
+    }
+}

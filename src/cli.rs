@@ -1,0 +1,581 @@
+//! The `voltd` command line.
+//!
+//! | command | does | exit |
+//! |---|---|---|
+//! | `voltd run` | runs the daemon | the daemon exit-code table (README) |
+//! | `voltd enroll --token T` | enrolls once, stores the credentials | 0, 1 config, 2 unreachable, 4 rejected |
+//! | `voltd status [--json]` | asks the running daemon | 0, 3 not running |
+//! | `voltd logs [-f] [--tail N] [--json]` | the supervisor log stream | 0, 3 not running |
+//! | `voltd config show` | effective config, secrets redacted | 0, 1 |
+
+use crate::config::{self, Effective, Overrides};
+use crate::logging;
+use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use voltd_actors::admin;
+use voltd_actors::daemon::{self, StartError};
+use voltd_actors::enrollment;
+use voltd_actors::events::EventBus;
+use voltd_actors::exit::{ExitCode, ExitReason};
+use voltd_actors::supervisor::Shutdown;
+use voltd_actors::tls;
+
+/// Exit status of `voltd status`/`voltd logs` when no daemon answers (the
+/// LSB convention for "program is not running").
+pub const NOT_RUNNING: i32 = 3;
+/// Attempts `voltd enroll` makes on network errors before giving up.
+pub const ENROLL_CLI_ATTEMPTS: u32 = 5;
+
+#[derive(Debug, Parser)]
+#[command(name = "voltd", version, about = "VOLT cluster daemon")]
+pub struct Cli {
+    /// Config file (default /etc/voltd/voltd.toml when it exists; env VOLTD_CONFIG).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon.
+    Run {
+        #[command(flatten)]
+        overrides: Overrides,
+    },
+    /// Enroll this host with a one-time token and store the credentials.
+    Enroll {
+        /// The enrollment token (or TEAM_CLUSTER_ENROLLMENT_TOKEN).
+        #[arg(long, value_name = "TOKEN")]
+        token: Option<String>,
+        /// Also write cloud_url and team_cluster_id to this config file.
+        #[arg(long, value_name = "PATH")]
+        write_config: Option<PathBuf>,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
+    /// Show the running daemon's status.
+    Status {
+        /// Print the raw JSON snapshot.
+        #[arg(long)]
+        json: bool,
+        /// State directory of the daemon to ask.
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+    },
+    /// Show the supervisor log stream.
+    Logs {
+        /// Keep streaming new records.
+        #[arg(short, long)]
+        follow: bool,
+        /// Records of history to show first.
+        #[arg(long, default_value_t = admin::DEFAULT_TAIL)]
+        tail: usize,
+        /// Print raw JSON lines.
+        #[arg(long)]
+        json: bool,
+        /// State directory of the daemon to ask.
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+    },
+    /// Configuration commands.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration with secrets redacted.
+    Show {
+        #[command(flatten)]
+        overrides: Overrides,
+    },
+}
+
+fn fail(code: i32, message: impl std::fmt::Display) -> i32 {
+    eprintln!("voltd: {message}");
+    code
+}
+
+/// Runs the parsed command; returns the process exit status.
+pub fn main_with(cli: Cli) -> i32 {
+    let env = config::process_env();
+    match cli.command {
+        Command::Run { overrides } => match config::load(cli.config.as_deref(), &env, &overrides) {
+            Ok(eff) => run(eff),
+            Err(e) => fail(ExitCode::Config.code(), e),
+        },
+        Command::Enroll {
+            token,
+            write_config,
+            overrides,
+        } => enroll(cli.config.as_deref(), &env, overrides, token, write_config),
+        Command::Status { json, state_dir } => {
+            let dir = state_dir_for(cli.config.as_deref(), &env, state_dir);
+            status(&dir, json)
+        }
+        Command::Logs {
+            follow,
+            tail,
+            json,
+            state_dir,
+        } => {
+            let dir = state_dir_for(cli.config.as_deref(), &env, state_dir);
+            logs(&dir, follow, tail, json)
+        }
+        Command::Config {
+            command: ConfigCommand::Show { overrides },
+        } => match config::load(cli.config.as_deref(), &env, &overrides) {
+            Ok(eff) => {
+                print!("{}", config::show(&eff));
+                0
+            }
+            Err(e) => fail(ExitCode::Config.code(), e),
+        },
+    }
+}
+
+/// The state directory for client commands: flag, else the config (even a
+/// partial one), else the default.
+fn state_dir_for(config_path: Option<&Path>, env: &config::Env, flag: Option<PathBuf>) -> PathBuf {
+    if let Some(d) = flag {
+        return d;
+    }
+    if let Some(d) = env.get("VOLTD_STATE_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    if let Ok(Some(p)) = config::config_path(config_path, env)
+        && let Ok(f) = config::FileConfig::load(&p)
+        && let Some(d) = f.state_dir
+    {
+        return d;
+    }
+    config::default_state_dir(env)
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+/// `voltd run`.
+pub fn run(eff: Effective) -> i32 {
+    if let Err(e) = logging::init(&eff.log_level, eff.log_format) {
+        return fail(ExitCode::Config.code(), e);
+    }
+    logging::install_panic_hook();
+    tls::install_default_provider();
+    let settings = eff.settings;
+    tracing::info!(
+        cluster_id = %settings.team_cluster_id,
+        cloud_url = %settings.cloud_url,
+        state_dir = %settings.state_dir.display(),
+        version = env!("CARGO_PKG_VERSION"),
+        "Starting voltd."
+    );
+    let system = actix_rt::System::new();
+    let code = system.block_on(async move {
+        let handle = match daemon::start(settings) {
+            Ok(h) => h,
+            Err(StartError::Uninstalled(msg)) => {
+                tracing::info!("{msg}");
+                return ExitCode::Stopped;
+            }
+            Err(StartError::Config(msg)) => {
+                tracing::error!(error = %msg, "Cannot start.");
+                return ExitCode::Config;
+            }
+        };
+        let root = handle.root.clone();
+        actix_rt::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
+                tracing::warn!("Cannot install signal handlers; stop voltd with SIGKILL.");
+                return;
+            };
+            tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+            root.do_send(Shutdown {
+                code: ExitCode::Stopped,
+                reason: "signal",
+            });
+            tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+            tracing::warn!("Second signal: exiting at once.");
+            std::process::exit(ExitCode::Stopped.code());
+        });
+        handle.wait().await
+    });
+    if code == ExitCode::Stopped {
+        tracing::info!(exit_code = code.code(), "voltd stopped.");
+    } else {
+        tracing::error!(
+            exit_code = code.code(),
+            meaning = code.describe(),
+            "voltd exiting."
+        );
+    }
+    code.code()
+}
+
+/// `voltd enroll`.
+fn enroll(
+    config_path: Option<&Path>,
+    env: &config::Env,
+    overrides: Overrides,
+    token: Option<String>,
+    write_config: Option<PathBuf>,
+) -> i32 {
+    let mut eff = match config::load(config_path, env, &overrides) {
+        Ok(e) => e,
+        Err(e) => return fail(ExitCode::Config.code(), e),
+    };
+    if let Some(t) = token.filter(|t| !t.trim().is_empty()) {
+        eff.settings.enrollment_token = Some(volt_protocol::register::Secret::new(t.trim()));
+    }
+    if eff.settings.enrollment_token.is_none() && eff.settings.daemon_password.is_none() {
+        return fail(
+            ExitCode::Config.code(),
+            "no enrollment token: pass --token or set TEAM_CLUSTER_ENROLLMENT_TOKEN",
+        );
+    }
+    let _ = logging::init(&eff.log_level, eff.log_format);
+    tls::install_default_provider();
+    let settings = eff.settings;
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return fail(ExitCode::Retryable.code(), e),
+    };
+    let result = rt.block_on(async {
+        let tls = tls::client_config(settings.socket.ca_file.as_deref())
+            .map_err(|e| ExitReason::fatal(ExitCode::Config, e.to_string()))?;
+        let client = tls::http_client(&tls, enrollment::ENROLL_HTTP_TIMEOUT)
+            .map_err(|e| ExitReason::fatal(ExitCode::Config, e.to_string()))?;
+        let bus = EventBus::default();
+        let resolve = enrollment::resolve(&settings, &client, &bus);
+        // The daemon retries forever; an interactive command gives up.
+        let limit = settings.socket.reconnect.max() * ENROLL_CLI_ATTEMPTS;
+        let (creds, source) =
+            tokio::time::timeout(limit.max(std::time::Duration::from_secs(60)), resolve)
+                .await
+                .map_err(|_| {
+                    ExitReason::fatal(
+                        ExitCode::Retryable,
+                        format!("cannot reach {} (gave up retrying)", settings.cloud_url),
+                    )
+                })??;
+        enrollment::ensure_manifest(&settings, &client, &creds).await;
+        Ok::<_, ExitReason>((creds, source))
+    });
+    match result {
+        Ok((creds, source)) => {
+            if let Some(path) = write_config
+                && let Err(e) = write_client_config(&path, &settings)
+            {
+                return fail(ExitCode::Config.code(), e);
+            }
+            let how = match source {
+                enrollment::Source::Stored => "was already enrolled",
+                enrollment::Source::Enrolled => "enrolled",
+                enrollment::Source::Configured => "uses the configured daemon password",
+            };
+            println!(
+                "Cluster {} {how}; credentials stored in {}.",
+                creds.team_cluster_id,
+                settings.credentials_file().display()
+            );
+            println!("Start the daemon with: voltd run");
+            0
+        }
+        Err(ExitReason::Fatal { code, reason }) => fail(code.code(), reason),
+        Err(other) => fail(ExitCode::Retryable.code(), other),
+    }
+}
+
+/// Writes (or updates) `cloud_url`, `team_cluster_id` and `state_dir` in a
+/// config file, keeping whatever else it holds.
+fn write_client_config(path: &Path, s: &voltd_actors::settings::Settings) -> Result<(), String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    let mut doc: toml_edit::DocumentMut = text
+        .parse()
+        .map_err(|e| format!("cannot parse {}: {e}", path.display()))?;
+    doc["cloud_url"] = toml_edit::value(s.cloud_url.to_string());
+    doc["team_cluster_id"] = toml_edit::value(s.team_cluster_id.clone());
+    doc["state_dir"] = toml_edit::value(s.state_dir.display().to_string());
+    doc.remove("enrollment_token");
+    voltd_actors::fsutil::write_atomic(path, doc.to_string().as_bytes(), 0o600)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+async fn ask(state_dir: &Path, req: Value) -> Result<admin::AdminClient, i32> {
+    let socket = state_dir.join("voltd.sock");
+    admin::request(&socket, &req).await.map_err(|e| {
+        fail(
+            NOT_RUNNING,
+            format!(
+                "voltd is not running (no answer on {}: {e})",
+                socket.display()
+            ),
+        )
+    })
+}
+
+/// `voltd status`.
+fn status(state_dir: &Path, raw: bool) -> i32 {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return fail(1, e),
+    };
+    rt.block_on(async {
+        let mut client = match ask(state_dir, json!({"op": "status"})).await {
+            Ok(c) => c,
+            Err(code) => return code,
+        };
+        let line = match client.lines.next_line().await {
+            Ok(Some(l)) => l,
+            Ok(None) => return fail(NOT_RUNNING, "voltd closed the connection without an answer"),
+            Err(e) => return fail(NOT_RUNNING, e),
+        };
+        let v: Value = match serde_json::from_str(&line) {
+            Ok(v) => v,
+            Err(e) => return fail(1, format!("invalid answer from voltd: {e}")),
+        };
+        if v["ok"] != Value::Bool(true) {
+            return fail(1, v["error"].as_str().unwrap_or("status unavailable"));
+        }
+        if raw {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&v["status"]).unwrap_or_default()
+            );
+        } else {
+            print!("{}", render_status(&v["status"]));
+        }
+        0
+    })
+}
+
+/// Human rendering of a status snapshot.
+pub fn render_status(s: &Value) -> String {
+    let str_of = |v: &Value| v.as_str().unwrap_or("-").to_owned();
+    let mut out = String::new();
+    let up = s["uptimeSeconds"].as_u64().unwrap_or(0);
+    out.push_str(&format!(
+        "voltd {} (pid {}, up {}h{:02}m{:02}s)\n",
+        str_of(&s["version"]),
+        s["pid"],
+        up / 3600,
+        up / 60 % 60,
+        up % 60
+    ));
+    out.push_str(&format!(
+        "cluster    {} @ {}\n",
+        str_of(&s["clusterId"]),
+        str_of(&s["cloudUrl"])
+    ));
+    let reason = s["reason"]
+        .as_str()
+        .map(|r| format!(" — {r}"))
+        .unwrap_or_default();
+    out.push_str(&format!(
+        "status     {} (server: {}){reason}\n",
+        str_of(&s["status"]),
+        str_of(&s["serverStatus"])
+    ));
+    if s["registered"] == Value::Bool(true) {
+        out.push_str(&format!(
+            "control    registered since {}\n",
+            str_of(&s["registeredSince"])
+        ));
+    } else {
+        out.push_str("control    not registered\n");
+    }
+    match s["lastHeartbeat"].as_object() {
+        Some(h) => out.push_str(&format!(
+            "heartbeat  last {} · {} ms · ok {} · failed {}\n",
+            h.get("at").and_then(Value::as_str).unwrap_or("-"),
+            h.get("latencyMs").cloned().unwrap_or(Value::Null),
+            s["heartbeatsOk"],
+            s["heartbeatsFailed"]
+        )),
+        None => out.push_str(&format!(
+            "heartbeat  none yet (failed {})\n",
+            s["heartbeatsFailed"]
+        )),
+    }
+    if let Some(e) = s["lastHeartbeatError"].as_str() {
+        out.push_str(&format!("           last error: {e}\n"));
+    }
+    if let Some(services) = s["services"].as_object().filter(|m| !m.is_empty()) {
+        out.push_str("services\n");
+        for (name, v) in services {
+            let mut line = format!("  {name:<8} {:<9}", str_of(&v["state"]));
+            if let Some(ms) = v["probeLatencyMs"].as_f64() {
+                line.push_str(&format!(" probe {ms:.1} ms"));
+            }
+            if let Some(pid) = v["pid"].as_u64() {
+                line.push_str(&format!(" pid {pid}"));
+            }
+            if let Some(r) = v["restarts"].as_u64().filter(|r| *r > 0) {
+                line.push_str(&format!(" restarts {r}"));
+            }
+            if let Some(e) = v["lastError"].as_str() {
+                line.push_str(&format!(" — {e}"));
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+    }
+    if let Some(children) = s["children"].as_object() {
+        out.push_str("actors\n");
+        for (name, v) in children {
+            let mut line = format!("  {name:<15} {}", str_of(&v["state"]));
+            if let Some(r) = v["restarts"].as_u64().filter(|r| *r > 0) {
+                line.push_str(&format!("  restarts {r}"));
+            }
+            if v["state"] != "running"
+                && let Some(e) = v["lastExit"].as_str()
+            {
+                line.push_str(&format!("  last exit: {e}"));
+            }
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Human rendering of one log record.
+pub fn render_record(v: &Value) -> String {
+    let Some(map) = v.as_object() else {
+        return v.to_string();
+    };
+    if let Some(n) = map.get("lagged") {
+        return format!("… {n} records skipped (reader too slow)");
+    }
+    let at = map.get("at").and_then(Value::as_str).unwrap_or("");
+    let event = map.get("event").and_then(Value::as_str).unwrap_or("?");
+    let mut fields = String::new();
+    for (k, val) in map {
+        if matches!(k.as_str(), "at" | "event" | "seq") {
+            continue;
+        }
+        let shown = match val {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        fields.push_str(&format!(" {k}={shown}"));
+    }
+    format!("{at} {event}{fields}")
+}
+
+/// `voltd logs`.
+fn logs(state_dir: &Path, follow: bool, tail: usize, raw: bool) -> i32 {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return fail(1, e),
+    };
+    rt.block_on(async {
+        let mut client = match ask(
+            state_dir,
+            json!({"op": "logs", "tail": tail, "follow": follow}),
+        )
+        .await
+        {
+            Ok(c) => c,
+            Err(code) => return code,
+        };
+        loop {
+            match client.lines.next_line().await {
+                Ok(Some(line)) => {
+                    if raw {
+                        println!("{line}");
+                    } else {
+                        match serde_json::from_str::<Value>(&line) {
+                            Ok(v) => println!("{}", render_record(&v)),
+                            Err(_) => println!("{line}"),
+                        }
+                    }
+                }
+                Ok(None) => return 0,
+                Err(e) => return fail(1, e),
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_render_on_one_line() {
+        let v = json!({"seq": 3, "at": "2026-11-23T10:00:00.000Z", "event": "child-started", "child": "heartbeat", "restarts": 0});
+        assert_eq!(
+            render_record(&v),
+            "2026-11-23T10:00:00.000Z child-started child=heartbeat restarts=0"
+        );
+        assert_eq!(
+            render_record(&json!({"lagged": 4})),
+            "… 4 records skipped (reader too slow)"
+        );
+    }
+
+    #[test]
+    fn status_renders_the_key_facts() {
+        let s = json!({
+            "status": "dependency-installation-failed", "reason": "redis: binary not found",
+            "serverStatus": "dependency-installation-failed", "clusterId": "c1",
+            "cloudUrl": "http://x", "registered": true, "registeredSince": "t0",
+            "lastHeartbeat": {"at": "t1", "latencyMs": 1.5, "serverStatus": "connected"},
+            "heartbeatsOk": 3, "heartbeatsFailed": 0, "version": "0.1.0", "pid": 7,
+            "uptimeSeconds": 3725,
+            "services": {"redis": {"state": "failed", "restarts": 2, "lastError": "binary not found"}},
+            "children": {"heartbeat": {"state": "running", "restarts": 1}}
+        });
+        let out = render_status(&s);
+        assert!(out.contains("up 1h02m05s"), "{out}");
+        assert!(out.contains("status     dependency-installation-failed (server: dependency-installation-failed) — redis: binary not found"), "{out}");
+        assert!(
+            out.contains("heartbeat  last t1 · 1.5 ms · ok 3 · failed 0"),
+            "{out}"
+        );
+        assert!(
+            out.contains("redis    failed    restarts 2 — binary not found"),
+            "{out}"
+        );
+        assert!(out.contains("heartbeat       running  restarts 1"), "{out}");
+    }
+
+    #[test]
+    fn cli_parses_the_documented_commands() {
+        for args in [
+            vec![
+                "voltd",
+                "run",
+                "--cloud-url",
+                "http://x",
+                "--cluster-id",
+                "c",
+            ],
+            vec!["voltd", "enroll", "--token", "t"],
+            vec!["voltd", "status", "--json"],
+            vec!["voltd", "logs", "-f", "--tail", "5"],
+            vec!["voltd", "--config", "/x.toml", "config", "show"],
+            vec!["voltd", "run", "--log-format", "json"],
+        ] {
+            assert!(Cli::try_parse_from(&args).is_ok(), "{args:?}");
+        }
+        assert!(Cli::try_parse_from(["voltd", "run", "--log-format", "xml"]).is_err());
+        assert!(Cli::try_parse_from(["voltd", "explode"]).is_err());
+    }
+}

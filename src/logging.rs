@@ -1,0 +1,49 @@
+//! Logging setup: human-readable lines by default, JSON with
+//! `--log-format json` (one object per line, as the reference daemon's pino
+//! output in production). Logs go to stdout, where journald or a container
+//! runtime picks them up; command output of the CLI goes to stdout too and
+//! errors to stderr.
+
+use crate::config::LogFormat;
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global subscriber. `level` is a level (`info`) or any
+/// tracing filter (`voltd_actors=debug,info`).
+pub fn init(level: &str, format: LogFormat) -> Result<(), String> {
+    let filter =
+        EnvFilter::try_new(level).map_err(|e| format!("invalid log level {level:?}: {e}"))?;
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        // Colours only for a person at a terminal, never into a journal.
+        .with_ansi(std::io::stdout().is_terminal())
+        .with_writer(std::io::stdout);
+    let result = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+    };
+    result.map_err(|e| format!("cannot install the logger: {e}"))
+}
+
+/// Routes panics through the logger (with their location) so a panic in any
+/// task leaves a line in the journal next to the supervisor's reaction.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "non-string panic payload".into());
+        tracing::error!(%location, panic = %message, "Panic.");
+    }));
+}
