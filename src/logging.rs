@@ -30,6 +30,17 @@ pub fn init(level: &str, format: LogFormat) -> Result<(), String> {
     result.map_err(|e| format!("cannot install the logger: {e}"))
 }
 
+/// A bare `debug`/`trace` raises voltd's own crates only: libraries log
+/// frame contents at those levels (the register frame carries the daemon
+/// password). A full filter expression is taken as written.
+pub fn directive(level: &str) -> String {
+    let l = level.trim().to_ascii_lowercase();
+    match l.as_str() {
+        "trace" | "debug" => format!("info,voltd={l},voltd_actors={l},volt_protocol={l}"),
+        _ => level.trim().to_owned(),
+    }
+}
+
 /// Routes panics through the logger (with their location) so a panic in any
 /// task leaves a line in the journal next to the supervisor's reaction.
 pub fn install_panic_hook() {
@@ -46,4 +57,20 @@ pub fn install_panic_hook() {
             .unwrap_or_else(|| "non-string panic payload".into());
         tracing::error!(%location, panic = %message, "Panic.");
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verbose_levels_apply_to_voltd_crates_only() {
+        assert_eq!(directive("info"), "info");
+        assert_eq!(
+            directive(" DEBUG "),
+            "info,voltd=debug,voltd_actors=debug,volt_protocol=debug"
+        );
+        assert_eq!(directive("tungstenite=trace"), "tungstenite=trace");
+        assert!(EnvFilter::try_new(directive("trace")).is_ok());
+    }
 }
