@@ -1,1 +1,215 @@
-fn main() {}
+//! `volt-plane`: run a local VOLT control plane, or create a cluster on one.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use volt_plane::PlaneConfig;
+
+/// Exit code for a plane that could not start (bad data file, port in use).
+const EXIT_START_FAILED: u8 = 2;
+/// Exit code for a failed `create-cluster` call.
+const EXIT_REQUEST_FAILED: u8 = 1;
+/// Timeout of the `create-cluster` HTTP call: the plane answers at once.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Parser)]
+#[command(
+    name = "volt-plane",
+    version,
+    about = "A light reference VOLT control plane"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the daemon protocol and the HTTP API.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value_t = volt_plane::DEFAULT_LISTEN)]
+        listen: SocketAddr,
+        /// JSON file for cluster records (holds daemon passwords; written 0600).
+        #[arg(long)]
+        data_file: Option<PathBuf>,
+        /// URL daemons and installers use (default http://<listen address>).
+        #[arg(long)]
+        public_url: Option<String>,
+        /// Heartbeat timeout before a cluster is marked disconnected.
+        #[arg(long, default_value_t = millis(volt_plane::DEFAULT_HEARTBEAT_TIMEOUT))]
+        heartbeat_timeout_ms: u64,
+        /// Interval of the heartbeat/delete/update timeout sweep.
+        #[arg(long, default_value_t = millis(volt_plane::DEFAULT_SWEEP_INTERVAL))]
+        sweep_interval_ms: u64,
+        /// Default timeout of a server→daemon command.
+        #[arg(long, default_value_t = millis(volt_plane::DEFAULT_COMMAND_TIMEOUT))]
+        command_timeout_ms: u64,
+        /// Log format.
+        #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+        log_format: LogFormat,
+    },
+    /// Create a cluster on a running plane and print how to install it.
+    CreateCluster {
+        /// Base URL of the plane.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Cluster name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Print the plane's JSON answer instead of the summary.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve {
+            listen,
+            data_file,
+            public_url,
+            heartbeat_timeout_ms,
+            sweep_interval_ms,
+            command_timeout_ms,
+            log_format,
+        } => {
+            init_logging(log_format);
+            let cfg = PlaneConfig {
+                listen,
+                data_file,
+                public_url,
+                heartbeat_timeout: Duration::from_millis(heartbeat_timeout_ms),
+                sweep_interval: Duration::from_millis(sweep_interval_ms),
+                command_timeout: Duration::from_millis(command_timeout_ms),
+                ..PlaneConfig::default()
+            };
+            serve(cfg).await
+        }
+        Command::CreateCluster { url, name, json } => create_cluster(&url, name, json).await,
+    }
+}
+
+async fn serve(cfg: PlaneConfig) -> ExitCode {
+    let plane = match volt_plane::start(cfg).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "Control plane failed to start.");
+            eprintln!("volt-plane: {e}");
+            return ExitCode::from(EXIT_START_FAILED);
+        }
+    };
+    wait_for_signal().await;
+    tracing::info!("Shutting down.");
+    plane.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn create_cluster(url: &str, name: Option<String>, json: bool) -> ExitCode {
+    match request_cluster(url, name).await {
+        Ok(body) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&body).unwrap_or_else(|_| body.to_string())
+                );
+            } else {
+                let d = &body["data"];
+                let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+                println!("Cluster:          {}", s(&d["teamCluster"]["_id"]));
+                println!("Name:             {}", s(&d["teamCluster"]["name"]));
+                println!(
+                    "Enrollment token: {} (single use)",
+                    s(&d["enrollmentToken"])
+                );
+                println!();
+                println!("Install with the reference installer:");
+                println!("  {}", s(&d["installCommand"]));
+                println!();
+                println!("Or enroll voltd:");
+                println!("  {}", s(&d["voltdCommand"]));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("volt-plane: {e}");
+            ExitCode::from(EXIT_REQUEST_FAILED)
+        }
+    }
+}
+
+async fn request_cluster(url: &str, name: Option<String>) -> Result<serde_json::Value, String> {
+    let client = reqwest::Client::builder()
+        .timeout(CLIENT_TIMEOUT)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let endpoint = format!("{}/api/clusters", url.trim_end_matches('/'));
+    let body = match name {
+        Some(n) => serde_json::json!({ "name": n }),
+        None => serde_json::json!({}),
+    };
+    let resp = client
+        .post(&endpoint)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach {endpoint}: {e}"))?;
+    let status = resp.status();
+    let value: serde_json::Value = resp
+        .json()
+        .await
+        .map_err(|e| format!("{endpoint} answered {status} without JSON: {e}"))?;
+    if !status.is_success() {
+        let msg = value["message"].as_str().unwrap_or("request failed");
+        return Err(format!("{endpoint} answered {status}: {msg}"));
+    }
+    Ok(value)
+}
