@@ -27,17 +27,32 @@ pub fn init(level: &str, format: LogFormat) -> Result<(), String> {
             .with_current_span(false)
             .try_init(),
     };
-    result.map_err(|e| format!("cannot install the logger: {e}"))
+    result.map_err(|e| format!("cannot install the logger: {e}"))?;
+    // Libraries that log through the `log` crate (tungstenite logs whole
+    // frames at trace level, register and heartbeat frames carry the daemon
+    // password) stay at info unless a full filter expression asks otherwise.
+    if is_bare_verbose(level) {
+        log::set_max_level(log::LevelFilter::Info);
+    }
+    Ok(())
+}
+
+fn is_bare_verbose(level: &str) -> bool {
+    matches!(
+        level.trim().to_ascii_lowercase().as_str(),
+        "trace" | "debug"
+    )
 }
 
 /// A bare `debug`/`trace` raises voltd's own crates only: libraries log
 /// frame contents at those levels (the register frame carries the daemon
 /// password). A full filter expression is taken as written.
 pub fn directive(level: &str) -> String {
-    let l = level.trim().to_ascii_lowercase();
-    match l.as_str() {
-        "trace" | "debug" => format!("info,voltd={l},voltd_actors={l},volt_protocol={l}"),
-        _ => level.trim().to_owned(),
+    if is_bare_verbose(level) {
+        let l = level.trim().to_ascii_lowercase();
+        format!("info,voltd={l},voltd_actors={l},volt_protocol={l}")
+    } else {
+        level.trim().to_owned()
     }
 }
 
