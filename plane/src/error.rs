@@ -8,6 +8,9 @@ use volt_protocol::error_code::server;
 
 /// The reference server's error code for a validation failure.
 pub(crate) const VALIDATION: &str = server::VALIDATION_INVALID_INPUT;
+/// Code of a daemon failure that carries no `data.code` of its own (the
+/// reference server's generic daemon failure).
+pub const DAEMON_REQUEST_FAILED: &str = "TeamCluster::DaemonRequestFailed";
 
 /// Everything that can go wrong in the plane. Messages never contain a
 /// password or a token.
@@ -40,6 +43,30 @@ pub enum PlaneError {
     /// The daemon socket's outbound buffer is full.
     #[error("Team cluster daemon connection is saturated")]
     DaemonBusy,
+    /// The daemon answered `ok:false` (or a 4xx/5xx status): its status,
+    /// its `data.code` when it sent one, and its message.
+    #[error("{message}")]
+    DaemonRequestFailed {
+        status: u16,
+        code: Option<String>,
+        message: String,
+    },
+    /// The daemon broke the protocol (e.g. stream data before the opening
+    /// response, invalid base64).
+    #[error("Daemon protocol error: {0}")]
+    DaemonProtocol(String),
+    /// A stream reply ended with `stream-end.message`.
+    #[error("Daemon stream failed: {0}")]
+    StreamFailed(String),
+    /// A consumer (HTTP client, WebSocket client) read slower than the
+    /// daemon sent and the plane's bounded buffer for it filled up.
+    #[error(
+        "The client reads slower than the daemon sends: the plane's {limit}-byte buffer for this transfer is full, so it was aborted"
+    )]
+    BufferFull { limit: usize },
+    /// A request body, or the command frame it becomes, is too large.
+    #[error("{0}")]
+    PayloadTooLarge(String),
     /// A state conflict with a reference error code (409).
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
@@ -83,8 +110,20 @@ impl PlaneError {
             PlaneError::EnrollmentAlreadyCompleted
             | PlaneError::DaemonUnavailable
             | PlaneError::Conflict { .. } => 409,
-            PlaneError::ConnectionLost => 502,
-            PlaneError::DaemonBusy => 503,
+            PlaneError::ConnectionLost
+            | PlaneError::DaemonProtocol(_)
+            | PlaneError::StreamFailed(_) => 502,
+            PlaneError::DaemonBusy | PlaneError::BufferFull { .. } => 503,
+            PlaneError::PayloadTooLarge(_) => 413,
+            // A daemon status outside 400..=599 on a failure is itself a
+            // broken reply: a bad gateway.
+            PlaneError::DaemonRequestFailed { status, .. } => {
+                if (400..=599).contains(status) {
+                    *status
+                } else {
+                    502
+                }
+            }
             PlaneError::Timeout => 504,
             PlaneError::Bind { .. }
             | PlaneError::DataFile { .. }
@@ -93,8 +132,9 @@ impl PlaneError {
         }
     }
 
-    /// The machine-readable code (the reference server's where it has one).
-    pub fn code(&self) -> &'static str {
+    /// The machine-readable code (the reference server's where it has one;
+    /// the daemon's own `data.code` for [`PlaneError::DaemonRequestFailed`]).
+    pub fn code(&self) -> &str {
         match self {
             PlaneError::NotFound => server::NOT_FOUND,
             PlaneError::RouteNotFound => "Route::NotFound",
@@ -107,11 +147,27 @@ impl PlaneError {
             PlaneError::Timeout => "TeamCluster::DaemonTimeout",
             PlaneError::ConnectionLost => "TeamCluster::DaemonConnectionLost",
             PlaneError::DaemonBusy => "TeamCluster::DaemonBusy",
+            PlaneError::DaemonRequestFailed { code, .. } => {
+                code.as_deref().unwrap_or(DAEMON_REQUEST_FAILED)
+            }
+            PlaneError::DaemonProtocol(_) => "TeamCluster::DaemonProtocolError",
+            PlaneError::StreamFailed(_) => "TeamCluster::DaemonStreamFailed",
+            PlaneError::BufferFull { .. } => "TeamCluster::ClientTooSlow",
+            PlaneError::PayloadTooLarge(_) => "Request::PayloadTooLarge",
             PlaneError::Conflict { code, .. } | PlaneError::BadRequest { code, .. } => code,
             PlaneError::Bind { .. }
             | PlaneError::DataFile { .. }
             | PlaneError::CorruptDataFile { .. }
             | PlaneError::Internal(_) => "Server::Internal",
+        }
+    }
+
+    /// A failed daemon reply as an error.
+    pub(crate) fn from_daemon(f: volt_protocol::envelope::ResponseFailure) -> Self {
+        PlaneError::DaemonRequestFailed {
+            status: f.status,
+            code: f.code.filter(|c| !c.trim().is_empty()),
+            message: f.message,
         }
     }
 
@@ -159,6 +215,20 @@ mod tests {
             PlaneError::InvalidInput("x".into()).code(),
             "Validation::InvalidInput"
         );
+        let failed = PlaneError::from_daemon(volt_protocol::envelope::ResponseFailure {
+            status: 404,
+            code: None,
+            message: "Object not found".into(),
+        });
+        assert_eq!(failed.http_status(), 404);
+        assert_eq!(failed.code(), "TeamCluster::DaemonRequestFailed");
+        let coded = PlaneError::DaemonRequestFailed {
+            status: 200,
+            code: Some("Explorer::BadTarget".into()),
+            message: "x".into(),
+        };
+        assert_eq!(coded.http_status(), 502);
+        assert_eq!(coded.code(), "Explorer::BadTarget");
         let env = PlaneError::DaemonUnauthorized.to_envelope();
         assert_eq!(env["status"], "error");
         assert_eq!(env["code"], "TeamCluster::DaemonUnauthorized");

@@ -3,7 +3,9 @@
 //! * the daemon/installer-facing reference routes
 //!   (`/api/team-clusters/{id}/healthcheck`, `…/install-manifest`), wire
 //!   compatible with the VOLT server;
-//! * volt-plane's own person-facing API under `/api/clusters`.
+//! * volt-plane's own person-facing API under `/api/clusters` (remote
+//!   access — explorers, objects — lives in `remote_http`, the terminal
+//!   WebSocket in `terminal`).
 //!
 //! Every success is `{status:"success", data}`; every error is
 //! `{status:"error", code, message}` with a proper status. Bodies are parsed
@@ -53,9 +55,9 @@ impl IntoResponse for ApiError {
     }
 }
 
-type ApiResult = Result<Response, ApiError>;
+pub(crate) type ApiResult = Result<Response, ApiError>;
 
-fn success<T: Serialize>(status: StatusCode, data: T) -> ApiResult {
+pub(crate) fn success<T: Serialize>(status: StatusCode, data: T) -> ApiResult {
     Ok((status, Json(ApiSuccess::new(data))).into_response())
 }
 
@@ -92,6 +94,8 @@ pub(crate) fn router(plane: Arc<Plane>) -> Router {
         .route("/api/clusters/{id}/disconnect", post(disconnect))
         .route("/api/clusters/{id}/delete-requests", post(delete_request))
         .route("/api/clusters/{id}/update-requests", post(update_request))
+        .merge(crate::remote_http::routes())
+        .merge(crate::terminal::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(plane)

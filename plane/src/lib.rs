@@ -21,12 +21,86 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Remote access (explorers, objects, host terminal)
+//!
+//! Each route is one daemon command; `$ID` is the cluster id. JSON replies
+//! are `{"status":"success","data":…}`; a daemon failure keeps the daemon's
+//! status and becomes `{"status":"error","code":…,"message":…}` (`code` is
+//! the daemon's `data.code`, else `TeamCluster::DaemonRequestFailed`).
+//!
+//! Explorers (`{target}` = `mongo-documents`, `redis-data`, `minio`,
+//! `host-files`; `path` defaults to the root):
+//!
+//! ```text
+//! # entries under a path (remote.explorer.list)
+//! curl -s "http://127.0.0.1:8080/api/clusters/$ID/explorer/redis-data/entries?path=db/0"
+//! # one node: documents, a value, a file's head (remote.explorer.node)
+//! curl -s "http://127.0.0.1:8080/api/clusters/$ID/explorer/mongo-documents/node?path=analyses"
+//! # the whole thing, streamed, saved under the daemon's file name (remote.explorer.download)
+//! curl -fsS -J -O "http://127.0.0.1:8080/api/clusters/$ID/explorer/minio/download?path=volt-dumps/a.bin"
+//! ```
+//!
+//! Objects (the key is everything after the bucket, slashes included;
+//! percent-encode spaces and the like):
+//!
+//! ```text
+//! # keys of a bucket (object.list) → {"keys":[…]}
+//! curl -s "http://127.0.0.1:8080/api/clusters/$ID/objects/volt-dumps?prefix=2024/"
+//! # upload any bytes (object.upload, base64 on the wire) → {"uploaded":true}
+//! curl -s -X PUT --data-binary @report.pdf \
+//!   "http://127.0.0.1:8080/api/clusters/$ID/objects/volt-dumps/2024/my%20report.pdf"
+//! # download, streamed (object.get); a missing object is 404
+//! curl -fsS -o report.pdf "http://127.0.0.1:8080/api/clusters/$ID/objects/volt-dumps/2024/my%20report.pdf"
+//! ```
+//!
+//! Uploads are limited to [`MAX_OBJECT_UPLOAD_BYTES`] (720 000 bytes): the
+//! base64 body must fit in one socket.io packet ([`MAX_PAYLOAD`], 1 MB);
+//! larger bodies get 413 with a message naming the limit.
+//!
+//! Downloads are streamed as the daemon's chunks arrive, with its status,
+//! `content-type`, `content-disposition` and `content-length`. If the
+//! daemon's stream fails (`stream-end` with a message), the daemon drops,
+//! or the client reads so slowly that more than
+//! [`PlaneConfig::stream_buffer_limit`] bytes wait for it, the body is cut
+//! off and curl fails (exit 18, or 52 when nothing was sent yet) instead of
+//! leaving a silently short file.
+//!
+//! Host terminal — a WebSocket (`session.attach` with `kind:"terminal",
+//! terminalTarget:"host"`; optional query `rows` + `cols`, `sessionId`):
+//!
+//! ```text
+//! # interactive: raw local tty, binary frames
+//! stty raw -echo; websocat -b "ws://127.0.0.1:8080/api/clusters/$ID/terminal?rows=$(tput lines)&cols=$(tput cols)"; stty sane
+//! # scripted
+//! echo 'uname -a; exit' | websocat -b ws://127.0.0.1:8080/api/clusters/$ID/terminal
+//! ```
+//!
+//! * client → plane: binary and text frames are keystrokes
+//!   (`session-input`, `isBinary` per frame type); a text frame that is
+//!   exactly `{"type":"resize","rows":R,"cols":C}` resizes the PTY
+//!   (`session-resize`); closing the WebSocket detaches (`session-detach`,
+//!   the daemon kills the shell).
+//! * plane → client: output as binary frames; the shell's exit closes with
+//!   `1000` and reason `exit <code>` (or the error text); a refused attach,
+//!   no daemon, or a dropped daemon socket closes with `1011` and the
+//!   reason; a client too slow for [`PlaneConfig::session_buffer_limit`]
+//!   bytes of pending output is closed with `1013` and the session
+//!   detached.
+//!
+//! The same operations are in the library API: [`PlaneHandle::request`],
+//! [`PlaneHandle::open_stream`], [`PlaneHandle::attach_session`] /
+//! [`PlaneHandle::attach_host_terminal`].
+//!
 //! Module map: `store` records and DTO, `lifecycle` status
-//! rules, `persist` data file, `reverse_channel` server→daemon requests,
-//! `socket` socket.io wiring, `daemon_commands` daemon→server commands,
-//! `http` routes, `manifest` install files, `listener` cuttable TCP.
+//! rules, `persist` data file, `reverse_channel` server→daemon requests and
+//! streams, `budget` bounded queues toward slow consumers, `session`
+//! attached sessions, `socket` socket.io wiring, `daemon_commands`
+//! daemon→server commands, `http` routes, `remote_http` explorer/object
+//! routes, `terminal` the terminal WebSocket, `manifest` install files,
+//! `listener` cuttable TCP.
 #![forbid(unsafe_code)]
 
+mod budget;
 mod clock;
 mod credentials;
 mod daemon_commands;
@@ -37,20 +111,31 @@ mod listener;
 mod manifest;
 mod persist;
 mod plane;
+mod remote_http;
 mod reverse_channel;
+mod session;
 mod socket;
 mod store;
+mod terminal;
 
 pub use clock::Timestamp;
 pub use credentials::{ServiceAccount, ServiceCredentials};
-pub use error::PlaneError;
+pub use error::{DAEMON_REQUEST_FAILED, PlaneError};
 pub use plane::{
     ClusterListEntry, ClusterView, CreateClusterRequest, CreatedCluster, DeleteOutcome,
     RegeneratedToken,
 };
-pub use reverse_channel::{DaemonReply, SessionSubscription};
+pub use remote_http::MAX_OBJECT_UPLOAD_BYTES;
+pub use reverse_channel::{DaemonReply, DaemonStream, SessionSubscription};
+pub use session::{
+    AttachedSession, SESSION_ATTACH_TIMEOUT, SESSION_INPUT_CHUNK, SessionEvent, describe_end,
+};
+pub use socket::MAX_PAYLOAD;
 pub use store::{ServiceDto, ServicesDto, StatusChange, StatusSource, TeamClusterDto};
-pub use volt_protocol::envelope::{Message, ResponseMessage, ResponseType};
+pub use terminal::{CLOSE_REASON_MAX, MAX_TERMINAL_FRAME};
+pub use volt_protocol::envelope::{
+    Message, ResponseMessage, ResponseType, SessionAttach, SessionEnd, SessionKind, TerminalTarget,
+};
 
 pub(crate) use plane::Plane;
 
@@ -83,6 +168,17 @@ pub const DEFAULT_DAEMON_WAIT: Duration = Duration::from_secs(30);
 pub const DEFAULT_DELETE_TIMEOUT: Duration = Duration::from_secs(120);
 /// The reference's `TEAM_CLUSTER_UPDATE_TIMEOUT_MS`.
 pub const DEFAULT_UPDATE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Bytes (base64 text) the plane queues for one streamed transfer (an HTTP
+/// download) whose client reads slower than the daemon sends. About sixteen
+/// maximal 1 MB chunks: rides out a client that pauses for a moment while
+/// bounding memory per transfer; beyond it the transfer is aborted (see
+/// [`PlaneError::BufferFull`]), since socketioxide cannot pause the daemon
+/// socket's reader for one consumer.
+pub const DEFAULT_STREAM_BUFFER_LIMIT: usize = 16 << 20;
+/// Bytes (base64 text) of terminal output the plane queues for one
+/// WebSocket client that reads slower than the shell writes. A few screens
+/// of a fast flood; beyond it the terminal is closed (1013) and detached.
+pub const DEFAULT_SESSION_BUFFER_LIMIT: usize = 4 << 20;
 /// How long shutdown waits for cut daemon sockets to be processed.
 const DISCONNECT_SETTLE: Duration = Duration::from_secs(1);
 /// How long shutdown waits for in-flight HTTP requests before it aborts.
@@ -111,6 +207,11 @@ pub struct PlaneConfig {
     pub delete_timeout: Duration,
     /// `updating` for longer than this → `update-failed`.
     pub update_timeout: Duration,
+    /// Byte limit of what is queued for one streamed transfer.
+    pub stream_buffer_limit: usize,
+    /// Byte limit of what is queued for one attached session (the terminal
+    /// relay); `subscribe_session` queues are unbounded.
+    pub session_buffer_limit: usize,
 }
 
 impl Default for PlaneConfig {
@@ -125,6 +226,8 @@ impl Default for PlaneConfig {
             daemon_wait: DEFAULT_DAEMON_WAIT,
             delete_timeout: DEFAULT_DELETE_TIMEOUT,
             update_timeout: DEFAULT_UPDATE_TIMEOUT,
+            stream_buffer_limit: DEFAULT_STREAM_BUFFER_LIMIT,
+            session_buffer_limit: DEFAULT_SESSION_BUFFER_LIMIT,
         }
     }
 }
@@ -139,6 +242,16 @@ impl PlaneConfig {
             ("update_timeout", self.update_timeout),
         ] {
             if d.is_zero() {
+                return Err(PlaneError::InvalidInput(format!(
+                    "{name} must be greater than zero"
+                )));
+            }
+        }
+        for (name, limit) in [
+            ("stream_buffer_limit", self.stream_buffer_limit),
+            ("session_buffer_limit", self.session_buffer_limit),
+        ] {
+            if limit == 0 {
                 return Err(PlaneError::InvalidInput(format!(
                     "{name} must be greater than zero"
                 )));
@@ -216,11 +329,12 @@ pub async fn start(cfg: PlaneConfig) -> Result<PlaneHandle, PlaneError> {
     }
 
     let data_file = cfg.data_file.clone();
+    let cfg_session_buffer_limit = cfg.session_buffer_limit;
     let plane = Arc::new(Plane {
         cfg,
         public_url,
         store: store.clone(),
-        channels: Arc::new(Channels::default()),
+        channels: Arc::new(Channels::new(cfg_session_buffer_limit)),
     });
     let (sio_layer, io) = socket::layer(plane.clone());
     let app = http::router(plane.clone()).layer(sio_layer);
@@ -323,6 +437,57 @@ impl PlaneHandle {
             .await
     }
 
+    /// Sends a JSON command and unwraps the reply to `(status, data.data)`;
+    /// a daemon failure is [`PlaneError::DaemonRequestFailed`] with the
+    /// daemon's status, code and message. The command frame must fit in one
+    /// socket.io packet ([`MAX_PAYLOAD`]).
+    pub async fn request(
+        &self,
+        cluster_id: &str,
+        command: &str,
+        payload: serde_json::Value,
+        timeout: Option<Duration>,
+    ) -> Result<(u16, serde_json::Value), PlaneError> {
+        self.plane
+            .request(cluster_id, command, &payload, timeout)
+            .await
+    }
+
+    /// Sends a stream command (e.g. `object.get`) and returns once the
+    /// daemon opened the stream; read the body chunk by chunk from the
+    /// [`DaemonStream`]. `timeout` bounds every silence.
+    pub async fn open_stream(
+        &self,
+        cluster_id: &str,
+        command: &str,
+        payload: serde_json::Value,
+        timeout: Option<Duration>,
+    ) -> Result<DaemonStream, PlaneError> {
+        self.plane
+            .open_stream(cluster_id, command, &payload, timeout)
+            .await
+    }
+
+    /// Attaches a session with `session.attach` (`requestId` = the session
+    /// id) and returns it once the daemon answered `{attached:true}`.
+    pub async fn attach_session(
+        &self,
+        cluster_id: &str,
+        attach: SessionAttach,
+    ) -> Result<AttachedSession, PlaneError> {
+        self.plane.attach_session(cluster_id, &attach).await
+    }
+
+    /// Attaches a host terminal under a new session id (UUID v4).
+    pub async fn attach_host_terminal(
+        &self,
+        cluster_id: &str,
+    ) -> Result<AttachedSession, PlaneError> {
+        self.plane
+            .attach_session(cluster_id, &terminal::host_terminal(None))
+            .await
+    }
+
     /// A snapshot of one cluster.
     pub fn cluster(&self, id: &str) -> Option<ClusterView> {
         self.plane.view(id)
@@ -346,7 +511,9 @@ impl PlaneHandle {
     }
 
     /// Receives the `session-*` / `tunnel-*` messages of one session (the
-    /// hook a terminal relay plugs into).
+    /// low-level hook; its queue is unbounded, so read it promptly).
+    /// [`PlaneHandle::attach_session`] does the attach too, with a bounded
+    /// queue.
     pub fn subscribe_session(&self, session_id: &str) -> SessionSubscription {
         self.plane.subscribe_session(session_id)
     }

@@ -53,6 +53,14 @@ enum Command {
         /// Default timeout of a server→daemon command.
         #[arg(long, default_value_t = millis(volt_plane::DEFAULT_COMMAND_TIMEOUT))]
         command_timeout_ms: u64,
+        /// Bytes queued for one streamed download before a client too slow
+        /// to keep up has its transfer aborted.
+        #[arg(long, default_value_t = volt_plane::DEFAULT_STREAM_BUFFER_LIMIT)]
+        stream_buffer_limit: usize,
+        /// Bytes of terminal output queued for one WebSocket client before
+        /// a client too slow to keep up is closed (1013).
+        #[arg(long, default_value_t = volt_plane::DEFAULT_SESSION_BUFFER_LIMIT)]
+        session_buffer_limit: usize,
         /// Log format.
         #[arg(long, value_enum, default_value_t = LogFormat::Human)]
         log_format: LogFormat,
@@ -98,6 +106,8 @@ async fn main() -> ExitCode {
             heartbeat_timeout_ms,
             sweep_interval_ms,
             command_timeout_ms,
+            stream_buffer_limit,
+            session_buffer_limit,
             log_format,
         } => {
             init_logging(log_format);
@@ -108,6 +118,8 @@ async fn main() -> ExitCode {
                 heartbeat_timeout: Duration::from_millis(heartbeat_timeout_ms),
                 sweep_interval: Duration::from_millis(sweep_interval_ms),
                 command_timeout: Duration::from_millis(command_timeout_ms),
+                stream_buffer_limit,
+                session_buffer_limit,
                 ..PlaneConfig::default()
             };
             serve(cfg).await

@@ -8,14 +8,18 @@ use crate::credentials::ServiceCredentials;
 use crate::error::PlaneError;
 use crate::lifecycle::{manual_uninstall_command, requires_manual_uninstall};
 use crate::manifest::DAEMON_IMAGE_REPOSITORY;
-use crate::reverse_channel::{self, Channels, DaemonReply, SessionSubscription};
+use crate::reverse_channel::{
+    self, Channels, DaemonReply, DaemonStream, EncodedCommand, SessionSubscription,
+};
+use crate::session::{self, AttachedSession};
+use crate::socket::MAX_PAYLOAD;
 use crate::store::{ClusterRecord, StatusChange, StatusSource, Store, TeamClusterDto};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 use volt_protocol::ClusterStatus;
-use volt_protocol::envelope::{Exposure, Message, ResponseType};
+use volt_protocol::envelope::{Exposure, Message, ResponseMessage, ResponseType, SessionAttach};
 
 /// Timeout of `runtime.uninstall` and `runtime.update`: the reference's
 /// `long-running-control-plane` timeout class.
@@ -258,6 +262,86 @@ impl Plane {
         .await
     }
 
+    /// Sends a JSON command and unwraps the reply: `(status, data.data)`.
+    /// The command frame must fit in one socket.io packet
+    /// ([`MAX_PAYLOAD`]; [`PlaneError::PayloadTooLarge`] otherwise). A
+    /// daemon failure (`ok:false`, or a 4xx/5xx status with an
+    /// `{status:"error", code, message}` result) is
+    /// [`PlaneError::DaemonRequestFailed`].
+    pub async fn request(
+        &self,
+        id: &str,
+        command: &str,
+        payload: &Value,
+        timeout: Option<Duration>,
+    ) -> Result<(u16, Value), PlaneError> {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let encoded = EncodedCommand::new(&request_id, command, payload, ResponseType::Json)?;
+        let frame_len = encoded.frame_len();
+        if frame_len as u64 > MAX_PAYLOAD {
+            return Err(PlaneError::PayloadTooLarge(format!(
+                "The `{command}` command would be a {frame_len}-byte socket.io packet; one packet may carry at most {MAX_PAYLOAD} bytes (the socket's maxPayload)"
+            )));
+        }
+        let conn = self
+            .channels
+            .wait_for(id, self.cfg.daemon_wait, &self.store)
+            .await?;
+        let response = reverse_channel::send_encoded(
+            &conn,
+            &request_id,
+            &encoded,
+            timeout.unwrap_or(self.cfg.command_timeout),
+        )
+        .await?;
+        daemon_result(response)
+    }
+
+    /// Sends a stream command and returns once the daemon opened the
+    /// stream; the body is then read from the [`DaemonStream`] as it
+    /// arrives, with at most `stream_buffer_limit` bytes queued.
+    pub async fn open_stream(
+        &self,
+        id: &str,
+        command: &str,
+        payload: &Value,
+        timeout: Option<Duration>,
+    ) -> Result<DaemonStream, PlaneError> {
+        let conn = self
+            .channels
+            .wait_for(id, self.cfg.daemon_wait, &self.store)
+            .await?;
+        reverse_channel::open_stream(
+            conn,
+            command,
+            payload,
+            timeout.unwrap_or(self.cfg.command_timeout),
+            self.cfg.stream_buffer_limit,
+        )
+        .await
+    }
+
+    /// Attaches a session (`session.attach`, `requestId == sessionId`),
+    /// waiting up to `daemon_wait` for a daemon and
+    /// [`session::SESSION_ATTACH_TIMEOUT`] for its reply.
+    pub async fn attach_session(
+        &self,
+        id: &str,
+        attach: &SessionAttach,
+    ) -> Result<AttachedSession, PlaneError> {
+        if attach.session_id.trim().is_empty() {
+            return Err(PlaneError::InvalidInput(
+                "sessionId must be a non-empty string".into(),
+            ));
+        }
+        let conn = self
+            .channels
+            .wait_for(id, self.cfg.daemon_wait, &self.store)
+            .await?;
+        let sub = self.channels.try_subscribe_session(&attach.session_id)?;
+        session::attach(conn, sub, attach).await
+    }
+
     /// Emits one message to the cluster's registered daemon (no waiting).
     pub fn send_message(&self, id: &str, message: &Message) -> Result<(), PlaneError> {
         let conn = self.channels.get(id).ok_or_else(|| {
@@ -428,6 +512,24 @@ impl Plane {
     }
 }
 
+/// A JSON reply as `(status, result)`, or the daemon's failure. Besides
+/// `ok:false`, a 4xx/5xx status whose result is `{status:"error", …}` (how
+/// SDK-era daemons report handled errors) is a failure too.
+pub(crate) fn daemon_result(response: ResponseMessage) -> Result<(u16, Value), PlaneError> {
+    let status = response.status;
+    let value = response.into_result().map_err(PlaneError::from_daemon)?;
+    if status >= 400 {
+        let text = |k: &str| value.get(k).and_then(Value::as_str).map(str::to_owned);
+        return Err(PlaneError::DaemonRequestFailed {
+            status,
+            code: text("code"),
+            message: text("message")
+                .unwrap_or_else(|| format!("The daemon answered with status {status}")),
+        });
+    }
+    Ok((status, value))
+}
+
 /// `Some(reason?)` when a semantic result says `accepted: false`.
 fn rejection(value: &Value) -> Option<Option<String>> {
     if value.get("accepted") != Some(&Value::Bool(false)) {
@@ -460,6 +562,37 @@ mod tests {
         assert_eq!(shell_quote("a b"), "'a b'");
         assert_eq!(shell_quote("it's"), "'it'\"'\"'s'");
         assert_eq!(shell_quote(""), "''");
+    }
+
+    #[test]
+    fn daemon_results_unwrap_and_fail_like_the_server() {
+        let ok = ResponseMessage::success("r", json!({"keys": []}));
+        assert_eq!(daemon_result(ok).unwrap(), (200, json!({"keys": []})));
+        let refused = ResponseMessage::failure_with_code("r", 404, "Object::NotFound", "missing");
+        let e = daemon_result(refused).unwrap_err();
+        assert_eq!((e.http_status(), e.code()), (404, "Object::NotFound"));
+        assert_eq!(e.to_string(), "missing");
+        let plain = ResponseMessage::failure("r", 400, "Unsupported target");
+        let e = daemon_result(plain).unwrap_err();
+        assert_eq!(
+            (e.http_status(), e.code()),
+            (400, "TeamCluster::DaemonRequestFailed")
+        );
+        let handled = ResponseMessage::success_with_status(
+            "r",
+            422,
+            json!({"status": "error", "code": "X", "message": "bad"}),
+        );
+        let e = daemon_result(handled).unwrap_err();
+        assert_eq!(
+            (e.http_status(), e.code(), e.to_string().as_str()),
+            (422, "X", "bad")
+        );
+        let malformed = ResponseMessage {
+            data: Some(json!(1)),
+            ..ResponseMessage::success("r", json!(null))
+        };
+        assert_eq!(daemon_result(malformed).unwrap_err().http_status(), 502);
     }
 
     #[test]

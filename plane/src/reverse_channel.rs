@@ -7,12 +7,14 @@
 //! connection's pending map to insert, one to remove, and one socket emit.
 //! No lock is held across an `.await`.
 
+use crate::budget::Budget;
 use crate::error::PlaneError;
 use crate::listener::KillSwitch;
 use crate::store::Store;
 use base64::Engine as _;
 use serde::Serialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use socketioxide::SendError;
 use socketioxide::extract::SocketRef;
 use std::collections::HashMap;
@@ -57,6 +59,15 @@ impl DaemonReply {
     }
 }
 
+/// Bytes a `team-cluster-daemon:message` event adds around its JSON
+/// argument on the wire: `42["team-cluster-daemon:message",` and `]`.
+pub(crate) const MESSAGE_FRAME_OVERHEAD: usize =
+    "42[\"".len() + MESSAGE_EVENT.len() + "\",".len() + "]".len();
+
+/// Session messages cost at least this much of a session budget, so a
+/// flood of tiny messages is bounded too (roughly a decoded envelope).
+const SESSION_MESSAGE_COST_FLOOR: usize = 256;
+
 /// A server→daemon command as it goes on the wire. Borrowed fields, so
 /// sending a command copies nothing but what serialisation writes.
 #[derive(Serialize)]
@@ -85,6 +96,9 @@ enum Pending {
     Stream {
         tx: mpsc::UnboundedSender<StreamEvent>,
         stream_id: Option<String>,
+        /// Bounds the chunks queued for a consumer that streams them on
+        /// (`None`: the caller collects the whole body anyway).
+        budget: Option<Arc<Budget>>,
     },
 }
 
@@ -94,6 +108,8 @@ pub(crate) struct DaemonConn {
     socket: SocketRef,
     pending: Mutex<HashMap<String, Pending>>,
     active: AtomicBool,
+    /// Woken when the connection is retired.
+    retired: Notify,
     kill: Option<Arc<KillSwitch>>,
 }
 
@@ -104,6 +120,7 @@ impl DaemonConn {
             socket,
             pending: Mutex::new(HashMap::new()),
             active: AtomicBool::new(true),
+            retired: Notify::new(),
             kill,
         }
     }
@@ -111,6 +128,20 @@ impl DaemonConn {
     /// Still the cluster's registered socket (not replaced, not closed).
     pub fn is_active(&self) -> bool {
         self.active.load(Ordering::Acquire)
+    }
+
+    /// Resolves once this connection is no longer the cluster's registered
+    /// socket (closed or replaced); at once if it already is not.
+    pub async fn closed(&self) {
+        loop {
+            let notified = self.retired.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if !self.is_active() {
+                return;
+            }
+            notified.await;
+        }
     }
 
     fn pending(&self) -> MutexGuard<'_, HashMap<String, Pending>> {
@@ -144,6 +175,7 @@ impl DaemonConn {
     /// No longer the registered socket: every pending request fails now.
     fn retire(&self) {
         self.active.store(false, Ordering::Release);
+        self.retired.notify_waiters();
         let drained: Vec<Pending> = self.pending().drain().map(|(_, p)| p).collect();
         for p in drained {
             match p {
@@ -157,7 +189,9 @@ impl DaemonConn {
         }
     }
 
-    fn resolve_response(&self, r: ResponseMessage) {
+    /// Hands a response to its pending request; gives it back when no
+    /// request waits for it (it may answer a `session.attach`).
+    fn resolve_response(&self, r: ResponseMessage) -> Option<ResponseMessage> {
         let mut pending = self.pending();
         match pending.get_mut(&r.request_id) {
             Some(Pending::Reply(_)) => {
@@ -165,29 +199,45 @@ impl DaemonConn {
                     drop(pending);
                     let _ = tx.send(Ok(r));
                 }
+                None
             }
-            Some(Pending::Stream { tx, stream_id }) => {
+            Some(Pending::Stream { tx, stream_id, .. }) => {
                 if stream_id.is_none() {
                     *stream_id = Some(r.stream_id.clone().unwrap_or_else(|| r.request_id.clone()));
                 }
                 let _ = tx.send(StreamEvent::Open(r));
+                None
             }
-            None => {
-                tracing::debug!(request_id = %r.request_id, "Response to an unknown request ignored.")
-            }
+            None => Some(r),
         }
     }
 
     fn stream_chunk(&self, c: StreamChunk, packet_len: usize) {
-        let pending = self.pending();
-        if let Some(Pending::Stream { tx, stream_id }) = pending.get(&c.request_id)
-            && stream_id.as_deref().is_none_or(|s| s == c.stream_id)
-        {
-            let _ = tx.send(StreamEvent::Chunk {
-                chunk_base64: c.chunk_base64,
-                packet_len,
-            });
+        let mut pending = self.pending();
+        let Some(Pending::Stream {
+            tx,
+            stream_id,
+            budget,
+        }) = pending.get(&c.request_id)
+        else {
+            return;
+        };
+        if stream_id.as_deref().is_some_and(|s| s != c.stream_id) {
+            return;
         }
+        if let Some(b) = budget
+            && !b.try_take(c.chunk_base64.len())
+        {
+            // The consumer is too slow: stop routing this stream (later
+            // chunks are dropped); the consumer sees the tripped budget.
+            tracing::warn!(request_id = %c.request_id, limit = b.limit(), "Stream consumer too slow; stream buffer full, transfer aborted.");
+            pending.remove(&c.request_id);
+            return;
+        }
+        let _ = tx.send(StreamEvent::Chunk {
+            chunk_base64: c.chunk_base64,
+            packet_len,
+        });
     }
 
     fn stream_end(&self, e: StreamEnd) {
@@ -217,12 +267,33 @@ impl Drop for PendingGuard<'_> {
     }
 }
 
+/// Removes a pending entry when the value owning it is dropped (the
+/// owned form of [`PendingGuard`], for streams that outlive the call).
+struct OwnedPendingGuard {
+    conn: Arc<DaemonConn>,
+    request_id: String,
+}
+
+impl Drop for OwnedPendingGuard {
+    fn drop(&mut self) {
+        self.conn.pending().remove(&self.request_id);
+    }
+}
+
 /// Messages for one session (terminal, websocket or tunnel), delivered by
 /// the reverse channel until this is dropped.
+///
+/// From `PlaneHandle::subscribe_session` the queue is unbounded (the caller
+/// must keep up). Behind an attached session (`attach_session`, the
+/// terminal relay) it is bounded by `PlaneConfig::session_buffer_limit`
+/// bytes: when the reader falls that far behind, the plane stops delivering
+/// to it and [`SessionSubscription::recv`] returns `None` with
+/// [`SessionSubscription::overflowed`] true.
 pub struct SessionSubscription {
     session_id: String,
     token: u64,
     rx: mpsc::UnboundedReceiver<Message>,
+    budget: Arc<Budget>,
     channels: Weak<Channels>,
 }
 
@@ -231,9 +302,38 @@ impl SessionSubscription {
         &self.session_id
     }
 
-    /// The next `session-*` / `tunnel-*` message for this session.
+    /// The next `session-*` / `tunnel-*` message for this session (or the
+    /// response to its `session.attach`). `None` once the queue overflowed
+    /// or the subscription was replaced by a newer one.
     pub async fn recv(&mut self) -> Option<Message> {
-        self.rx.recv().await
+        if self.budget.is_tripped() {
+            return None;
+        }
+        tokio::select! {
+            biased;
+            _ = self.budget.tripped() => None,
+            m = self.rx.recv() => {
+                if let Some(m) = &m {
+                    self.budget.release(session_cost(m));
+                }
+                m
+            }
+        }
+    }
+
+    /// The reader fell too far behind and delivery stopped.
+    pub fn overflowed(&self) -> bool {
+        self.budget.is_tripped()
+    }
+
+    /// The queue limit in bytes.
+    pub fn buffer_limit(&self) -> usize {
+        self.budget.limit()
+    }
+
+    /// Resolves when the queue overflows.
+    pub(crate) async fn overflow(&self) {
+        self.budget.tripped().await
     }
 }
 
@@ -242,7 +342,7 @@ impl Drop for SessionSubscription {
         if let Some(ch) = self.channels.upgrade() {
             let mut s = ch.sessions();
             if s.get(&self.session_id)
-                .is_some_and(|(t, _)| *t == self.token)
+                .is_some_and(|slot| slot.token == self.token)
             {
                 s.remove(&self.session_id);
             }
@@ -250,18 +350,45 @@ impl Drop for SessionSubscription {
     }
 }
 
-type SessionMap = HashMap<String, (u64, mpsc::UnboundedSender<Message>)>;
+struct SessionSlot {
+    token: u64,
+    tx: mpsc::UnboundedSender<Message>,
+    budget: Arc<Budget>,
+}
+
+type SessionMap = HashMap<String, SessionSlot>;
+
+/// What a queued session message costs of its budget.
+fn session_cost(m: &Message) -> usize {
+    let chunk = match m {
+        Message::SessionData(d) => d.chunk_base64.len(),
+        Message::TunnelData(d) => d.chunk_base64.len(),
+        _ => 0,
+    };
+    chunk.max(SESSION_MESSAGE_COST_FLOOR)
+}
 
 /// All registered daemon sockets and session subscribers.
-#[derive(Default)]
 pub(crate) struct Channels {
     conns: RwLock<HashMap<String, Arc<DaemonConn>>>,
     registered: Notify,
     sessions: Mutex<SessionMap>,
     next_token: AtomicU64,
+    /// Byte limit of each session subscription's queue.
+    session_buffer_limit: usize,
 }
 
 impl Channels {
+    pub fn new(session_buffer_limit: usize) -> Self {
+        Channels {
+            conns: RwLock::new(HashMap::new()),
+            registered: Notify::new(),
+            sessions: Mutex::new(HashMap::new()),
+            next_token: AtomicU64::new(0),
+            session_buffer_limit,
+        }
+    }
+
     fn sessions(&self) -> MutexGuard<'_, SessionMap> {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -341,23 +468,84 @@ impl Channels {
         }
     }
 
-    /// Subscribes to one session's messages (replacing an older subscriber).
-    pub fn subscribe_session(self: &Arc<Self>, session_id: &str) -> SessionSubscription {
+    fn new_subscription(
+        self: &Arc<Self>,
+        session_id: &str,
+        limit: usize,
+    ) -> (SessionSlot, SessionSubscription) {
         let (tx, rx) = mpsc::unbounded_channel();
         let token = self.next_token.fetch_add(1, Ordering::Relaxed);
-        self.sessions().insert(session_id.to_owned(), (token, tx));
-        SessionSubscription {
+        let budget = Arc::new(Budget::new(limit));
+        let slot = SessionSlot {
+            token,
+            tx,
+            budget: budget.clone(),
+        };
+        let sub = SessionSubscription {
             session_id: session_id.to_owned(),
             token,
             rx,
+            budget,
             channels: Arc::downgrade(self),
+        };
+        (slot, sub)
+    }
+
+    /// Subscribes to one session's messages (replacing an older
+    /// subscriber), with an unbounded queue: the low-level hook, whose
+    /// callers read as fast as they want.
+    pub fn subscribe_session(self: &Arc<Self>, session_id: &str) -> SessionSubscription {
+        let (slot, sub) = self.new_subscription(session_id, usize::MAX);
+        self.sessions().insert(session_id.to_owned(), slot);
+        sub
+    }
+
+    /// Subscribes to a session that nobody else follows (409 otherwise),
+    /// with a queue bounded by `session_buffer_limit`.
+    pub fn try_subscribe_session(
+        self: &Arc<Self>,
+        session_id: &str,
+    ) -> Result<SessionSubscription, PlaneError> {
+        let mut sessions = self.sessions();
+        if sessions.contains_key(session_id) {
+            return Err(PlaneError::conflict(
+                "TeamCluster::SessionInUse",
+                format!("Session {session_id} is already attached"),
+            ));
         }
+        let (slot, sub) = self.new_subscription(session_id, self.session_buffer_limit);
+        sessions.insert(session_id.to_owned(), slot);
+        Ok(sub)
+    }
+
+    /// Queues `msg` for the session's subscriber within its budget.
+    fn deliver_session(&self, session_id: &str, msg: Message) {
+        let mut sessions = self.sessions();
+        let Some(slot) = sessions.get(session_id) else {
+            tracing::debug!(session_id = %session_id, kind = msg.type_str(), "Session message without a subscriber ignored.");
+            return;
+        };
+        if !slot.budget.try_take(session_cost(&msg)) {
+            tracing::warn!(session_id = %session_id, limit = slot.budget.limit(), "Session subscriber too slow; its buffer is full, delivery stopped.");
+            sessions.remove(session_id);
+            return;
+        }
+        // Unbounded send never waits; the budget is what bounds the queue.
+        let _ = slot.tx.send(msg);
     }
 
     /// Routes a daemon message that is not a daemon→server command.
     pub fn route(&self, conn: &DaemonConn, msg: Message, packet_len: usize, store: &Store) {
         match msg {
-            Message::Response(r) => conn.resolve_response(r),
+            Message::Response(r) => {
+                // `session.attach` uses the session id as its request id and
+                // is answered through the session's queue, so the reply
+                // keeps its order relative to the session's messages.
+                if let Some(r) = conn.resolve_response(r) {
+                    let id = r.request_id.clone();
+                    self.deliver_session(&id, Message::Response(r));
+                }
+            }
             Message::Stream(c) => conn.stream_chunk(c, packet_len),
             Message::StreamEnd(e) => conn.stream_end(e),
             Message::ExposureSnapshot(list) => {
@@ -365,15 +553,8 @@ impl Channels {
             }
             other => match session_key(&other) {
                 Some(id) => {
-                    let tx = self.sessions().get(id).map(|(_, tx)| tx.clone());
-                    match tx {
-                        Some(tx) => {
-                            let _ = tx.send(other);
-                        }
-                        None => {
-                            tracing::debug!(session_id = %id, kind = other.type_str(), "Session message without a subscriber ignored.")
-                        }
-                    }
+                    let id = id.to_owned();
+                    self.deliver_session(&id, other);
                 }
                 None => {
                     tracing::debug!(cluster_id = %conn.cluster_id, kind = other.type_str(), "Daemon message ignored.")
@@ -456,6 +637,7 @@ async fn send_stream(
         Pending::Stream {
             tx,
             stream_id: None,
+            budget: None,
         },
     );
     let _guard = PendingGuard { conn, request_id };
@@ -523,4 +705,276 @@ async fn send_stream(
         max_chunk_packet_len,
         error,
     })
+}
+
+/// A server→daemon command serialised once: the JSON argument of its
+/// `team-cluster-daemon:message` event, ready to emit, and the size of the
+/// Engine.IO frame it makes.
+pub(crate) struct EncodedCommand {
+    raw: Box<RawValue>,
+}
+
+impl EncodedCommand {
+    pub fn new(
+        request_id: &str,
+        command: &str,
+        payload: &Value,
+        response_type: ResponseType,
+    ) -> Result<Self, PlaneError> {
+        let wire_type = match response_type {
+            ResponseType::Other => ResponseType::Json,
+            t => t,
+        };
+        let text = serde_json::to_string(&OutboundCommand {
+            kind: "command",
+            request_id,
+            command,
+            response_type: wire_type,
+            payload,
+        })
+        .map_err(|e| PlaneError::Internal(format!("cannot encode command: {e}")))?;
+        let raw = RawValue::from_string(text)
+            .map_err(|e| PlaneError::Internal(format!("cannot encode command: {e}")))?;
+        Ok(EncodedCommand { raw })
+    }
+
+    /// Bytes of the Engine.IO text frame carrying this command.
+    pub fn frame_len(&self) -> usize {
+        self.raw.get().len() + MESSAGE_FRAME_OVERHEAD
+    }
+
+    /// Emits it on `conn` (the raw JSON goes out verbatim).
+    pub fn emit(&self, conn: &DaemonConn) -> Result<(), PlaneError> {
+        conn.emit(&*self.raw)
+    }
+}
+
+/// Sends a JSON command whose frame was already encoded (and size-checked)
+/// and waits for its response.
+pub(crate) async fn send_encoded(
+    conn: &DaemonConn,
+    request_id: &str,
+    command: &EncodedCommand,
+    timeout: Duration,
+) -> Result<ResponseMessage, PlaneError> {
+    let (tx, rx) = oneshot::channel();
+    conn.pending()
+        .insert(request_id.to_owned(), Pending::Reply(tx));
+    let _guard = PendingGuard { conn, request_id };
+    command.emit(conn)?;
+    match tokio::time::timeout(timeout, rx).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(_)) => Err(PlaneError::ConnectionLost),
+        Err(_) => Err(PlaneError::Timeout),
+    }
+}
+
+/// Sends a stream command and waits for its opening response. The chunks
+/// are then read from the returned [`DaemonStream`] as they arrive, with at
+/// most `buffer_limit` bytes (base64 text) queued for it; `timeout` bounds
+/// every silence. A refused opening (`ok:false`) is
+/// [`PlaneError::DaemonRequestFailed`].
+pub(crate) async fn open_stream(
+    conn: Arc<DaemonConn>,
+    command: &str,
+    payload: &Value,
+    timeout: Duration,
+    buffer_limit: usize,
+) -> Result<DaemonStream, PlaneError> {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let encoded = EncodedCommand::new(&request_id, command, payload, ResponseType::Stream)?;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let budget = Arc::new(Budget::new(buffer_limit));
+    conn.pending().insert(
+        request_id.clone(),
+        Pending::Stream {
+            tx,
+            stream_id: None,
+            budget: Some(budget.clone()),
+        },
+    );
+    let guard = OwnedPendingGuard {
+        conn: conn.clone(),
+        request_id,
+    };
+    encoded.emit(&conn)?;
+    let response = match tokio::time::timeout(timeout, rx.recv()).await {
+        Err(_) => return Err(PlaneError::Timeout),
+        Ok(None | Some(StreamEvent::Lost)) => return Err(PlaneError::ConnectionLost),
+        Ok(Some(StreamEvent::Open(r))) => r,
+        Ok(Some(StreamEvent::Chunk { .. })) => {
+            return Err(PlaneError::DaemonProtocol(format!(
+                "`{command}` sent stream data before its opening response"
+            )));
+        }
+        Ok(Some(StreamEvent::End(message))) => {
+            return Err(PlaneError::DaemonProtocol(format!(
+                "`{command}` ended its stream before the opening response{}",
+                message.map(|m| format!(": {m}")).unwrap_or_default()
+            )));
+        }
+    };
+    if !response.ok {
+        return Err(PlaneError::from_daemon(
+            response.into_result().err().unwrap_or_else(
+                // `into_result` of an `ok:false` response is always an error;
+                // this arm only keeps the types honest.
+                || volt_protocol::envelope::ResponseFailure {
+                    status: 502,
+                    code: None,
+                    message: "Daemon refused the stream".into(),
+                },
+            ),
+        ));
+    }
+    Ok(DaemonStream {
+        command: command.to_owned(),
+        response,
+        rx,
+        budget,
+        _guard: guard,
+        timeout,
+        finished: false,
+        chunks: 0,
+    })
+}
+
+/// A stream reply being received: the opening response, then the body
+/// chunk by chunk as the daemon sends it. Dropping it stops routing the
+/// stream (later chunks are discarded).
+pub struct DaemonStream {
+    command: String,
+    response: ResponseMessage,
+    rx: mpsc::UnboundedReceiver<StreamEvent>,
+    budget: Arc<Budget>,
+    _guard: OwnedPendingGuard,
+    timeout: Duration,
+    finished: bool,
+    chunks: usize,
+}
+
+impl std::fmt::Debug for DaemonStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DaemonStream")
+            .field("command", &self.command)
+            .field("response", &self.response)
+            .field("chunks", &self.chunks)
+            .field("finished", &self.finished)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DaemonStream {
+    /// The opening response (`ok:true, status, headers, streamId`).
+    pub fn response(&self) -> &ResponseMessage {
+        &self.response
+    }
+
+    /// The daemon's status.
+    pub fn status(&self) -> u16 {
+        self.response.status
+    }
+
+    /// A header of the opening response (name case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.response
+            .headers
+            .as_ref()?
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Bytes of base64 text the plane queues for this stream at most.
+    pub fn buffer_limit(&self) -> usize {
+        self.budget.limit()
+    }
+
+    /// `stream` messages received so far.
+    pub fn chunks(&self) -> usize {
+        self.chunks
+    }
+
+    /// The next decoded chunk; `None` after a clean `stream-end`. An error
+    /// ends the stream: `stream-end` with a message
+    /// ([`PlaneError::StreamFailed`]), a lost connection, a silence longer
+    /// than the timeout, invalid base64, or a consumer that fell more than
+    /// the buffer limit behind ([`PlaneError::BufferFull`]).
+    pub async fn next_chunk(&mut self) -> Option<Result<Vec<u8>, PlaneError>> {
+        loop {
+            if self.finished {
+                return None;
+            }
+            if self.budget.is_tripped() {
+                return Some(self.fail(PlaneError::BufferFull {
+                    limit: self.budget.limit(),
+                }));
+            }
+            let event = tokio::select! {
+                biased;
+                _ = self.budget.tripped() => continue,
+                e = tokio::time::timeout(self.timeout, self.rx.recv()) => e,
+            };
+            let event = match event {
+                Err(_) => return Some(self.fail(PlaneError::Timeout)),
+                Ok(None | Some(StreamEvent::Lost)) => {
+                    if self.budget.is_tripped() {
+                        continue;
+                    }
+                    return Some(self.fail(PlaneError::ConnectionLost));
+                }
+                Ok(Some(e)) => e,
+            };
+            match event {
+                StreamEvent::Chunk { chunk_base64, .. } => {
+                    self.budget.release(chunk_base64.len());
+                    self.chunks += 1;
+                    return Some(
+                        match base64::engine::general_purpose::STANDARD.decode(&chunk_base64) {
+                            Ok(bytes) => Ok(bytes),
+                            Err(e) => self.fail(PlaneError::DaemonProtocol(format!(
+                                "invalid chunkBase64 in chunk {} of `{}`: {e}",
+                                self.chunks, self.command
+                            ))),
+                        },
+                    );
+                }
+                StreamEvent::End(None) => {
+                    self.finished = true;
+                    return None;
+                }
+                StreamEvent::End(Some(message)) => {
+                    return Some(self.fail(PlaneError::StreamFailed(message)));
+                }
+                // A repeated opening response changes nothing.
+                StreamEvent::Open(_) => continue,
+                StreamEvent::Lost => return Some(self.fail(PlaneError::ConnectionLost)),
+            }
+        }
+    }
+
+    fn fail<T>(&mut self, e: PlaneError) -> Result<T, PlaneError> {
+        self.finished = true;
+        tracing::warn!(command = %self.command, chunks = self.chunks, error = %e, "Daemon stream aborted.");
+        Err(e)
+    }
+
+    /// The body as a `futures` stream of chunks (what an HTTP body wants).
+    pub fn into_stream(
+        self,
+    ) -> impl futures_util::Stream<Item = Result<Vec<u8>, PlaneError>> + Send + 'static {
+        futures_util::stream::unfold(self, |mut s| async move {
+            let item = s.next_chunk().await?;
+            Some((item, s))
+        })
+    }
+
+    /// Reads the whole body (for small replies and tests).
+    pub async fn collect(mut self) -> Result<Vec<u8>, PlaneError> {
+        let mut body = Vec::new();
+        while let Some(chunk) = self.next_chunk().await {
+            body.extend(chunk?);
+        }
+        Ok(body)
+    }
 }
