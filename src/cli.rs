@@ -415,6 +415,9 @@ pub fn render_status(s: &Value) -> String {
     if let Some(e) = s["lastHeartbeatError"].as_str() {
         out.push_str(&format!("           last error: {e}\n"));
     }
+    if let Some(n) = s["terminalSessions"].as_u64() {
+        out.push_str(&format!("terminal   {n} open session(s)\n"));
+    }
     if let Some(services) = s["services"].as_object().filter(|m| !m.is_empty()) {
         out.push_str("services\n");
         for (name, v) in services {

@@ -22,6 +22,22 @@
 //! | `[supervisor] max_restarts`, `window_secs` | – | 5, 60 |
 //! | `[install] install_root` | `TEAM_CLUSTER_INSTALL_ROOT` | `/opt/volt/team-clusters` |
 //! | `[install] fetch_manifest`, `ports = {minio, redis, mongodb, daemon}` | – | false, – |
+//! | `[terminal] enabled` | – | `true` (false: every `session.attach` gets 403) |
+//! | `[terminal] user` | – | the user voltd runs as (another user needs voltd to run as root) |
+//! | `[terminal] shell` | – | the user's passwd shell, else `/bin/bash` |
+//! | `[terminal] idle_timeout_secs`, `max_sessions` | – | 600, 16 |
+//! | `[services.redis]`, `[services.mongo]`, `[services.minio]` `mode` | – | `native` (`external`, `disabled`) |
+//! | `[services.*] command`, `env` | – | `redis-server {config_file}`, `mongod --dbpath {data_dir} --port {port} --bind_ip {bind} --auth`, `minio server {data_dir} --address {bind}:{port}` (+ `MINIO_ROOT_USER/PASSWORD`) |
+//! | `[services.*] port`, `bind`, `host`, `data_dir` | – | manifest / `[install] ports` / 6379, 27017, 9000; `127.0.0.1`; loopback; `<state_dir>/services/<name>` |
+//! | `[services.*] user`, `password` | – | install manifest, else generated (stored 0600) |
+//! | `[services.*] probe_interval_ms`, `probe_timeout_ms`, `start_timeout_ms`, `stop_timeout_ms`, `unhealthy_after` | – | 5000, 3000, 60000, 20000, 3 |
+//! | `[services.*] restart_base_ms`, `restart_max_ms`, `max_restarts`, `restart_window_secs`, `failed_retry_secs` | – | 500, 30000, 5, 300, 300 |
+//! | `[services.mongo] auth_flag` | – | `--auth` (dropped while provisioning the root user) |
+//! | `[host_files] roots` | – | none (file explorer off); items are paths or `{name, path}` |
+//!
+//! Every `[services.*]` key is described in `src/service_config.rs`. The
+//! `--services all|none|redis,mongo,…` flag disables the services it does
+//! not name.
 //!
 //! `TEAM_CLUSTER_METRICS_INTERVAL_MS` is accepted and ignored: voltd samples
 //! metrics per heartbeat and measures the cloud latency on the heartbeat
@@ -36,7 +52,7 @@ use volt_protocol::enrollment::ServicePorts;
 use volt_protocol::register::Secret;
 use voltd_actors::backoff::ExponentialBackoff;
 use voltd_actors::settings::{
-    self, CloudUrl, InstallSettings, ProxySettings, Settings, SocketSettings,
+    self, CloudUrl, InstallSettings, ProxySettings, Settings, SocketSettings, TerminalSettings,
 };
 use voltd_actors::supervisor::Intensity;
 
@@ -107,6 +123,23 @@ pub struct InstallFile {
     pub ports: Option<ServicePorts>,
 }
 
+/// `[terminal]`: the host terminal (`session.attach`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TerminalFile {
+    pub enabled: Option<bool>,
+    pub user: Option<String>,
+    pub shell: Option<PathBuf>,
+    pub idle_timeout_secs: Option<u64>,
+    pub max_sessions: Option<usize>,
+}
+
+/// Upper bound of `[terminal] max_sessions`: each session holds a PTY (the
+/// kernel's default limit is 4096 for the whole host) and three threads.
+pub const MAX_TERMINAL_SESSIONS: usize = 1024;
+/// Longest `[terminal] user` (the useradd limit).
+const MAX_USER_NAME_LEN: usize = 32;
+
 /// The TOML file. Unknown keys are errors: a typo must not silently fall
 /// back to a default.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -130,6 +163,50 @@ pub struct FileConfig {
     pub supervisor: SupervisorFile,
     #[serde(default)]
     pub install: InstallFile,
+    #[serde(default)]
+    pub terminal: TerminalFile,
+    #[serde(default)]
+    pub services: crate::service_config::ServicesFile,
+    #[serde(default)]
+    pub host_files: HostFilesFile,
+}
+
+/// One `[host_files] roots` item: a path (named after its last component)
+/// or `{name, path}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RootSpec {
+    Path(PathBuf),
+    Named { name: String, path: PathBuf },
+}
+
+/// `[host_files]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostFilesFile {
+    pub roots: Option<Vec<RootSpec>>,
+}
+
+fn host_files_settings(
+    f: &HostFilesFile,
+) -> Result<voltd_actors::settings::HostFilesSettings, ConfigError> {
+    let roots = f
+        .roots
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| match r {
+            RootSpec::Named { name, path } => (name, path),
+            RootSpec::Path(path) => {
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                (name, path)
+            }
+        })
+        .collect();
+    voltd_actors::settings::HostFilesSettings::try_new(roots).map_err(ConfigError::Invalid)
 }
 
 impl FileConfig {
@@ -167,6 +244,10 @@ pub struct Overrides {
     /// Log format.
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Managed services to run: `all` (as configured, the default), `none`,
+    /// or a comma list such as `redis,mongo` (the others are disabled).
+    #[arg(long, value_name = "LIST")]
+    pub services: Option<String>,
 }
 
 /// The effective configuration: settings plus logging.
@@ -488,6 +569,12 @@ pub fn resolve(
         install.ports = Some(ports);
     }
     s.install = install;
+    s.terminal = terminal_settings(&file.terminal)?;
+    s.host_files = host_files_settings(&file.host_files)?;
+    s.services = crate::service_config::resolve(&file.services).map_err(ConfigError::Invalid)?;
+    if let Some(list) = &flags.services {
+        crate::service_config::restrict(&mut s.services, list).map_err(ConfigError::Invalid)?;
+    }
 
     let log_level = flags
         .log_level
@@ -502,6 +589,54 @@ pub fn resolve(
         log_format,
         config_file,
     })
+}
+
+/// `[terminal]`, validated.
+fn terminal_settings(f: &TerminalFile) -> Result<TerminalSettings, ConfigError> {
+    let mut t = TerminalSettings::default();
+    if let Some(enabled) = f.enabled {
+        t.enabled = enabled;
+    }
+    if let Some(user) = &f.user {
+        let user = user.trim();
+        let valid = (1..=MAX_USER_NAME_LEN).contains(&user.len())
+            && !user.starts_with('-')
+            && user
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !valid {
+            return Err(ConfigError::Invalid(format!(
+                "[terminal] user {user:?} is not a valid user name (1..{MAX_USER_NAME_LEN} characters of [A-Za-z0-9._-], not starting with '-')"
+            )));
+        }
+        t.user = Some(user.to_owned());
+    }
+    if let Some(shell) = &f.shell {
+        if !shell.is_absolute() {
+            return Err(ConfigError::Invalid(format!(
+                "[terminal] shell must be an absolute path, got {}",
+                shell.display()
+            )));
+        }
+        t.shell = Some(shell.clone());
+    }
+    if let Some(secs) = f.idle_timeout_secs {
+        if secs == 0 {
+            return Err(ConfigError::Invalid(
+                "[terminal] idle_timeout_secs must be greater than 0".into(),
+            ));
+        }
+        t.idle_timeout = Duration::from_secs(secs);
+    }
+    if let Some(n) = f.max_sessions {
+        if !(1..=MAX_TERMINAL_SESSIONS).contains(&n) {
+            return Err(ConfigError::Invalid(format!(
+                "[terminal] max_sessions must be between 1 and {MAX_TERMINAL_SESSIONS}, got {n}"
+            )));
+        }
+        t.max_sessions = n;
+    }
+    Ok(t)
 }
 
 /// Loads the file (if any) and resolves everything.
@@ -563,6 +698,20 @@ pub fn show(e: &Effective) -> String {
             "install_root": s.install.install_root.display().to_string(),
             "fetch_manifest": s.install.fetch_manifest,
             "ports": s.install.ports,
+        },
+        "terminal": {
+            "enabled": s.terminal.enabled,
+            "user": s.terminal.user,
+            "shell": s.terminal.shell.as_ref().map(|p| p.display().to_string()),
+            "idle_timeout_secs": s.terminal.idle_timeout.as_secs(),
+            "max_sessions": s.terminal.max_sessions,
+        },
+        "services": crate::service_config::show(&s.services),
+        "host_files": {
+            "roots": s.host_files.roots.iter().map(|r| serde_json::json!({
+                "name": r.name,
+                "path": r.path.display().to_string(),
+            })).collect::<Vec<_>>(),
         },
     });
     // JSON → TOML: nulls are dropped (TOML has none).
@@ -729,6 +878,88 @@ mod tests {
     }
 
     #[test]
+    fn services_sections_apply_are_validated_and_shown_redacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "cloud_url = \"http://x\"\nteam_cluster_id = \"c\"\n[services.redis]\nmode = \"external\"\nuser = \"u\"\npassword = \"svc-secret-7\"\n[services.minio]\nmode = \"disabled\"\n",
+        )
+        .unwrap();
+        let f = FileConfig::load(&p).unwrap();
+        let e = resolve(f, None, &env(&[]), &Overrides::default()).unwrap();
+        let s = &e.settings.services;
+        assert_eq!(s.redis.mode, voltd_actors::services::ServiceMode::External);
+        assert_eq!(s.mongo.mode, voltd_actors::services::ServiceMode::Native);
+        assert_eq!(s.minio.mode, voltd_actors::services::ServiceMode::Disabled);
+        let out = show(&e);
+        assert!(!out.contains("svc-secret-7"), "{out}");
+        assert!(out.contains("[services.redis]"), "{out}");
+        assert!(!format!("{e:?}").contains("svc-secret-7"));
+
+        std::fs::write(&p, "[services.redis]\nprobe_intervall_ms = 5\n").unwrap();
+        let err = FileConfig::load(&p).unwrap_err();
+        assert!(err.to_string().contains("probe_intervall_ms"), "{err}");
+        let mut f = base_file();
+        f.services.redis = Some(crate::service_config::ServiceFile {
+            bind: Some("not-an-ip".into()),
+            ..Default::default()
+        });
+        let err = resolve(f, None, &env(&[]), &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("services.redis.bind"), "{err}");
+    }
+
+    #[test]
+    fn terminal_section_applies_and_is_shown() {
+        let mut f = base_file();
+        f.terminal = toml::from_str(
+            r#"
+            enabled = false
+            user = "volt"
+            shell = "/bin/zsh"
+            idle_timeout_secs = 60
+            max_sessions = 4
+            "#,
+        )
+        .unwrap();
+        let e = resolve(f, None, &env(&[]), &Overrides::default()).unwrap();
+        let t = &e.settings.terminal;
+        assert!(!t.enabled);
+        assert_eq!(t.user.as_deref(), Some("volt"));
+        assert_eq!(t.shell, Some(PathBuf::from("/bin/zsh")));
+        assert_eq!(t.idle_timeout, Duration::from_secs(60));
+        assert_eq!(t.max_sessions, 4);
+        let out = show(&e);
+        assert!(out.contains("[terminal]"), "{out}");
+        assert!(out.contains("max_sessions = 4"), "{out}");
+        assert!(out.contains("user = \"volt\""), "{out}");
+
+        let defaults = resolve(base_file(), None, &env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(defaults.settings.terminal, TerminalSettings::default());
+        assert!(defaults.settings.terminal.enabled);
+        assert!(show(&defaults).contains("idle_timeout_secs = 600"));
+    }
+
+    #[test]
+    fn terminal_section_is_validated() {
+        for (toml_text, needle) in [
+            ("user = \"-rf\"", "[terminal] user"),
+            ("user = \"a b\"", "[terminal] user"),
+            ("user = \"\"", "[terminal] user"),
+            ("shell = \"bash\"", "absolute path"),
+            ("idle_timeout_secs = 0", "idle_timeout_secs"),
+            ("max_sessions = 0", "max_sessions"),
+            ("max_sessions = 100000", "max_sessions"),
+        ] {
+            let mut f = base_file();
+            f.terminal = toml::from_str(toml_text).unwrap();
+            let err = resolve(f, None, &env(&[]), &Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains(needle), "{toml_text}: {err}");
+        }
+        assert!(toml::from_str::<TerminalFile>("idle_timeout = 5").is_err());
+    }
+
+    #[test]
     fn unknown_keys_in_the_file_are_rejected() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");
@@ -777,5 +1008,54 @@ mod tests {
         assert!(out.contains("daemon_password = \"***\""), "{out}");
         assert!(out.contains("team_cluster_id = \"file-id\""), "{out}");
         assert!(!format!("{e:?}").contains("file-pw"));
+    }
+}
+
+#[cfg(test)]
+mod host_files_tests {
+    use super::*;
+
+    fn file(roots: &str) -> FileConfig {
+        toml::from_str(&format!(
+            "cloud_url = \"http://x\"\nteam_cluster_id = \"c\"\nstate_dir = \"/tmp/s\"\n[host_files]\nroots = {roots}\n"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn roots_by_path_or_name() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let f = file(&format!(
+            "[\"{}\", {{ name = \"lab\", path = \"{}\" }}]",
+            a.path().display(),
+            b.path().display()
+        ));
+        let e = resolve(f, None, &Env::new(), &Overrides::default()).unwrap();
+        let roots = &e.settings.host_files.roots;
+        assert_eq!(roots.len(), 2);
+        assert_eq!(
+            roots[0].name,
+            a.path().file_name().unwrap().to_string_lossy()
+        );
+        assert_eq!(roots[1].name, "lab");
+        assert!(show(&e).contains("name = \"lab\""));
+    }
+
+    #[test]
+    fn bad_roots_are_config_errors() {
+        let a = tempfile::tempdir().unwrap();
+        let p = a.path().display();
+        for roots in [
+            "[\"relative/dir\"]".to_owned(),
+            "[\"/nonexistent/dir/x\"]".to_owned(),
+            format!("[{{ name = \"x\", path = \"{p}\" }}, {{ name = \"x\", path = \"{p}\" }}]"),
+            format!("[{{ name = \"a/b\", path = \"{p}\" }}]"),
+        ] {
+            assert!(
+                resolve(file(&roots), None, &Env::new(), &Overrides::default()).is_err(),
+                "{roots}"
+            );
+        }
     }
 }

@@ -126,6 +126,10 @@ fn run_args<'a>(url: &'a str, id: &'a str, state: &'a str) -> Vec<&'a str> {
         state,
         "--heartbeat-interval-ms",
         "300",
+        // These tests are about the daemon itself; tests/services*.rs run
+        // the managed services.
+        "--services",
+        "none",
     ]
 }
 
@@ -376,7 +380,7 @@ async fn enroll_stores_credentials_and_a_token_from_the_config_file_is_removed()
     assert!(err.contains("409"), "{err}");
 
     // `run` with the config file connects with the stored credentials.
-    let mut d = Voltd::spawn(&["--config", cfg, "run"], &[]);
+    let mut d = Voltd::spawn(&["--config", cfg, "run", "--services", "none"], &[]);
     d.wait_line("readiness line", |l| l.contains("cluster-daemon started"))
         .await;
     assert_eq!(d.term().await, 0);

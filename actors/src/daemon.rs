@@ -5,16 +5,23 @@
 //! ├── admin           local Unix socket: voltd status / voltd logs
 //! ├── monitoring      host metrics sampler
 //! ├── status          status state machine, lifecycle reports
+//! ├── services (one_for_one; only the enabled ones)
+//! │   ├── redis           redis-server: run, probe, bootstrap, restart
+//! │   ├── mongo           mongod: provision, run, probe, bootstrap, restart
+//! │   └── minio           minio server: run, probe, buckets, restart
 //! └── cloud (rest_for_one)
 //!     ├── enrollment      credentials (transient: ends when done)
 //!     ├── dispatcher      reverse-channel dispatch, outbound commands
 //!     ├── control-socket  socket.io connection, register, reconnect
-//!     └── heartbeat       runtime.heartbeat every interval
+//!     ├── heartbeat       runtime.heartbeat every interval
+//!     └── sessions        host terminal sessions (PTY + shell each)
 //! ```
 //!
 //! `rest_for_one` in the cloud subtree: a dispatcher restart takes the
 //! socket and heartbeat along (they hold its link state); a socket restart
 //! takes the heartbeat along; nothing there restarts monitoring or status.
+//! Sessions come last: a socket or dispatcher restart ends them, which is
+//! right since sessions end when the control socket drops anyway.
 
 use crate::admin::Admin;
 use crate::control_socket::ControlSocket;
@@ -27,6 +34,7 @@ use crate::handlers::{HandlerContext, Reply};
 use crate::heartbeat::Heartbeat;
 use crate::monitoring::Monitoring;
 use crate::peers::Peers;
+use crate::sessions::Sessions;
 use crate::settings::Settings;
 use crate::status::StatusActor;
 use crate::supervisor::{
@@ -34,7 +42,6 @@ use crate::supervisor::{
 };
 use crate::tls;
 use actix::Addr;
-use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use tokio::sync::oneshot;
@@ -60,6 +67,7 @@ pub fn build(
         let (p2, h2) = (peers.clone(), handlers.clone());
         let (s3, p3, t3) = (settings.clone(), peers.clone(), tls.clone());
         let (s4, p4) = (settings.clone(), peers.clone());
+        let (s5, p5) = (settings.clone(), peers.clone());
         SupervisorSpec::new("cloud", Strategy::RestForOne)
             .intensity(settings.intensity)
             .child(ChildSpec::new(
@@ -117,12 +125,30 @@ pub fn build(
                     Ok(running)
                 },
             ))
+            .child(ChildSpec::new("sessions", Restart::Permanent, move |env| {
+                let (addr, running) = spawn_actor(Sessions::new(
+                    s5.terminal.clone(),
+                    p5.clone(),
+                    env.bus.clone(),
+                    env.exit.clone(),
+                ));
+                p5.set_sessions(addr);
+                Ok(running)
+            }))
     };
 
     let (s_admin, p_admin) = (settings.clone(), peers.clone());
     let (s_mon, p_mon) = (settings.clone(), peers.clone());
     let (s_status, p_status) = (settings.clone(), peers.clone());
-    Ok(SupervisorSpec::new("root", Strategy::OneForOne)
+    settings.services.validate()?;
+    let expected_services: Vec<String> = settings
+        .services
+        .enabled()
+        .into_iter()
+        .map(|k| k.name().to_owned())
+        .collect();
+    let service_views = peers.services().clone();
+    let root = SupervisorSpec::new("root", Strategy::OneForOne)
         .intensity(settings.intensity)
         .child(ChildSpec::new("admin", Restart::Permanent, move |env| {
             let actor = Admin::new(
@@ -144,10 +170,11 @@ pub fn build(
             },
         ))
         .child(ChildSpec::new("status", Restart::Permanent, move |env| {
+            let views = service_views.clone();
             let actor = StatusActor::new(
                 s_status.clone(),
-                Vec::new(),
-                Box::new(BTreeMap::new),
+                expected_services.clone(),
+                Box::new(move || views.details()),
                 p_status.clone(),
                 env.bus.clone(),
                 env.exit.clone(),
@@ -155,8 +182,14 @@ pub fn build(
             let (addr, running) = spawn_actor(actor);
             p_status.set_status(addr);
             Ok(running)
-        }))
-        .child(cloud.into_child(Restart::Permanent)))
+        }));
+    // The services start before the cloud subtree (the server may call
+    // them as soon as the daemon registers) and stop after it.
+    let root = match crate::services::child_spec(&settings, peers.services()) {
+        Some(services) => root.child(services),
+        None => root,
+    };
+    Ok(root.child(cloud.into_child(Restart::Permanent)))
 }
 
 /// A running daemon (in this process's actix system).

@@ -125,6 +125,11 @@ pub enum Event {
         stage: String,
         detail: Option<String>,
     },
+    /// A host terminal session started; its shell runs as `user`.
+    SessionOpened { session_id: String, user: String },
+    /// A host terminal session ended (`reason`: exited with code N,
+    /// detached, idle timeout, control socket disconnected, …).
+    SessionClosed { session_id: String, reason: String },
 }
 
 impl Event {
@@ -249,6 +254,12 @@ impl Event {
                 stage,
                 detail,
             } => info!(%action, %stage, detail = ?detail, "Runtime action."),
+            Event::SessionOpened { session_id, user } => {
+                info!(%session_id, %user, "Terminal session opened.")
+            }
+            Event::SessionClosed { session_id, reason } => {
+                info!(%session_id, %reason, "Terminal session closed.")
+            }
         }
     }
 }

@@ -10,10 +10,15 @@
 //! | dispatcher | `dispatch.rs` (+ `handlers/`) | reverse-channel commands and responses |
 //! | control-socket | `control_socket.rs` (+ `link.rs`) | socket.io connection, register, reconnect |
 //! | heartbeat | `heartbeat.rs` | `runtime.heartbeat` every interval |
+//! | sessions | `sessions.rs` (+ `handlers/session.rs`) | host terminal: shell in a PTY per session |
+//! | services supervisor | `services/mod.rs` | one_for_one over the managed services; the service registry |
+//! | redis / mongo / minio | `services/{redis,mongo,minio}.rs` on `services/core.rs` (+ `process.rs`, `resolve.rs`, `settings.rs`) | run, probe, bootstrap and restart one managed service |
 //!
 //! The tree is assembled in `daemon.rs`; every notable occurrence is an
 //! `events::Event` on the supervisor log stream.
-#![forbid(unsafe_code)]
+// `deny`, not `forbid`: exactly one function may opt out — the
+// parent-death signal of service processes (`services/process.rs`).
+#![deny(unsafe_code)]
 
 pub mod admin;
 pub mod backoff;
@@ -32,6 +37,8 @@ pub mod lifecycle;
 pub mod link;
 pub mod monitoring;
 pub mod peers;
+pub mod services;
+pub mod sessions;
 pub mod settings;
 pub mod status;
 pub mod supervisor;

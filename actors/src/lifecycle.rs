@@ -110,10 +110,13 @@ fn remove_file(path: &Path) -> Result<(), String> {
 }
 
 /// What uninstall deletes: the install directory, the state files and the
-/// managed services' data directories.
+/// managed services' data directories (of the services voltd runs) plus
+/// `<state dir>/services` (pid files, generated configs and passwords).
 pub fn uninstall_targets(ctx: &HandlerContext) -> (Vec<PathBuf>, Vec<PathBuf>) {
     let s = &ctx.settings;
-    let dirs = vec![s.install_dir()];
+    let mut dirs = vec![s.install_dir()];
+    dirs.extend(s.services.owned_data_dirs(&s.state_dir));
+    dirs.push(crate::services::settings::services_dir(&s.state_dir));
     let files = vec![
         s.state_dir.join(CREDENTIALS_FILE),
         s.state_dir.join(MANIFEST_FILE),
@@ -128,6 +131,8 @@ pub async fn uninstall(ctx: &Rc<HandlerContext>, reason: Option<String>) {
     // `{accepted:true}`; the report records why.
     report_status(ctx, ClusterStatus::Deleting, reason).await;
 
+    // The servers must be down before their data directories go.
+    ctx.peers.services().stop_all().await;
     let (dirs, files) = uninstall_targets(ctx);
     let mut errors = Vec::new();
     for d in &dirs {

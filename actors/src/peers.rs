@@ -10,6 +10,8 @@ use crate::dispatch::{Dispatcher, Routes};
 use crate::handlers::ExtensionRegistry;
 use crate::heartbeat::Heartbeat;
 use crate::monitoring::Monitoring;
+use crate::services::ServiceRegistry;
+use crate::sessions::Sessions;
 use crate::status::StatusActor;
 use crate::supervisor::Supervisor;
 use actix::Addr;
@@ -22,6 +24,7 @@ struct Slots {
     root: Option<Addr<Supervisor>>,
     dispatcher: Option<Addr<Dispatcher>>,
     heartbeat: Option<Addr<Heartbeat>>,
+    sessions: Option<Addr<Sessions>>,
     monitoring: Option<Addr<Monitoring>>,
     status: Option<Addr<StatusActor>>,
 }
@@ -31,6 +34,7 @@ struct Inner {
     credentials: watch::Sender<Option<Credentials>>,
     extensions: ExtensionRegistry,
     routes: Routes,
+    services: ServiceRegistry,
 }
 
 /// Cheap-to-clone handle to the directory.
@@ -62,14 +66,22 @@ impl Peers {
             credentials,
             extensions: ExtensionRegistry::default(),
             routes: Routes::default(),
+            services: ServiceRegistry::default(),
         }))
     }
 
     slot!(root, set_root, Supervisor);
     slot!(dispatcher, set_dispatcher, Dispatcher);
     slot!(heartbeat, set_heartbeat, Heartbeat);
+    slot!(sessions, set_sessions, Sessions);
     slot!(monitoring, set_monitoring, Monitoring);
     slot!(status, set_status, StatusActor);
+
+    /// The managed services (states, restart, ready clients); outlives
+    /// the service actors.
+    pub fn services(&self) -> &ServiceRegistry {
+        &self.0.services
+    }
 
     /// Publishes the credentials the cloud-facing actors use.
     pub fn publish_credentials(&self, creds: Credentials) {

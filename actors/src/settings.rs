@@ -37,6 +37,14 @@ pub const DEFAULT_INSTALLED_VERSION: &str = "1.0.0";
 pub const DEFAULT_INSTALL_ROOT: &str = "/opt/volt/team-clusters";
 /// Where voltd keeps credentials and state when installed system-wide.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/voltd";
+/// Idle terminal sessions (no input and no output) end after this: the
+/// VOLT server reaps its own idle sessions after 10 minutes, so a longer
+/// daemon timeout would only keep shells nobody can reach any more.
+pub const DEFAULT_TERMINAL_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Concurrent terminal sessions. Each holds a PTY, a shell and a waiter
+/// thread; 16 is more than a team uses at once and bounds what a runaway
+/// client can open.
+pub const DEFAULT_TERMINAL_MAX_SESSIONS: usize = 16;
 
 /// A validated `http(s)://` base URL without trailing slashes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,6 +190,35 @@ pub fn default_reconnect() -> ExponentialBackoff {
     }
 }
 
+/// The host terminal (`session.attach` with `terminalTarget: "host"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TerminalSettings {
+    /// When false every attach is refused with 403.
+    pub enabled: bool,
+    /// Who the shell runs as; `None` = the user voltd runs as. Another user
+    /// needs voltd to run as root (it switches with `setpriv`).
+    pub user: Option<String>,
+    /// Absolute path of the shell; `None` = the user's passwd shell, else
+    /// `/bin/bash`.
+    pub shell: Option<PathBuf>,
+    /// Sessions without input or output for this long are ended.
+    pub idle_timeout: Duration,
+    /// Attaches beyond this many open sessions are refused with 429.
+    pub max_sessions: usize,
+}
+
+impl Default for TerminalSettings {
+    fn default() -> Self {
+        TerminalSettings {
+            enabled: true,
+            user: None,
+            shell: None,
+            idle_timeout: DEFAULT_TERMINAL_IDLE_TIMEOUT,
+            max_sessions: DEFAULT_TERMINAL_MAX_SESSIONS,
+        }
+    }
+}
+
 /// What the install manifest step needs.
 #[derive(Debug, Clone)]
 pub struct InstallSettings {
@@ -232,6 +269,64 @@ pub struct Settings {
     pub update_command: Option<String>,
     /// Local admin socket (`voltd status`, `voltd logs`).
     pub admin_socket: PathBuf,
+    /// The host terminal.
+    pub terminal: TerminalSettings,
+    /// The managed services (Redis, MongoDB, MinIO). `Settings::new`
+    /// manages none; the `voltd` binary's config runs all three natively
+    /// unless told otherwise.
+    pub services: crate::services::ServicesSettings,
+    /// The host file explorer (`host-files` target).
+    pub host_files: HostFilesSettings,
+}
+
+/// One directory the host file explorer may show, under a short name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostRoot {
+    /// First path segment in explorer paths.
+    pub name: String,
+    /// Canonical absolute directory (symlinks resolved at start-up, so the
+    /// containment check compares like with like).
+    pub path: PathBuf,
+}
+
+/// The host file explorer's roots; none means the target is disabled.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostFilesSettings {
+    pub roots: Vec<HostRoot>,
+}
+
+impl HostFilesSettings {
+    /// Validating constructor: absolute existing directories, unique
+    /// non-empty names without `/`.
+    pub fn try_new(roots: Vec<(String, PathBuf)>) -> Result<Self, String> {
+        let mut out: Vec<HostRoot> = Vec::new();
+        for (name, path) in roots {
+            if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+                return Err(format!(
+                    "host_files root name {name:?} must be a plain name"
+                ));
+            }
+            if !path.is_absolute() {
+                return Err(format!(
+                    "host_files root {} must be an absolute path",
+                    path.display()
+                ));
+            }
+            let real = std::fs::canonicalize(&path)
+                .map_err(|e| format!("host_files root {}: {e}", path.display()))?;
+            if !real.is_dir() {
+                return Err(format!(
+                    "host_files root {} is not a directory",
+                    path.display()
+                ));
+            }
+            if out.iter().any(|r| r.name == name) {
+                return Err(format!("host_files root name {name:?} is used twice"));
+            }
+            out.push(HostRoot { name, path: real });
+        }
+        Ok(HostFilesSettings { roots: out })
+    }
 }
 
 impl Settings {
@@ -258,6 +353,9 @@ impl Settings {
             disk_path: PathBuf::from("/"),
             update_command: None,
             admin_socket,
+            terminal: TerminalSettings::default(),
+            services: crate::services::ServicesSettings::disabled(),
+            host_files: HostFilesSettings::default(),
         }
     }
 

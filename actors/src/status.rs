@@ -23,7 +23,7 @@ use crate::settings::Settings;
 use crate::supervisor::StopChild;
 use actix::prelude::*;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use volt_protocol::ClusterStatus;
 use volt_protocol::heartbeat::{LIFECYCLE_COMMAND, LifecyclePayload};
@@ -264,6 +264,20 @@ impl StatusMachine {
             return None;
         }
         let (status, reason) = self.compute();
+        // A heartbeat cannot take the server back from a failure status the
+        // daemon reported (`dependency-installation-failed → connected` is
+        // not a legal transition): once the daemon is fine again, step
+        // through `preparing-environment`, which the next heartbeat turns
+        // into `connected`.
+        if status == ClusterStatus::Connected
+            && let Some(server) = self.server_status
+            && server != ClusterStatus::Connected
+            && !server.is_heartbeat_locked()
+            && !server.can_transition(ClusterStatus::Connected)
+            && server.can_transition(ClusterStatus::PreparingEnvironment)
+        {
+            return Some((ClusterStatus::PreparingEnvironment, None));
+        }
         let reportable = status.is_daemon_reportable() && status != ClusterStatus::Disconnected;
         if reportable && self.server_status != Some(status) {
             Some((status, reason))
@@ -273,9 +287,15 @@ impl StatusMachine {
     }
 
     /// Whether heartbeats may flow: not while the environment is prepared
-    /// (a heartbeat would make the server show `connected`).
+    /// (a heartbeat would make the server show `connected`), nor while a
+    /// managed service has failed (reporting that walks the server through
+    /// `disconnected`, which a heartbeat in between would turn back into
+    /// `connected`).
     pub fn heartbeats_allowed(status: ClusterStatus) -> bool {
-        status != ClusterStatus::PreparingEnvironment
+        !matches!(
+            status,
+            ClusterStatus::PreparingEnvironment | ClusterStatus::DependencyInstallationFailed
+        )
     }
 
     /// Records the server's status after a lifecycle report.
@@ -313,6 +333,8 @@ pub struct StatusSnapshot {
     pub heartbeats_ok: u64,
     pub heartbeats_failed: u64,
     pub last_heartbeat_error: Option<String>,
+    /// Open host terminal sessions.
+    pub terminal_sessions: usize,
     pub children: BTreeMap<String, ChildView>,
     pub services: BTreeMap<String, serde_json::Value>,
     pub version: String,
@@ -352,6 +374,8 @@ pub struct StatusActor {
     heartbeats_ok: u64,
     heartbeats_failed: u64,
     last_heartbeat_error: Option<String>,
+    /// Open host terminal sessions (from `session-opened`/`-closed`).
+    terminal_sessions: BTreeSet<String>,
     started_at: String,
     started: tokio::time::Instant,
     service_details: Box<dyn Fn() -> BTreeMap<String, serde_json::Value>>,
@@ -380,6 +404,7 @@ impl StatusActor {
             heartbeats_ok: 0,
             heartbeats_failed: 0,
             last_heartbeat_error: None,
+            terminal_sessions: BTreeSet::new(),
             started_at: now_rfc3339(),
             started: tokio::time::Instant::now(),
             service_details,
@@ -408,6 +433,17 @@ impl StatusActor {
             Event::HeartbeatFailed { code, message } => {
                 self.heartbeats_failed += 1;
                 self.last_heartbeat_error = Some(format!("{code}: {message}"));
+            }
+            Event::SessionOpened { session_id, .. } => {
+                self.terminal_sessions.insert(session_id.clone());
+            }
+            Event::SessionClosed { session_id, .. } => {
+                self.terminal_sessions.remove(session_id);
+            }
+            // A sessions actor that died without reporting took its
+            // sessions along.
+            Event::ChildExited { child, .. } if child == "sessions" => {
+                self.terminal_sessions.clear();
             }
             _ => {}
         }
@@ -508,6 +544,7 @@ impl StatusActor {
             heartbeats_ok: self.heartbeats_ok,
             heartbeats_failed: self.heartbeats_failed,
             last_heartbeat_error: self.last_heartbeat_error.clone(),
+            terminal_sessions: self.terminal_sessions.len(),
             children: self.machine.children().clone(),
             services: (self.service_details)(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -662,6 +699,29 @@ mod tests {
         );
         m.observe(&service("redis", "starting"));
         assert_eq!(m.status().0, PreparingEnvironment);
+    }
+
+    #[test]
+    fn a_healed_service_walks_the_server_back_through_preparing_environment() {
+        let mut m = StatusMachine::new(vec!["redis".into()], Ok(()));
+        m.observe(&creds());
+        m.observe(&registered());
+        m.observe(&service("redis", "healthy"));
+        m.observe(&service("redis", "failed"));
+        assert!(
+            !StatusMachine::heartbeats_allowed(m.status().0),
+            "held while failed"
+        );
+        m.set_server_status(DependencyInstallationFailed);
+        assert_eq!(m.report_target(), None);
+        m.observe(&service("redis", "healthy"));
+        assert_eq!(m.status().0, Connected);
+        // The server cannot go from dependency-installation-failed to
+        // connected on a heartbeat: report preparing-environment first.
+        assert_eq!(m.report_target(), Some((PreparingEnvironment, None)));
+        m.set_server_status(PreparingEnvironment);
+        assert_eq!(m.report_target(), None, "the next heartbeat does the rest");
+        assert!(StatusMachine::heartbeats_allowed(m.status().0));
     }
 
     #[test]

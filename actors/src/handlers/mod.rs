@@ -6,8 +6,18 @@
 //! payload keys are ignored; a bad payload is a 400 with the reason), and
 //! runs it into a [`Reply`], either at once ([`Run::Done`]) or as a future
 //! ([`Run::Later`]) that the dispatcher runs on its own task.
+//!
+//! | family | file |
+//! |---|---|
+//! | `runtime.*` | `runtime.rs` |
+//! | `runtime.services.status`, `runtime.services.restart` (voltd extensions) | `services.rs` |
+//! | `session.*` | `session.rs` |
 
+pub mod explorer;
+pub mod object;
 pub mod runtime;
+pub mod services;
+pub mod session;
 
 use crate::events::EventBus;
 use crate::peers::Peers;
@@ -71,6 +81,39 @@ pub enum Reply {
     Stream(StreamReply),
     /// The handler answered on its own (e.g. `session.attach`).
     Handled,
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reply::Json { status, data } => f
+                .debug_struct("Json")
+                .field("status", status)
+                .field("data", data)
+                .finish(),
+            Reply::Failure {
+                status,
+                code,
+                message,
+            } => f
+                .debug_struct("Failure")
+                .field("status", status)
+                .field("code", code)
+                .field("message", message)
+                .finish(),
+            Reply::Buffer { status, body, .. } => f
+                .debug_struct("Buffer")
+                .field("status", status)
+                .field("bytes", &body.len())
+                .finish(),
+            Reply::Stream(s) => f
+                .debug_struct("Stream")
+                .field("status", &s.status)
+                .field("headers", &s.headers)
+                .finish_non_exhaustive(),
+            Reply::Handled => f.write_str("Handled"),
+        }
+    }
 }
 
 impl Reply {
@@ -175,6 +218,10 @@ pub fn parse_payload<T: DeserializeOwned>(command: &str, payload: &Value) -> Res
 /// Every built-in command family.
 pub enum Command {
     Runtime(runtime::RuntimeCommand),
+    Session(session::SessionCommand),
+    Services(services::ServicesCommand),
+    Explorer(explorer::ExplorerCommand),
+    Object(object::ObjectCommand),
 }
 
 impl Command {
@@ -183,12 +230,28 @@ impl Command {
         if let Some(c) = runtime::RuntimeCommand::parse(name, payload)? {
             return Ok(Some(Command::Runtime(c)));
         }
+        if let Some(c) = session::SessionCommand::parse(name, payload)? {
+            return Ok(Some(Command::Session(c)));
+        }
+        if let Some(c) = services::ServicesCommand::parse(name, payload)? {
+            return Ok(Some(Command::Services(c)));
+        }
+        if let Some(c) = explorer::ExplorerCommand::parse(name, payload)? {
+            return Ok(Some(Command::Explorer(c)));
+        }
+        if let Some(c) = object::ObjectCommand::parse(name, payload)? {
+            return Ok(Some(Command::Object(c)));
+        }
         Ok(None)
     }
 
     pub fn run(self, ctx: &Rc<HandlerContext>, call: &CallInfo) -> Run {
         match self {
             Command::Runtime(c) => c.run(ctx, call),
+            Command::Session(c) => c.run(ctx, call),
+            Command::Services(c) => c.run(ctx, call),
+            Command::Explorer(c) => c.run(ctx, call),
+            Command::Object(c) => c.run(ctx, call),
         }
     }
 }
