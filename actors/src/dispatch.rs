@@ -320,26 +320,23 @@ impl Dispatcher {
 /// waiting when the queue has room (the hot path); everything else goes
 /// through [`deliver`] on its own task.
 fn deliver_now(link: Link, call: CallInfo, reply: Reply) {
-    if let Some(msg) = reply.as_simple_message(&call.request_id) {
-        match link.try_send(&msg) {
-            Ok(()) => return,
-            Err(LinkError::Full) => {
-                actix_rt::spawn(async move {
-                    send_or_report(&link, &call, msg).await;
-                });
-                return;
-            }
-            Err(LinkError::TooLarge { len, max }) => {
-                let _ = link.try_send(&too_large(&call, len, max));
-                return;
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, command = %call.command, "Reply not sent.");
-                return;
-            }
+    let msg = match reply.into_message(&call.request_id) {
+        Ok(msg) => msg,
+        Err(reply) => {
+            actix_rt::spawn(async move { deliver(&link, &call, reply).await });
+            return;
         }
+    };
+    match link.try_send(&msg) {
+        Ok(()) => {}
+        Err(LinkError::Full) => {
+            actix_rt::spawn(async move { send_or_report(&link, &call, msg).await });
+        }
+        Err(LinkError::TooLarge { len, max }) => {
+            let _ = link.try_send(&too_large(&call, len, max));
+        }
+        Err(e) => tracing::debug!(error = %e, command = %call.command, "Reply not sent."),
     }
-    actix_rt::spawn(async move { deliver(&link, &call, reply).await });
 }
 
 fn too_large(call: &CallInfo, len: usize, max: usize) -> Message {
@@ -365,15 +362,11 @@ async fn send_or_report(link: &Link, call: &CallInfo, msg: Message) {
 
 /// Sends any reply, waiting for room in the link's queue (backpressure).
 pub async fn deliver(link: &Link, call: &CallInfo, reply: Reply) {
-    if let Some(msg) = reply.as_simple_message(&call.request_id) {
-        send_or_report(link, call, msg).await;
-        return;
-    }
-    match reply {
-        Reply::Stream(stream) => send_stream(link, call, stream).await,
-        Reply::Handled => {}
-        // Json/Failure/Buffer are simple messages, handled above.
-        Reply::Json { .. } | Reply::Failure { .. } | Reply::Buffer { .. } => {}
+    match reply.into_message(&call.request_id) {
+        Ok(msg) => send_or_report(link, call, msg).await,
+        Err(Reply::Stream(stream)) => send_stream(link, call, stream).await,
+        // Handled replies were answered by their handler.
+        Err(_) => {}
     }
 }
 

@@ -574,6 +574,16 @@ struct TypeTag<'a> {
     kind: Option<Cow<'a, str>>,
 }
 
+/// The `type` when the object starts with it, as every sender of the
+/// reference does (`{"type":"…",`): found without scanning the JSON. Any
+/// other layout (or an escaped tag) goes through the full tag parse; the
+/// typed parse that follows validates the whole object either way.
+fn quick_tag(raw: &str) -> Option<&str> {
+    let rest = raw.strip_prefix("{\"type\":\"")?;
+    let tag = &rest[..rest.find('"')?];
+    (!tag.contains('\\')).then_some(tag)
+}
+
 fn parse<'a, T: Deserialize<'a>>(kind: &str, raw: &'a str) -> Result<T, EnvelopeError> {
     serde_json::from_str(raw).map_err(|e| EnvelopeError::Invalid {
         kind: kind.to_owned(),
@@ -588,9 +598,14 @@ impl Message {
         if !raw.trim_start().starts_with('{') {
             return Err(EnvelopeError::NotAnObject("expected a JSON object".into()));
         }
-        let tag: TypeTag<'_> =
-            serde_json::from_str(raw).map_err(|e| EnvelopeError::NotAnObject(e.to_string()))?;
-        let kind = tag.kind.ok_or(EnvelopeError::MissingType)?;
+        let kind: Cow<'_, str> = match quick_tag(raw) {
+            Some(tag) => Cow::Borrowed(tag),
+            None => {
+                let tag: TypeTag<'_> = serde_json::from_str(raw)
+                    .map_err(|e| EnvelopeError::NotAnObject(e.to_string()))?;
+                tag.kind.ok_or(EnvelopeError::MissingType)?
+            }
+        };
         let k = kind.as_ref();
         Ok(match k {
             "command" => Message::Command(parse(k, raw)?),
@@ -974,6 +989,23 @@ mod tests {
             v,
             json!({"type":"stream-end","requestId":"r","streamId":"s"})
         );
+    }
+
+    #[test]
+    fn the_quick_tag_path_and_the_full_parse_agree() {
+        assert_eq!(quick_tag(r#"{"type":"command","x":1}"#), Some("command"));
+        assert_eq!(quick_tag(r#"{ "type":"command"}"#), None);
+        assert_eq!(quick_tag(r#"{"type":"a\"b"}"#), None);
+        // An escaped tag and a tag that is not first decode the same way.
+        let a = Message::decode(r#"{"requestId":"r","type":"command","command":"c"}"#).unwrap();
+        let b = Message::decode(r#"{"type":"command","requestId":"r","command":"c"}"#).unwrap();
+        assert_eq!(a, b);
+        let c =
+            Message::decode(r#"{"type":"comm\u0061nd","requestId":"r","command":"c"}"#).unwrap();
+        assert_eq!(c, b);
+        // A quick tag on malformed JSON still fails in the typed parse.
+        assert!(Message::decode(r#"{"type":"command","requestId":"#).is_err());
+        assert!(Message::decode(r#"{"type":"future","x":"#).is_err());
     }
 
     #[test]

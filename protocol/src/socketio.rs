@@ -96,19 +96,18 @@ pub struct Packet<'a> {
     pub data: Option<&'a RawValue>,
 }
 
-impl PartialEq for Packet<'_> {
-    fn eq(&self, other: &Self) -> bool {
-        self.kind == other.kind
-            && self.namespace == other.namespace
-            && self.id == other.id
-            && self.attachments == other.attachments
-            && self.data.map(RawValue::get) == other.data.map(RawValue::get)
-    }
+/// Everything before a packet's JSON data.
+struct Header<'a> {
+    kind: PacketKind,
+    attachments: u32,
+    namespace: &'a str,
+    id: Option<u64>,
+    /// Byte offset of the JSON data (== len when there is none).
+    data_start: usize,
 }
 
-impl<'a> Packet<'a> {
-    /// Decodes one Socket.IO packet (the data of an Engine.IO message).
-    pub fn decode(input: &'a str) -> Result<Packet<'a>, DecodeError> {
+impl<'a> Header<'a> {
+    fn parse(input: &'a str) -> Result<Header<'a>, DecodeError> {
         let bytes = input.as_bytes();
         let first = *bytes.first().ok_or(DecodeError::Empty)?;
         let kind = PacketKind::from_byte(first)
@@ -164,7 +163,103 @@ impl<'a> Packet<'a> {
                     .map_err(|_| DecodeError::InvalidAckId)?,
             );
         }
+        Ok(Header {
+            kind,
+            attachments,
+            namespace,
+            id,
+            data_start: i,
+        })
+    }
+}
 
+/// An EVENT packet reduced to what a receiver acts on, decoded in a single
+/// pass over its JSON: the name and the first argument (kept raw; further
+/// arguments are checked and skipped). VOLT events carry one argument, so
+/// this is the receive hot path; [`Packet::decode`] is the general form.
+#[derive(Debug, Clone)]
+pub struct EventRef<'a> {
+    pub namespace: &'a str,
+    pub id: Option<u64>,
+    pub name: Cow<'a, str>,
+    pub first_arg: Option<&'a RawValue>,
+}
+
+impl<'a> EventRef<'a> {
+    /// Decodes `input` if it is an EVENT packet (`2…`); any other packet
+    /// type is `InvalidPayload` of its kind, for the caller to fall back to
+    /// [`Packet::decode`].
+    pub fn decode(input: &'a str) -> Result<EventRef<'a>, DecodeError> {
+        let h = Header::parse(input)?;
+        if h.kind != PacketKind::Event {
+            return Err(DecodeError::InvalidPayload(h.kind));
+        }
+        let data = &input[h.data_start..];
+        let (name, first_arg) = serde_json::from_str::<NameAndFirst<'a>>(data)
+            .map(|n| (n.0, n.1))
+            .map_err(|e| {
+                if data.trim_start().starts_with('[') {
+                    DecodeError::InvalidJson(e.to_string())
+                } else {
+                    DecodeError::InvalidPayload(PacketKind::Event)
+                }
+            })?;
+        Ok(EventRef {
+            namespace: h.namespace,
+            id: h.id,
+            name,
+            first_arg,
+        })
+    }
+}
+
+/// `["name", first?, …]` deserialised in one pass.
+struct NameAndFirst<'a>(Cow<'a, str>, Option<&'a RawValue>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for NameAndFirst<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+            type Value = NameAndFirst<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an event array starting with its name")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let name: Cow<'a, str> = seq
+                    .next_element()?
+                    .ok_or_else(|| serde::de::Error::invalid_length(0, &self))?;
+                let first: Option<&'a RawValue> = seq.next_element()?;
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(NameAndFirst(name, first))
+            }
+        }
+        d.deserialize_seq(V(std::marker::PhantomData))
+    }
+}
+
+impl PartialEq for Packet<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind
+            && self.namespace == other.namespace
+            && self.id == other.id
+            && self.attachments == other.attachments
+            && self.data.map(RawValue::get) == other.data.map(RawValue::get)
+    }
+}
+
+impl<'a> Packet<'a> {
+    /// Decodes one Socket.IO packet (the data of an Engine.IO message).
+    pub fn decode(input: &'a str) -> Result<Packet<'a>, DecodeError> {
+        let Header {
+            kind,
+            attachments,
+            namespace,
+            id,
+            data_start: i,
+        } = Header::parse(input)?;
         let rest = &input[i..];
         let data = if rest.is_empty() {
             None
@@ -537,6 +632,29 @@ mod tests {
     }
 
     #[test]
+    fn event_ref_decodes_name_id_and_first_argument_in_one_pass() {
+        let e = EventRef::decode(r#"2/ns,17["a\"b",{"x":[1,2]},3]"#).unwrap();
+        assert_eq!(e.namespace, "/ns");
+        assert_eq!(e.id, Some(17));
+        assert_eq!(e.name, "a\"b");
+        assert_eq!(e.first_arg.unwrap().get(), r#"{"x":[1,2]}"#);
+        let e = EventRef::decode(r#"2["only"]"#).unwrap();
+        assert!(e.first_arg.is_none());
+    }
+
+    #[test]
+    fn event_ref_rejects_what_packet_decode_rejects() {
+        assert_eq!(
+            EventRef::decode(r#"3["a"]"#).unwrap_err(),
+            DecodeError::InvalidPayload(PacketKind::Ack)
+        );
+        for bad in ["2", "2{}", "2[]", "2[1]", "2[\"a\",", "2x"] {
+            assert!(EventRef::decode(bad).is_err(), "{bad}");
+            assert!(Packet::decode(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn decodes_ack() {
         let p = Packet::decode(r#"35[{"ok":true}]"#).unwrap();
         assert_eq!(p.kind, PacketKind::Ack);
@@ -758,6 +876,20 @@ mod tests {
             let orig: Value = serde_json::from_str(&data).unwrap();
             prop_assert_eq!(back, orig);
             prop_assert_eq!(p.encode(), encoded);
+        }
+
+        #[test]
+        fn event_ref_agrees_with_packet_decode(s in "2(/[a-z]{1,3},)?[0-9]{0,2}\\[.{0,30}") {
+            match (EventRef::decode(&s), Packet::decode(&s)) {
+                (Ok(fast), Ok(full)) => {
+                    let (name, args) = full.event().unwrap();
+                    prop_assert_eq!(fast.name, name);
+                    prop_assert_eq!(fast.id, full.id);
+                    prop_assert_eq!(fast.first_arg.map(RawValue::get), args.first().map(|a| a.get()));
+                }
+                (Err(_), Err(_)) => {}
+                (fast, full) => prop_assert!(false, "disagree on {s:?}: {fast:?} vs {full:?}"),
+            }
         }
 
         #[test]

@@ -159,22 +159,24 @@ impl Reply {
         )
     }
 
-    /// The reply as one message, unless it is a stream or already handled.
-    pub fn as_simple_message(&self, request_id: &str) -> Option<Message> {
-        Some(Message::Response(match self {
+    /// The reply as one message; streams and handled replies come back
+    /// unchanged (they are not one message). Consumes the reply so the
+    /// hot path never clones its data.
+    pub fn into_message(self, request_id: &str) -> Result<Message, Reply> {
+        Ok(Message::Response(match self {
             Reply::Json { status, data } => {
-                ResponseMessage::success_with_status(request_id, *status, data.clone())
+                ResponseMessage::success_with_status(request_id, status, data)
             }
             Reply::Failure {
                 status,
                 code: Some(code),
                 message,
-            } => ResponseMessage::failure_with_code(request_id, *status, code, message.clone()),
+            } => ResponseMessage::failure_with_code(request_id, status, &code, message),
             Reply::Failure {
                 status,
                 code: None,
                 message,
-            } => ResponseMessage::failure(request_id, *status, message.clone()),
+            } => ResponseMessage::failure(request_id, status, message),
             Reply::Buffer {
                 status,
                 headers,
@@ -183,12 +185,12 @@ impl Reply {
                 use base64::Engine as _;
                 ResponseMessage::buffer(
                     request_id,
-                    *status,
-                    headers.clone(),
+                    status,
+                    headers,
                     base64::engine::general_purpose::STANDARD.encode(body),
                 )
             }
-            Reply::Stream(_) | Reply::Handled => return None,
+            other @ (Reply::Stream(_) | Reply::Handled) => return Err(other),
         }))
     }
 }
