@@ -8,8 +8,11 @@
 //! * the daemon's CPU time per answered command, from /proc/<pid>/stat, so
 //!   the plane's own cost does not blur it.
 //!
+//! The daemon runs with `--services none`: this measures the control
+//! channel and the actor system; `benches/remote.rs` runs the services.
+//!
 //! `-- --quick` shortens the idle wait and the run sizes (for smoke runs;
-//! the README quotes full runs). Targets: ≤ 7 µs CPU per command, idle RSS
+//! the README quotes full runs); `-- --idle SECS` sets the idle wait. Targets: ≤ 7 µs CPU per command, idle RSS
 //! ≤ 12 MB, ≥ 30,000 commands/s at concurrency 32.
 
 use serde_json::json;
@@ -108,8 +111,15 @@ async fn run(
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
-    let sizes = if quick {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let idle_override = args
+        .iter()
+        .position(|a| a == "--idle")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let mut sizes = if quick {
         Sizes {
             idle: Duration::from_secs(5),
             warmup: 500,
@@ -124,6 +134,9 @@ fn main() {
             parallel: 320_000,
         }
     };
+    if let Some(idle) = idle_override {
+        sizes.idle = idle;
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -145,7 +158,7 @@ fn main() {
             .args(["run", "--cloud-url", &plane.base_url(), "--cluster-id", &id])
             .arg("--state-dir")
             .arg(state.path())
-            .args(["--log-level", "warn"])
+            .args(["--log-level", "warn", "--services", "none"])
             .env("TEAM_CLUSTER_DAEMON_PASSWORD", &created.daemon_password)
             .stdout(Stdio::null())
             .kill_on_drop(true)

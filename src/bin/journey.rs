@@ -94,76 +94,17 @@ async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
     }
 }
 
-/// `binary` in `PATH`, if installed.
-fn in_path(binary: &str) -> Option<PathBuf> {
-    std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .map(|d| Path::new(d).join(binary))
-        .find(|p| p.is_file())
-}
-
-/// `[services.*]` for the journey: each managed service on a free loopback
-/// port, run by its real server when installed, else by the stand-in that
-/// `.ci/install-services` installs (the journey says which, plainly).
-fn services_config() -> String {
-    let ci = std::env::var("VOLTD_CI_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/voltd-ci")
-        });
-    let stand_ins = [
-        (
-            "redis",
-            "redis-server",
-            None,
-            "redis-server {config_file}".to_owned(),
-        ),
-        (
-            "mongo",
-            "mongod",
-            Some(("SecantusDB", ci.join("venv/bin/secantusd-py"))),
-            "{bin} --host {bind} --port {port} --storage-path {data_dir} --auth".to_owned(),
-        ),
-        (
-            "minio",
-            "minio",
-            Some(("s3s-fs", ci.join("cargo/bin/s3s-fs"))),
-            "{bin} --host {bind} --port {port} --access-key {user} --secret-key {password} {data_dir}"
-                .to_owned(),
-        ),
-    ];
-    let mut text = String::new();
-    for (name, real, stand_in, template) in stand_ins {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap_or_else(|e| fail(format!("no free port: {e}")));
-        text.push_str(&format!("\n[services.{name}]\nport = {port}\n"));
-        match (in_path(real), stand_in) {
-            (Some(p), _) => info(format!("{name}: {} (port {port})", p.display())),
-            (None, Some((label, path))) if path.is_file() => {
-                info(format!(
-                    "{name}: {real} is not installed; using the stand-in {label} ({}) on port {port}",
-                    path.display()
-                ));
-                let command = template.replace("{bin}", &path.display().to_string());
-                text.push_str(&format!("command = {command:?}\n"));
-            }
-            (None, _) => info(format!(
-                "{name}: neither {real} nor its stand-in is installed (run .ci/install-services); voltd will report it"
-            )),
-        }
-    }
-    text
-}
-
 fn write_config(path: &Path, url: &str, id: &str, state: &Path, heartbeat_ms: u64) {
     let mut text = format!(
         "# written by volt-journey\ncloud_url = \"{url}\"\nteam_cluster_id = \"{id}\"\nstate_dir = \"{}\"\nheartbeat_interval_ms = {heartbeat_ms}\n",
         state.display()
     );
-    text.push_str(&services_config());
+    let (services, notes) = voltd::standins::services_config()
+        .unwrap_or_else(|e| fail(format!("cannot pick ports: {e}")));
+    for note in notes {
+        info(note);
+    }
+    text.push_str(&services);
     std::fs::write(path, text)
         .unwrap_or_else(|e| fail(format!("cannot write {}: {e}", path.display())));
 }
