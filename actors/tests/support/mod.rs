@@ -126,7 +126,7 @@ pub fn native_services() -> ServicesSettings {
         svc.probe_interval = Duration::from_millis(300);
         // Loaded CI machines run the whole suite at once: be patient
         // before calling a server unhealthy.
-        svc.probe_timeout = Duration::from_secs(5);
+        svc.probe_timeout = Duration::from_secs(10);
         svc.start_timeout = Duration::from_secs(45);
         svc.stop_timeout = Duration::from_secs(10);
         svc.unhealthy_after = 5;
