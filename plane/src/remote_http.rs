@@ -92,10 +92,19 @@ async fn explorer_entries(
     Path((id, target)): Path<(String, String)>,
     q: Result<Query<PathQuery>, QueryRejection>,
 ) -> ApiResult {
-    let payload = explorer_payload(&target, query(q)?);
-    let (_, data) = plane
-        .request(&id, "remote.explorer.list", &payload, None)
-        .await?;
+    explorer_json(&plane, &id, &target, q, "remote.explorer.list").await
+}
+
+/// Forwards a JSON explorer command and returns the daemon's data.
+async fn explorer_json(
+    plane: &Plane,
+    id: &str,
+    target: &str,
+    q: Result<Query<PathQuery>, QueryRejection>,
+    command: &str,
+) -> ApiResult {
+    let payload = explorer_payload(target, query(q)?);
+    let (_, data) = plane.request(id, command, &payload, None).await?;
     success(StatusCode::OK, data)
 }
 
@@ -113,11 +122,7 @@ async fn explorer_node(
     Path((id, target)): Path<(String, String)>,
     q: Result<Query<PathQuery>, QueryRejection>,
 ) -> ApiResult {
-    let payload = explorer_payload(&target, query(q)?);
-    let (_, data) = plane
-        .request(&id, "remote.explorer.node", &payload, None)
-        .await?;
-    success(StatusCode::OK, data)
+    explorer_json(&plane, &id, &target, q, "remote.explorer.node").await
 }
 
 /// `GET /api/clusters/{id}/explorer/{target}/download?path=…`: the whole
