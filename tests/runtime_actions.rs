@@ -1,0 +1,137 @@
+//! runtime.update and runtime.restart end to end: the plane asks, the daemon
+//! answers `{accepted}` and ends with the documented exit code (or reports
+//! `update-failed`).
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::time::Duration;
+use volt_plane::PlaneError;
+use volt_protocol::ClusterStatus;
+use voltd_actors::events::Event;
+use voltd_actors::exit::ExitCode;
+
+const SECS_15: Duration = Duration::from_secs(15);
+
+#[actix_rt::test]
+async fn an_update_runs_the_configured_command_and_exits_with_code_3() {
+    let plane = plane().await;
+    let created = cluster(&plane).await;
+    let id = created.team_cluster.id.clone();
+    let state = tempfile::tempdir().unwrap();
+    let marker = state.path().join("updated-to");
+    let mut s = settings(&plane.base_url(), &created, state.path());
+    s.update_command = Some(format!(
+        "printf '%s %s' {{version}} \"$VOLTD_TARGET_IMAGE\" > {}",
+        marker.display()
+    ));
+    let daemon = start_daemon(s);
+    eventually(SECS_15, "a heartbeat", || {
+        plane.cluster(&id).filter(|c| c.heartbeat_count >= 1)
+    })
+    .await;
+
+    let dto = plane.request_update(&id, "1.2.3", false).await.unwrap();
+    assert_eq!(dto.status, ClusterStatus::Updating);
+    let code = tokio::time::timeout(SECS_15, daemon.wait())
+        .await
+        .expect("daemon exits");
+    assert_eq!(code, ExitCode::Updating);
+    assert_eq!(code.code(), 3);
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap(),
+        "1.2.3 ghcr.io/voltlabs-research/volt-cluster-daemon:1.2.3"
+    );
+    plane.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_failing_update_command_reports_update_failed_and_the_daemon_stays() {
+    let plane = plane().await;
+    let created = cluster(&plane).await;
+    let id = created.team_cluster.id.clone();
+    let state = tempfile::tempdir().unwrap();
+    let mut s = settings(&plane.base_url(), &created, state.path());
+    s.update_command = Some("echo 'registry unreachable' >&2; exit 7".into());
+    let daemon = start_daemon(s);
+    eventually(SECS_15, "a heartbeat", || {
+        plane.cluster(&id).filter(|c| c.heartbeat_count >= 1)
+    })
+    .await;
+
+    plane.request_update(&id, "2.0.0", false).await.unwrap();
+    let view = eventually(SECS_15, "update-failed on the plane", || {
+        plane
+            .cluster(&id)
+            .filter(|c| c.status == ClusterStatus::UpdateFailed)
+    })
+    .await;
+    let reason = view
+        .status_history
+        .last()
+        .unwrap()
+        .reason
+        .clone()
+        .unwrap_or_default();
+    assert!(reason.contains("registry unreachable"), "{reason}");
+    let r = wait_event(&daemon, SECS_15, "failed action", |e| {
+        matches!(e, Event::RuntimeAction { action, stage, .. } if action == "update" && stage == "failed")
+    })
+    .await;
+    assert!(
+        matches!(&r.event, Event::RuntimeAction { detail: Some(d), .. } if d.contains("exit status: 7"))
+    );
+    // Still serving.
+    let (status, data) = plane
+        .request(&id, "runtime.ping", json!({}), None)
+        .await
+        .unwrap();
+    assert_eq!((status, data["pong"].clone()), (200, json!(true)));
+    daemon.shutdown(ExitCode::Stopped, "test");
+    daemon.wait().await;
+    plane.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn without_an_update_command_the_update_is_refused_with_a_reason() {
+    let plane = plane().await;
+    let created = cluster(&plane).await;
+    let id = created.team_cluster.id.clone();
+    let state = tempfile::tempdir().unwrap();
+    let daemon = start_daemon(settings(&plane.base_url(), &created, state.path()));
+    eventually(SECS_15, "a heartbeat", || {
+        plane.cluster(&id).filter(|c| c.heartbeat_count >= 1)
+    })
+    .await;
+
+    let err = plane.request_update(&id, "1.2.3", false).await.unwrap_err();
+    assert_eq!(err.code(), "TeamCluster::UpdateRejected", "{err}");
+    assert!(err.to_string().contains("update_command"), "{err}");
+    assert_eq!(plane.cluster(&id).unwrap().status, ClusterStatus::Connected);
+    assert!(!matches!(err, PlaneError::InvalidInput(_)));
+    daemon.shutdown(ExitCode::Stopped, "test");
+    daemon.wait().await;
+    plane.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn runtime_restart_is_accepted_then_the_daemon_exits_with_code_5() {
+    let plane = plane().await;
+    let created = cluster(&plane).await;
+    let id = created.team_cluster.id.clone();
+    let state = tempfile::tempdir().unwrap();
+    let daemon = start_daemon(settings(&plane.base_url(), &created, state.path()));
+    wait_connected(&plane, &id).await;
+    let (status, data) = plane
+        .request(&id, "runtime.restart", json!({}), None)
+        .await
+        .unwrap();
+    assert_eq!((status, data), (200, json!({"accepted": true})));
+    let code = tokio::time::timeout(SECS_15, daemon.wait())
+        .await
+        .expect("daemon exits");
+    assert_eq!(code, ExitCode::RestartRequested);
+    assert_eq!(code.code(), 5);
+    plane.shutdown().await;
+}
