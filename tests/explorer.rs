@@ -416,6 +416,25 @@ async fn minio_explorer_objects_and_a_20_mb_download() {
     assert!(!response.ok);
     assert_eq!(response.status, 404);
 
+    // The same object as a buffer reply when the server asks for one.
+    let DaemonReply::Buffer(r) = c
+        .plane
+        .send_command(
+            &c.id,
+            "object.get",
+            json!({"bucket": "volt-dumps", "objectKey": "runs/deep/b.bin"}),
+            ResponseType::Buffer,
+            TIMEOUT,
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("not a buffer reply")
+    };
+    assert!(r.ok);
+    assert_eq!(r.body_base64.as_deref(), Some("AAEC"));
+    assert_eq!(r.headers.as_ref().unwrap()["content-length"], "3");
+
     // 20 MB: intact, in many chunks, every packet under maxPayload.
     let big: Vec<u8> = (0..20_000_000u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
@@ -446,6 +465,20 @@ async fn minio_explorer_objects_and_a_20_mb_download() {
     assert_eq!(Sha256::digest(&body), Sha256::digest(&big));
     assert!(chunks > 100, "{chunks} chunks");
     assert!(max_chunk_packet_len < 1_000_000, "{max_chunk_packet_len}");
+    // Too big for one message: a buffer reply is refused with 413.
+    let r = c
+        .plane
+        .send_command(
+            &c.id,
+            "object.get",
+            json!({"bucket": "volt-models", "objectKey": "big/model.bin"}),
+            ResponseType::Buffer,
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    assert!(!r.response().ok);
+    assert_eq!(r.response().status, 413);
     c.stop().await;
 }
 

@@ -361,12 +361,48 @@ async fn send_or_report(link: &Link, call: &CallInfo, msg: Message) {
 }
 
 /// Sends any reply, waiting for room in the link's queue (backpressure).
+/// A streamed body asked for with `responseType:"buffer"` is sent as one
+/// buffer reply (`bodyBase64`) when it fits in the server's `maxPayload`.
 pub async fn deliver(link: &Link, call: &CallInfo, reply: Reply) {
     match reply.into_message(&call.request_id) {
         Ok(msg) => send_or_report(link, call, msg).await,
+        Err(Reply::Stream(stream)) if call.response_type == ResponseType::Buffer => {
+            let reply = buffer_from_stream(stream, link.max_payload()).await;
+            Box::pin(deliver(link, call, reply)).await;
+        }
         Err(Reply::Stream(stream)) => send_stream(link, call, stream).await,
         // Handled replies were answered by their handler.
         Err(_) => {}
+    }
+}
+
+/// Collects a stream body into a buffer reply, refusing (413) one whose
+/// base64 would not fit in a single message of `max_payload` bytes.
+async fn buffer_from_stream(stream: handlers::StreamReply, max_payload: usize) -> Reply {
+    use futures_util::StreamExt;
+    let limit = max_payload.saturating_sub(STREAM_FRAME_OVERHEAD) / 4 * 3;
+    let mut body = Vec::new();
+    let mut chunks = stream.body;
+    while let Some(chunk) = chunks.next().await {
+        match chunk {
+            Ok(bytes) => {
+                body.extend_from_slice(&bytes);
+                if body.len() > limit {
+                    return Reply::failure(
+                        413,
+                        format!(
+                            "the body is over {limit} bytes, more than one message of the server's maxPayload can carry; use responseType \"stream\""
+                        ),
+                    );
+                }
+            }
+            Err(e) => return Reply::failure(502, e),
+        }
+    }
+    Reply::Buffer {
+        status: stream.status,
+        headers: Some(stream.headers),
+        body,
     }
 }
 
