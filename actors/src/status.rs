@@ -288,13 +288,15 @@ impl StatusMachine {
 
     /// Whether heartbeats may flow: not while the environment is prepared
     /// (a heartbeat would make the server show `connected`), nor while a
-    /// managed service has failed (reporting that walks the server through
-    /// `disconnected`, which a heartbeat in between would turn back into
-    /// `connected`).
+    /// managed service has failed or the host is unsupported (reporting
+    /// those walks the server through `disconnected`, which a heartbeat in
+    /// between would turn back into `connected`).
     pub fn heartbeats_allowed(status: ClusterStatus) -> bool {
         !matches!(
             status,
-            ClusterStatus::PreparingEnvironment | ClusterStatus::DependencyInstallationFailed
+            ClusterStatus::PreparingEnvironment
+                | ClusterStatus::DependencyInstallationFailed
+                | ClusterStatus::OperatingSystemNotSupported
         )
     }
 
