@@ -24,15 +24,10 @@ fn json_reply(reply: DaemonReply) -> volt_plane::ResponseMessage {
 
 #[actix_rt::test]
 async fn enrolls_registers_heartbeats_with_every_metric_and_shows_connected() {
-    let plane = plane().await;
-    let created = cluster(&plane).await;
-    let id = created.team_cluster.id.clone();
-    let state = tempfile::tempdir().unwrap();
-    let daemon = start_daemon(settings(&plane.base_url(), &created, state.path()));
-
-    wait_connected(&plane, &id).await;
+    let f = Fixture::start().await;
+    let (plane, id, daemon) = (&f.plane, f.id.as_str(), &f.daemon);
     let view = eventually(SECS_10, "two heartbeats with metrics", || {
-        plane.cluster(&id).filter(|c| c.metrics_count >= 2)
+        plane.cluster(id).filter(|c| c.metrics_count >= 2)
     })
     .await;
     assert_eq!(view.status, ClusterStatus::Connected);
@@ -129,9 +124,7 @@ async fn enrolls_registers_heartbeats_with_every_metric_and_shows_connected() {
     assert!(snap.registered);
     assert!(snap.heartbeats_ok >= 2);
 
-    daemon.shutdown(ExitCode::Stopped, "test");
-    assert_eq!(daemon.wait().await, ExitCode::Stopped);
-    plane.shutdown().await;
+    f.stop().await;
 }
 
 #[actix_rt::test]
@@ -271,16 +264,12 @@ async fn plane_restart_makes_the_daemon_register_again() {
 
 #[actix_rt::test]
 async fn unknown_commands_get_the_reference_404() {
-    let plane = plane().await;
-    let created = cluster(&plane).await;
-    let id = created.team_cluster.id.clone();
-    let state = tempfile::tempdir().unwrap();
-    let daemon = start_daemon(settings(&plane.base_url(), &created, state.path()));
-    wait_connected(&plane, &id).await;
+    let f = Fixture::start().await;
+    let (plane, id) = (&f.plane, f.id.as_str());
 
     let reply = plane
         .send_command(
-            &id,
+            id,
             "container.list",
             json!({"all": true}),
             ResponseType::Json,
@@ -300,7 +289,7 @@ async fn unknown_commands_get_the_reference_404() {
     let ping = json_reply(
         plane
             .send_command(
-                &id,
+                id,
                 "runtime.ping",
                 json!({"metadata": {"traceId": "t"}}),
                 ResponseType::Json,
@@ -315,18 +304,13 @@ async fn unknown_commands_get_the_reference_404() {
     assert_eq!(data["status"], "success");
     assert_eq!(data["data"]["pong"], true);
 
-    daemon.shutdown(ExitCode::Stopped, "test");
-    daemon.wait().await;
-    plane.shutdown().await;
+    f.stop().await;
 }
 
 #[actix_rt::test]
 async fn a_panicking_handler_answers_500_and_the_daemon_keeps_serving() {
-    let plane = plane().await;
-    let created = cluster(&plane).await;
-    let id = created.team_cluster.id.clone();
-    let state = tempfile::tempdir().unwrap();
-    let daemon = start_daemon(settings(&plane.base_url(), &created, state.path()));
+    let f = Fixture::start().await;
+    let (plane, id, daemon) = (&f.plane, f.id.as_str(), &f.daemon);
     daemon.register_handler("test.explode", |_payload| async move {
         if std::hint::black_box(true) {
             panic!("kaboom");
@@ -336,11 +320,10 @@ async fn a_panicking_handler_answers_500_and_the_daemon_keeps_serving() {
     daemon.register_handler("test.fail", |payload| async move {
         Reply::failure_with_code(422, "TEST_FAILED", format!("bad input: {}", payload["x"]))
     });
-    wait_connected(&plane, &id).await;
 
     let r = json_reply(
         plane
-            .send_command(&id, "test.explode", json!({}), ResponseType::Json, None)
+            .send_command(id, "test.explode", json!({}), ResponseType::Json, None)
             .await
             .unwrap(),
     );
@@ -350,7 +333,7 @@ async fn a_panicking_handler_answers_500_and_the_daemon_keeps_serving() {
 
     let r = json_reply(
         plane
-            .send_command(&id, "test.fail", json!({"x": 7}), ResponseType::Json, None)
+            .send_command(id, "test.fail", json!({"x": 7}), ResponseType::Json, None)
             .await
             .unwrap(),
     );
@@ -362,20 +345,18 @@ async fn a_panicking_handler_answers_500_and_the_daemon_keeps_serving() {
     // Same connection, same dispatcher: nothing restarted.
     let ping = json_reply(
         plane
-            .send_command(&id, "runtime.ping", json!({}), ResponseType::Json, None)
+            .send_command(id, "runtime.ping", json!({}), ResponseType::Json, None)
             .await
             .unwrap(),
     );
     assert!(ping.ok);
     assert_eq!(
-        count_events(&daemon, |e| matches!(e, Event::ChildRestarting { .. })),
+        count_events(daemon, |e| matches!(e, Event::ChildRestarting { .. })),
         0
     );
-    assert_eq!(plane.cluster(&id).unwrap().registrations, 1);
+    assert_eq!(plane.cluster(id).unwrap().registrations, 1);
 
-    daemon.shutdown(ExitCode::Stopped, "test");
-    daemon.wait().await;
-    plane.shutdown().await;
+    f.stop().await;
 }
 
 #[actix_rt::test]
@@ -441,12 +422,8 @@ async fn forced_socket_drop_fails_pending_work_and_handlers_answer_after_reconne
 
 #[actix_rt::test]
 async fn outbound_command_errors_carry_the_sdk_codes() {
-    let plane = plane().await;
-    let created = cluster(&plane).await;
-    let id = created.team_cluster.id.clone();
-    let state = tempfile::tempdir().unwrap();
-    let daemon = start_daemon(settings(&plane.base_url(), &created, state.path()));
-    wait_connected(&plane, &id).await;
+    let f = Fixture::start().await;
+    let daemon = &f.daemon;
     let dispatcher = daemon.peers.dispatcher().unwrap();
 
     let err = dispatcher
@@ -473,9 +450,7 @@ async fn outbound_command_errors_carry_the_sdk_codes() {
         .unwrap_err();
     assert_eq!(err.status(), Some(400));
 
-    daemon.shutdown(ExitCode::Stopped, "test");
-    daemon.wait().await;
-    plane.shutdown().await;
+    f.stop().await;
 }
 
 #[actix_rt::test]

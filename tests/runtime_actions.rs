@@ -16,17 +16,20 @@ const SECS_15: Duration = Duration::from_secs(15);
 
 #[actix_rt::test]
 async fn an_update_runs_the_configured_command_and_exits_with_code_3() {
-    let plane = plane().await;
-    let created = cluster(&plane).await;
-    let id = created.team_cluster.id.clone();
-    let state = tempfile::tempdir().unwrap();
-    let marker = state.path().join("updated-to");
-    let mut s = settings(&plane.base_url(), &created, state.path());
-    s.update_command = Some(format!(
-        "printf '%s %s' {{version}} \"$VOLTD_TARGET_IMAGE\" > {}",
-        marker.display()
-    ));
-    let daemon = start_daemon(s);
+    let Fixture {
+        plane,
+        id,
+        daemon,
+        state,
+        ..
+    } = Fixture::start_with(|s| {
+        let marker = s.state_dir.join("updated-to");
+        s.update_command = Some(format!(
+            "printf '%s %s' {{version}} \"$VOLTD_TARGET_IMAGE\" > {}",
+            marker.display()
+        ));
+    })
+    .await;
     eventually(SECS_15, "a heartbeat", || {
         plane.cluster(&id).filter(|c| c.heartbeat_count >= 1)
     })
@@ -40,7 +43,7 @@ async fn an_update_runs_the_configured_command_and_exits_with_code_3() {
     assert_eq!(code, ExitCode::Updating);
     assert_eq!(code.code(), 3);
     assert_eq!(
-        std::fs::read_to_string(&marker).unwrap(),
+        std::fs::read_to_string(state.path().join("updated-to")).unwrap(),
         "1.2.3 ghcr.io/voltlabs-research/volt-cluster-daemon:1.2.3"
     );
     plane.shutdown().await;
@@ -48,22 +51,20 @@ async fn an_update_runs_the_configured_command_and_exits_with_code_3() {
 
 #[actix_rt::test]
 async fn a_failing_update_command_reports_update_failed_and_the_daemon_stays() {
-    let plane = plane().await;
-    let created = cluster(&plane).await;
-    let id = created.team_cluster.id.clone();
-    let state = tempfile::tempdir().unwrap();
-    let mut s = settings(&plane.base_url(), &created, state.path());
-    s.update_command = Some("echo 'registry unreachable' >&2; exit 7".into());
-    let daemon = start_daemon(s);
+    let f = Fixture::start_with(|s| {
+        s.update_command = Some("echo 'registry unreachable' >&2; exit 7".into());
+    })
+    .await;
+    let (plane, id) = (&f.plane, f.id.as_str());
     eventually(SECS_15, "a heartbeat", || {
-        plane.cluster(&id).filter(|c| c.heartbeat_count >= 1)
+        plane.cluster(id).filter(|c| c.heartbeat_count >= 1)
     })
     .await;
 
-    plane.request_update(&id, "2.0.0", false).await.unwrap();
+    plane.request_update(id, "2.0.0", false).await.unwrap();
     let view = eventually(SECS_15, "update-failed on the plane", || {
         plane
-            .cluster(&id)
+            .cluster(id)
             .filter(|c| c.status == ClusterStatus::UpdateFailed)
     })
     .await;
@@ -75,7 +76,7 @@ async fn a_failing_update_command_reports_update_failed_and_the_daemon_stays() {
         .clone()
         .unwrap_or_default();
     assert!(reason.contains("registry unreachable"), "{reason}");
-    let r = wait_event(&daemon, SECS_15, "failed action", |e| {
+    let r = wait_event(&f.daemon, SECS_15, "failed action", |e| {
         matches!(e, Event::RuntimeAction { action, stage, .. } if action == "update" && stage == "failed")
     })
     .await;
@@ -84,45 +85,35 @@ async fn a_failing_update_command_reports_update_failed_and_the_daemon_stays() {
     );
     // Still serving.
     let (status, data) = plane
-        .request(&id, "runtime.ping", json!({}), None)
+        .request(id, "runtime.ping", json!({}), None)
         .await
         .unwrap();
     assert_eq!((status, data["pong"].clone()), (200, json!(true)));
-    daemon.shutdown(ExitCode::Stopped, "test");
-    daemon.wait().await;
-    plane.shutdown().await;
+    f.stop().await;
 }
 
 #[actix_rt::test]
 async fn without_an_update_command_the_update_is_refused_with_a_reason() {
-    let plane = plane().await;
-    let created = cluster(&plane).await;
-    let id = created.team_cluster.id.clone();
-    let state = tempfile::tempdir().unwrap();
-    let daemon = start_daemon(settings(&plane.base_url(), &created, state.path()));
+    let f = Fixture::start().await;
+    let (plane, id) = (&f.plane, f.id.as_str());
     eventually(SECS_15, "a heartbeat", || {
-        plane.cluster(&id).filter(|c| c.heartbeat_count >= 1)
+        plane.cluster(id).filter(|c| c.heartbeat_count >= 1)
     })
     .await;
 
-    let err = plane.request_update(&id, "1.2.3", false).await.unwrap_err();
+    let err = plane.request_update(id, "1.2.3", false).await.unwrap_err();
     assert_eq!(err.code(), "TeamCluster::UpdateRejected", "{err}");
     assert!(err.to_string().contains("update_command"), "{err}");
-    assert_eq!(plane.cluster(&id).unwrap().status, ClusterStatus::Connected);
+    assert_eq!(plane.cluster(id).unwrap().status, ClusterStatus::Connected);
     assert!(!matches!(err, PlaneError::InvalidInput(_)));
-    daemon.shutdown(ExitCode::Stopped, "test");
-    daemon.wait().await;
-    plane.shutdown().await;
+    f.stop().await;
 }
 
 #[actix_rt::test]
 async fn runtime_restart_is_accepted_then_the_daemon_exits_with_code_5() {
-    let plane = plane().await;
-    let created = cluster(&plane).await;
-    let id = created.team_cluster.id.clone();
-    let state = tempfile::tempdir().unwrap();
-    let daemon = start_daemon(settings(&plane.base_url(), &created, state.path()));
-    wait_connected(&plane, &id).await;
+    let Fixture {
+        plane, id, daemon, ..
+    } = Fixture::start().await;
     let (status, data) = plane
         .request(&id, "runtime.restart", json!({}), None)
         .await

@@ -113,3 +113,50 @@ pub async fn wait_connected(plane: &PlaneHandle, id: &str) {
 pub fn voltd_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_voltd"))
 }
+
+/// The usual end-to-end set-up: a plane, a cluster, an in-process daemon
+/// with its own state directory, registered.
+pub struct Fixture {
+    pub plane: PlaneHandle,
+    pub created: CreatedCluster,
+    pub id: String,
+    pub daemon: DaemonHandle,
+    pub state: tempfile::TempDir,
+}
+
+impl Fixture {
+    /// Starts everything with the default test settings.
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts everything, letting `tweak` adjust the daemon's settings.
+    pub async fn start_with(tweak: impl FnOnce(&mut Settings)) -> Self {
+        let plane = plane().await;
+        let created = cluster(&plane).await;
+        let id = created.team_cluster.id.clone();
+        let state = tempfile::tempdir().expect("state dir");
+        let mut s = settings(&plane.base_url(), &created, state.path());
+        tweak(&mut s);
+        let daemon = start_daemon(s);
+        wait_connected(&plane, &id).await;
+        Fixture {
+            plane,
+            created,
+            id,
+            daemon,
+            state,
+        }
+    }
+
+    /// Stops the daemon (asserting a clean exit) and the plane.
+    pub async fn stop(self) {
+        self.daemon
+            .shutdown(voltd_actors::exit::ExitCode::Stopped, "test");
+        assert_eq!(
+            self.daemon.wait().await,
+            voltd_actors::exit::ExitCode::Stopped
+        );
+        self.plane.shutdown().await;
+    }
+}
