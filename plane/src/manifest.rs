@@ -200,32 +200,16 @@ pub fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::Timestamp;
-    use crate::credentials::ServiceCredentials;
-    use crate::store::ServicePortsRecord;
-    use std::collections::VecDeque;
     use volt_protocol::ClusterStatus;
     use volt_protocol::enrollment::{InstallManifest, parse_env_file};
 
     fn rec() -> ClusterRecord {
-        let now = Timestamp::now();
-        ClusterRecord {
-            id: "65a1b2c3d4e5f60718293a4b".into(),
-            name: "n".into(),
-            status: ClusterStatus::HealthcheckReceived,
-            enrollment_token_hash: None,
-            daemon_password: "daemonpw".into(),
-            credentials: ServiceCredentials::generate(),
-            installed_version: None,
-            install_root: None,
-            ports: ServicePortsRecord::default(),
-            last_heartbeat_at: None,
-            last_disconnect_at: None,
-            created_at: now,
-            updated_at: now,
-            status_history: VecDeque::new(),
-            pending_update_version: None,
-        }
+        let mut r = crate::store::tests::record(
+            "65a1b2c3d4e5f60718293a4b",
+            ClusterStatus::HealthcheckReceived,
+        );
+        r.daemon_password = "daemonpw".into();
+        r
     }
 
     #[test]

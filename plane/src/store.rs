@@ -347,9 +347,10 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
+    /// A record for tests (shared with other modules' tests).
     pub(crate) fn record(id: &str, status: ClusterStatus) -> ClusterRecord {
         let now = Timestamp::now();
         ClusterRecord {
