@@ -14,12 +14,12 @@ use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use voltd_actors::admin;
+use voltd_actors::cloud::enrollment;
+use voltd_actors::cloud::tls;
 use voltd_actors::daemon::{self, StartError};
-use voltd_actors::enrollment;
 use voltd_actors::events::EventBus;
 use voltd_actors::exit::{ExitCode, ExitReason};
 use voltd_actors::supervisor::Shutdown;
-use voltd_actors::tls;
 
 /// Exit status of `voltd status`/`voltd logs` when no daemon answers (the
 /// LSB convention for "program is not running").
@@ -312,7 +312,7 @@ fn write_client_config(path: &Path, s: &voltd_actors::settings::Settings) -> Res
     doc["team_cluster_id"] = toml_edit::value(s.team_cluster_id.clone());
     doc["state_dir"] = toml_edit::value(s.state_dir.display().to_string());
     doc.remove("enrollment_token");
-    voltd_actors::fsutil::write_atomic(path, doc.to_string().as_bytes(), 0o600)
+    voltd_actors::host::fsutil::write_atomic(path, doc.to_string().as_bytes(), 0o600)
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 

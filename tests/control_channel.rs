@@ -8,10 +8,10 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use volt_plane::{DaemonReply, PlaneConfig, ResponseType};
 use volt_protocol::ClusterStatus;
-use voltd_actors::dispatch::{CommandError, Emit, SendCommand};
+use voltd_actors::cloud::dispatch::{CommandError, Emit, SendCommand};
 use voltd_actors::events::Event;
 use voltd_actors::exit::ExitCode;
-use voltd_actors::handlers::Reply;
+use voltd_actors::remote::Reply;
 
 const SECS_10: Duration = Duration::from_secs(10);
 

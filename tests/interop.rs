@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use voltd_actors::dispatch::SendCommand;
+use voltd_actors::cloud::dispatch::SendCommand;
 use voltd_actors::events::Event;
 use voltd_actors::exit::ExitCode;
 use voltd_actors::settings::{CloudUrl, Settings};

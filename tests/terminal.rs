@@ -22,7 +22,7 @@ use volt_protocol::envelope::{
 use voltd_actors::daemon::DaemonHandle;
 use voltd_actors::events::Event;
 use voltd_actors::exit::ExitCode;
-use voltd_actors::sessions::ListSessions;
+use voltd_actors::remote::terminal::ListSessions;
 use voltd_actors::settings::{CloudUrl, Settings, TerminalSettings};
 
 const SECS_10: Duration = Duration::from_secs(10);

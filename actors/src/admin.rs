@@ -12,7 +12,7 @@
 
 use crate::events::{Delivery, EventBus};
 use crate::exit::{ExitCode, ExitReason, ExitSlot};
-use crate::fsutil::{PRIVATE_DIR_MODE, ensure_dir};
+use crate::host::fsutil::{PRIVATE_DIR_MODE, ensure_dir};
 use crate::peers::Peers;
 use crate::status::GetSnapshot;
 use crate::supervisor::StopChild;

@@ -24,23 +24,23 @@
 //! right since sessions end when the control socket drops anyway.
 
 use crate::admin::Admin;
-use crate::control_socket::ControlSocket;
-use crate::credentials::UNINSTALLED_MARKER;
-use crate::dispatch::Dispatcher;
-use crate::enrollment::{ENROLL_HTTP_TIMEOUT, Enrollment};
+use crate::cloud::control_socket::ControlSocket;
+use crate::cloud::credentials::UNINSTALLED_MARKER;
+use crate::cloud::dispatch::Dispatcher;
+use crate::cloud::enrollment::{ENROLL_HTTP_TIMEOUT, Enrollment};
+use crate::cloud::heartbeat::Heartbeat;
+use crate::cloud::tls;
 use crate::events::EventBus;
 use crate::exit::ExitCode;
-use crate::handlers::{HandlerContext, Reply};
-use crate::heartbeat::Heartbeat;
-use crate::monitoring::Monitoring;
+use crate::host::monitoring::Monitoring;
 use crate::peers::Peers;
-use crate::sessions::Sessions;
+use crate::remote::terminal::Sessions;
+use crate::remote::{HandlerContext, Reply};
 use crate::settings::Settings;
 use crate::status::StatusActor;
 use crate::supervisor::{
     ChildSpec, Restart, Shutdown, Strategy, Supervisor, SupervisorSpec, spawn_actor,
 };
-use crate::tls;
 use actix::Addr;
 use std::rc::Rc;
 use std::sync::Arc;

@@ -22,24 +22,14 @@
 
 pub mod admin;
 pub mod backoff;
-pub mod control_socket;
-pub mod credentials;
+pub mod cloud;
 pub mod daemon;
-pub mod dispatch;
-pub mod enrollment;
 pub mod events;
 pub mod exit;
-pub mod fsutil;
-pub mod handlers;
-pub mod heartbeat;
-pub mod host_metrics;
-pub mod lifecycle;
-pub mod link;
-pub mod monitoring;
+pub mod host;
 pub mod peers;
+pub mod remote;
 pub mod services;
-pub mod sessions;
 pub mod settings;
 pub mod status;
 pub mod supervisor;
-pub mod tls;

@@ -5,13 +5,13 @@
 //! function publishes the new address when it (re)starts a child. Everything
 //! runs on the daemon's single actix thread, so plain `Rc`/`RefCell` suffice.
 
-use crate::credentials::Credentials;
-use crate::dispatch::{Dispatcher, Routes};
-use crate::handlers::ExtensionRegistry;
-use crate::heartbeat::Heartbeat;
-use crate::monitoring::Monitoring;
+use crate::cloud::credentials::Credentials;
+use crate::cloud::dispatch::{Dispatcher, Routes};
+use crate::cloud::heartbeat::Heartbeat;
+use crate::host::monitoring::Monitoring;
+use crate::remote::ExtensionRegistry;
+use crate::remote::terminal::Sessions;
 use crate::services::ServiceRegistry;
-use crate::sessions::Sessions;
 use crate::status::StatusActor;
 use crate::supervisor::Supervisor;
 use actix::Addr;

@@ -361,12 +361,14 @@ impl Settings {
 
     /// Where enrolled credentials are stored.
     pub fn credentials_file(&self) -> PathBuf {
-        self.state_dir.join(crate::credentials::CREDENTIALS_FILE)
+        self.state_dir
+            .join(crate::cloud::credentials::CREDENTIALS_FILE)
     }
 
     /// Where the install manifest is stored.
     pub fn manifest_file(&self) -> PathBuf {
-        self.state_dir.join(crate::credentials::MANIFEST_FILE)
+        self.state_dir
+            .join(crate::cloud::credentials::MANIFEST_FILE)
     }
 
     /// `<install root>/<cluster id>`.

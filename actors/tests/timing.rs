@@ -12,16 +12,16 @@ use volt_protocol::ClusterStatus;
 use volt_protocol::Message;
 use volt_protocol::envelope::ResponseMessage;
 use voltd_actors::backoff::ExponentialBackoff;
-use voltd_actors::control_socket::ControlSocket;
-use voltd_actors::credentials::Credentials;
-use voltd_actors::dispatch::{Dispatcher, Inbound, LinkUp};
+use voltd_actors::cloud::control_socket::ControlSocket;
+use voltd_actors::cloud::credentials::Credentials;
+use voltd_actors::cloud::dispatch::{Dispatcher, Inbound, LinkUp};
+use voltd_actors::cloud::heartbeat::Heartbeat;
+use voltd_actors::cloud::link::Link;
 use voltd_actors::events::{Event, EventBus};
 use voltd_actors::exit::ExitSlot;
-use voltd_actors::handlers::HandlerContext;
-use voltd_actors::heartbeat::Heartbeat;
-use voltd_actors::link::Link;
-use voltd_actors::monitoring::Monitoring;
+use voltd_actors::host::monitoring::Monitoring;
 use voltd_actors::peers::Peers;
+use voltd_actors::remote::HandlerContext;
 use voltd_actors::settings::{CloudUrl, Settings};
 use voltd_actors::supervisor::spawn_actor;
 
@@ -246,8 +246,8 @@ async fn reconnect_attempts_follow_the_jittered_exponential_backoff() {
     let bus = EventBus::default();
     let peers = Peers::new();
     peers.publish_credentials(creds());
-    voltd_actors::tls::install_default_provider();
-    let tls = voltd_actors::tls::client_config(None).unwrap();
+    voltd_actors::cloud::tls::install_default_provider();
+    let tls = voltd_actors::cloud::tls::client_config(None).unwrap();
     let mut sub = bus.subscribe_control();
     let (_addr, _) = spawn_actor(ControlSocket::new(
         s,

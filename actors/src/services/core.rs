@@ -27,7 +27,7 @@ use super::{Control, ServiceClient, ServiceKind, ServiceRegistry, ServiceState};
 use crate::backoff::ExponentialBackoff;
 use crate::events::{Event, EventBus};
 use crate::exit::{ExitReason, ExitSlot};
-use crate::fsutil::{PRIVATE_DIR_MODE, SECRET_FILE_MODE, ensure_dir, write_atomic};
+use crate::host::fsutil::{PRIVATE_DIR_MODE, SECRET_FILE_MODE, ensure_dir, write_atomic};
 use crate::settings::Settings;
 use crate::supervisor::{ChildSpec, Intensity, Restart, StopChild, spawn_actor};
 use actix::prelude::*;

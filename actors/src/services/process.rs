@@ -12,7 +12,7 @@
 //! exists.
 
 use crate::events::{Event, EventBus};
-use crate::fsutil::{SECRET_FILE_MODE, write_atomic};
+use crate::host::fsutil::{SECRET_FILE_MODE, write_atomic};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};

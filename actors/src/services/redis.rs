@@ -10,7 +10,7 @@
 use super::core::{Driver, Probe, ProbeError};
 use super::resolve::Resolved;
 use super::{ServiceClient, ServiceKind};
-use crate::fsutil::{SECRET_FILE_MODE, write_atomic};
+use crate::host::fsutil::{SECRET_FILE_MODE, write_atomic};
 use ::redis::{ConnectionAddr, ErrorKind, IntoConnectionInfo, RedisConnectionInfo, RedisError};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};

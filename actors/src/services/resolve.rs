@@ -13,8 +13,8 @@
 
 use super::ServiceKind;
 use super::settings::{ServiceMode, ServiceSettings, services_dir};
-use crate::credentials;
-use crate::fsutil::{SECRET_FILE_MODE, write_atomic};
+use crate::cloud::credentials;
+use crate::host::fsutil::{SECRET_FILE_MODE, write_atomic};
 use crate::settings::Settings;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -15,7 +15,9 @@
 //! make the server show `connected`, so heartbeats are held while the
 //! environment is being prepared.
 
-use crate::dispatch::SendCommand;
+pub mod lifecycle;
+
+use crate::cloud::dispatch::SendCommand;
 use crate::events::{Delivery, Event, EventBus, Record, now_rfc3339};
 use crate::exit::{ExitReason, ExitSlot};
 use crate::peers::Peers;

@@ -9,7 +9,7 @@
 //! else as JSON.
 
 use super::{Entry, Node, download_headers, normalize, stream, unavailable};
-use crate::handlers::{HandlerContext, Reply};
+use crate::remote::{HandlerContext, Reply};
 use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
 use serde_json::{Map, Value, json};

@@ -4,7 +4,7 @@
 //! sample, so with 10 s heartbeats they are 10 s averages.
 
 use crate::exit::{ExitReason, ExitSlot};
-use crate::host_metrics::HostSampler;
+use crate::host::metrics::HostSampler;
 use crate::supervisor::StopChild;
 use actix::prelude::*;
 use std::path::PathBuf;

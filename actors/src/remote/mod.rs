@@ -18,6 +18,7 @@ pub mod object;
 pub mod runtime;
 pub mod services;
 pub mod session;
+pub mod terminal;
 
 use crate::events::EventBus;
 use crate::peers::Peers;

@@ -5,13 +5,13 @@
 //! | `runtime.ping` (voltd) | – | `{pong:true, version, uptimeSeconds, pid}` |
 //! | `runtime.status` (voltd) | – | the `voltd status` snapshot |
 //! | `runtime.restart` | – | `{accepted:true}`, then exit code 5 after 250 ms |
-//! | `runtime.uninstall` | `{reason?}` | `{accepted:true}`, then uninstall (see [`crate::lifecycle`]) |
+//! | `runtime.uninstall` | `{reason?}` | `{accepted:true}`, then uninstall (see [`crate::status::lifecycle`]) |
 //! | `runtime.update` | `{targetImage?, targetVersion}` | `{accepted:true}` and the configured update command runs, or `{accepted:false, reason}` |
 
 use super::{CallInfo, HandlerContext, Reply, Run, accepted, parse_payload};
 use crate::exit::ExitCode;
-use crate::lifecycle;
 use crate::status::GetSnapshot;
+use crate::status::lifecycle;
 use crate::supervisor::Shutdown;
 use serde::Deserialize;
 use serde_json::{Value, json};

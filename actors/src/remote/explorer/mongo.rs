@@ -7,7 +7,7 @@
 //! collection as JSON lines, streamed from a cursor.
 
 use super::{Entry, MongoDocument, Node, download_headers, normalize, stream, unavailable};
-use crate::handlers::{HandlerContext, Reply};
+use crate::remote::{HandlerContext, Reply};
 use base64::Engine as _;
 use futures_util::{StreamExt, TryStreamExt};
 use mongodb::bson::{Bson, Document, doc};

@@ -6,7 +6,7 @@
 //! alone is an `empty` node). Downloads stream the whole object.
 
 use super::{Entry, Node, download_headers, normalize, stream, unavailable};
-use crate::handlers::{HandlerContext, Reply};
+use crate::remote::{HandlerContext, Reply};
 use futures_util::StreamExt;
 use s3::Bucket;
 use s3::error::S3Error;

@@ -13,7 +13,7 @@
 //! backoff, forever (a lab server may be offline for hours).
 
 use crate::backoff::ExponentialBackoff;
-use crate::credentials::{self, Credentials, StoredCredentials};
+use crate::cloud::credentials::{self, Credentials, StoredCredentials};
 use crate::events::{Event, EventBus, now_rfc3339};
 use crate::exit::{ExitCode, ExitReason, ExitSlot};
 use crate::peers::Peers;

@@ -2,7 +2,7 @@
 //! `team-cluster-daemon:message` envelopes, in both directions.
 //!
 //! Inbound `command` → the handler family that owns the name
-//! ([`crate::handlers::Command`]) or a run-time registered extension →
+//! ([`crate::remote::Command`]) or a run-time registered extension →
 //! `response` (`ok:true, status, data:{status:"success", data}`; unknown
 //! command → 404 `Unknown daemon command: <name>`; handler error → `ok:false`
 //! with its status and message; handler panic → 500, the daemon goes on).
@@ -15,11 +15,11 @@
 //! fire-and-forget: queued in a bounded buffer while disconnected, drained
 //! in order after the next registration.
 
+use crate::cloud::link::{Link, LinkError};
 use crate::events::{Event, EventBus};
 use crate::exit::{ExitReason, ExitSlot, panic_message};
-use crate::handlers::{self, CallInfo, HandlerContext, Reply, Run};
-use crate::link::{Link, LinkError};
 use crate::peers::Peers;
+use crate::remote::{self, CallInfo, HandlerContext, Reply, Run};
 use crate::supervisor::StopChild;
 use actix::prelude::*;
 use base64::Engine as _;
@@ -227,7 +227,7 @@ impl Dispatcher {
             payload: cmd.payload.unwrap_or_else(|| json!({})),
         };
         let run = match std::panic::catch_unwind(AssertUnwindSafe(|| {
-            handlers::dispatch(&self.handlers, &call)
+            remote::dispatch(&self.handlers, &call)
         })) {
             Ok(run) => run,
             Err(p) => Run::Done(Reply::panicked(&call.command, &panic_message(p.as_ref()))),
@@ -378,7 +378,7 @@ pub async fn deliver(link: &Link, call: &CallInfo, reply: Reply) {
 
 /// Collects a stream body into a buffer reply, refusing (413) one whose
 /// base64 would not fit in a single message of `max_payload` bytes.
-async fn buffer_from_stream(stream: handlers::StreamReply, max_payload: usize) -> Reply {
+async fn buffer_from_stream(stream: remote::StreamReply, max_payload: usize) -> Reply {
     use futures_util::StreamExt;
     let limit = max_payload.saturating_sub(STREAM_FRAME_OVERHEAD) / 4 * 3;
     let mut body = Vec::new();
@@ -406,7 +406,7 @@ async fn buffer_from_stream(stream: handlers::StreamReply, max_payload: usize) -
     }
 }
 
-async fn send_stream(link: &Link, call: &CallInfo, stream: handlers::StreamReply) {
+async fn send_stream(link: &Link, call: &CallInfo, stream: remote::StreamReply) {
     use futures_util::StreamExt;
     let request_id = call.request_id.clone();
     // Gen B uses the requestId as the streamId.

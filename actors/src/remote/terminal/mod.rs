@@ -43,10 +43,10 @@
 //! environment may hold the daemon password. Session input and output are
 //! never logged.
 
-use crate::dispatch::{Emit, Route};
+use crate::cloud::dispatch::{Emit, Route};
+use crate::cloud::link::{Link, LinkError};
 use crate::events::{Delivery, Event, EventBus};
 use crate::exit::{ExitReason, ExitSlot};
-use crate::link::{Link, LinkError};
 use crate::peers::Peers;
 use crate::settings::TerminalSettings;
 use crate::supervisor::StopChild;

@@ -13,12 +13,12 @@
 //! the service manager starts the new version, failure reports
 //! `update-failed`.
 
-use crate::credentials::{CREDENTIALS_FILE, MANIFEST_FILE, UNINSTALLED_MARKER};
-use crate::dispatch::SendCommand;
+use crate::cloud::credentials::{CREDENTIALS_FILE, MANIFEST_FILE, UNINSTALLED_MARKER};
+use crate::cloud::dispatch::SendCommand;
 use crate::events::Event;
 use crate::exit::ExitCode;
-use crate::fsutil::{SECRET_FILE_MODE, write_atomic};
-use crate::handlers::HandlerContext;
+use crate::host::fsutil::{SECRET_FILE_MODE, write_atomic};
+use crate::remote::HandlerContext;
 use crate::supervisor::Shutdown;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;

@@ -8,10 +8,10 @@
 //! answer means the server no longer accepts the daemon password: the daemon
 //! ends with the credentials-rejected exit code.
 
-use crate::dispatch::{CommandError, SendCommand};
+use crate::cloud::dispatch::{CommandError, SendCommand};
 use crate::events::{Delivery, Event, EventBus};
 use crate::exit::{ExitCode, ExitReason, ExitSlot};
-use crate::monitoring::Sample;
+use crate::host::monitoring::Sample;
 use crate::peers::Peers;
 use crate::settings::Settings;
 use crate::status::StatusMachine;

@@ -14,7 +14,7 @@
 //! | `sessionId` already attached | 409 | `session <id> is already attached` |
 //! | `[terminal] max_sessions` open | 429 | `too many terminal sessions: …` |
 //!
-//! The sessions actor ([`crate::sessions`]) sends the success reply itself
+//! The sessions actor ([`crate::remote::terminal`]) sends the success reply itself
 //! (this family answers [`Reply::Handled`]): the reply must be queued on the
 //! link before the session may emit anything, because the server rejects an
 //! attach whose `session-end` arrives first. The reference uses
@@ -23,11 +23,11 @@
 //!
 //! What follows an attach (`session-input`, `session-resize`,
 //! `session-detach` in; `session-data`, `session-end` out) is routed to and
-//! from [`crate::sessions`], which documents it.
+//! from [`crate::remote::terminal`], which documents it.
 
 use super::{CallInfo, HandlerContext, Reply, Run};
-use crate::dispatch::CurrentLink;
-use crate::sessions::Attach;
+use crate::cloud::dispatch::CurrentLink;
+use crate::remote::terminal::Attach;
 use serde_json::Value;
 use std::rc::Rc;
 use volt_protocol::envelope::{SESSION_ATTACH_COMMAND, SessionAttach, SessionKind, TerminalTarget};

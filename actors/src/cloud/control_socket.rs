@@ -16,11 +16,11 @@
 //! registered for a while. A registration refused for bad credentials ends
 //! the daemon with the credentials-rejected exit code.
 
-use crate::credentials::Credentials;
-use crate::dispatch::{Inbound, LinkDown, LinkUp};
+use crate::cloud::credentials::Credentials;
+use crate::cloud::dispatch::{Inbound, LinkDown, LinkUp};
+use crate::cloud::link::{Link, OUTBOUND_QUEUE};
 use crate::events::{Event, EventBus};
 use crate::exit::{ExitCode, ExitReason, ExitSlot};
-use crate::link::{Link, OUTBOUND_QUEUE};
 use crate::peers::Peers;
 use crate::settings::{CloudUrl, ProxySettings, Settings};
 use crate::supervisor::StopChild;

@@ -9,7 +9,7 @@
 //! 64 KiB as text, a directory is `empty`; download → the file, streamed.
 
 use super::{Entry, Node, download_headers, stream};
-use crate::handlers::{HandlerContext, Reply};
+use crate::remote::{HandlerContext, Reply};
 use crate::settings::HostRoot;
 use futures_util::StreamExt;
 use std::path::{Component, Path, PathBuf};

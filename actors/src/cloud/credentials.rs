@@ -5,7 +5,7 @@
 //! single-use anyway). A corrupt file is an error, never silently replaced —
 //! replacing it would throw away the only copy of the daemon password.
 
-use crate::fsutil::{SECRET_FILE_MODE, write_atomic};
+use crate::host::fsutil::{SECRET_FILE_MODE, write_atomic};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use thiserror::Error;

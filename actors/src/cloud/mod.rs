@@ -1,0 +1,10 @@
+//! Everything that talks to the VOLT server: enrollment and credentials,
+//! TLS, the control socket and its link, reverse-channel dispatch, heartbeat.
+
+pub mod control_socket;
+pub mod credentials;
+pub mod dispatch;
+pub mod enrollment;
+pub mod heartbeat;
+pub mod link;
+pub mod tls;

@@ -1,0 +1,6 @@
+//! The host voltd runs on: metrics from `/proc`, the monitoring actor,
+//! filesystem helpers.
+
+pub mod fsutil;
+pub mod metrics;
+pub mod monitoring;
