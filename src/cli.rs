@@ -11,6 +11,8 @@
 use crate::config::{self, Effective, Overrides};
 use crate::logging;
 use clap::{Parser, Subcommand};
+use otp::supervisor::Shutdown;
+use otp::{ExitCode, ExitReason};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use voltd_actors::admin;
@@ -18,8 +20,6 @@ use voltd_actors::cloud::enrollment;
 use voltd_actors::cloud::tls;
 use voltd_actors::daemon::{self, StartError};
 use voltd_actors::events::EventBus;
-use voltd_actors::exit::{ExitCode, ExitReason};
-use voltd_actors::supervisor::Shutdown;
 
 /// Exit status of `voltd status`/`voltd logs` when no daemon answers (the
 /// LSB convention for "program is not running").
@@ -282,7 +282,7 @@ fn enroll(
             let how = match source {
                 enrollment::Source::Stored => "was already enrolled",
                 enrollment::Source::Enrolled => "enrolled",
-                enrollment::Source::Configured => "uses the configured daemon password",
+                enrollment::Source::Config => "uses the configured daemon password",
             };
             println!(
                 "Cluster {} {how}; credentials stored in {}.",

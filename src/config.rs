@@ -43,6 +43,8 @@
 //! metrics per heartbeat and measures the cloud latency on the heartbeat
 //! itself. Legacy `TEAM_CLUSTER_*_PATH` variables are ignored likewise.
 
+use otp::Intensity;
+use otp::backoff::ExponentialBackoff;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -50,11 +52,9 @@ use std::time::Duration;
 use thiserror::Error;
 use volt_protocol::enrollment::ServicePorts;
 use volt_protocol::register::Secret;
-use voltd_actors::backoff::ExponentialBackoff;
 use voltd_actors::settings::{
     self, CloudUrl, InstallSettings, ProxySettings, Settings, SocketSettings, TerminalSettings,
 };
-use voltd_actors::supervisor::Intensity;
 
 /// Where `voltd` looks for its config file when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/voltd/voltd.toml";
@@ -539,12 +539,12 @@ pub fn resolve(
     let max_restarts = file
         .supervisor
         .max_restarts
-        .unwrap_or(voltd_actors::supervisor::DEFAULT_MAX_RESTARTS);
+        .unwrap_or(otp::supervisor::DEFAULT_MAX_RESTARTS);
     let window = file
         .supervisor
         .window_secs
         .map(Duration::from_secs)
-        .unwrap_or(voltd_actors::supervisor::DEFAULT_RESTART_WINDOW);
+        .unwrap_or(otp::supervisor::DEFAULT_RESTART_WINDOW);
     s.intensity = Intensity::try_new(max_restarts, window).map_err(ConfigError::Invalid)?;
 
     // [install]

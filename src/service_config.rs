@@ -26,6 +26,8 @@
 //! {bind}:{port}`, `redis-server {config_file}` (voltd writes that config
 //! and the ACL file).
 
+use otp::Intensity;
+use otp::backoff::ExponentialBackoff;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -33,10 +35,8 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 use volt_protocol::register::Secret;
-use voltd_actors::backoff::ExponentialBackoff;
 use voltd_actors::services::settings::DEFAULT_RESTART_JITTER;
 use voltd_actors::services::{ServiceKind, ServiceMode, ServiceSettings, ServicesSettings};
-use voltd_actors::supervisor::Intensity;
 
 /// A command line: one string split on whitespace, or one argument per
 /// element (for arguments with spaces).

@@ -4,13 +4,14 @@
 mod common;
 
 use common::*;
+use otp::ExitCode;
 use serde_json::{Value, json};
 use std::time::Duration;
 use volt_plane::{DaemonReply, PlaneConfig, ResponseType};
 use volt_protocol::ClusterStatus;
-use voltd_actors::cloud::dispatch::{CommandError, Emit, SendCommand};
+use voltd_actors::api::CredentialOrigin;
+use voltd_actors::api::{CommandError, SendCommand};
 use voltd_actors::events::Event;
-use voltd_actors::exit::ExitCode;
 use voltd_actors::remote::Reply;
 
 const SECS_10: Duration = Duration::from_secs(10);
@@ -104,7 +105,7 @@ async fn enrolls_registers_heartbeats_with_every_metric_and_shows_connected() {
     assert!(m["cloudLatencyMs"].as_f64().unwrap() >= 0.0);
 
     // The daemon's own view agrees (once it has processed the answers).
-    let status = daemon.peers.status().unwrap();
+    let status = daemon.wiring.snapshots.clone();
     let mut snap = status
         .send(voltd_actors::status::GetSnapshot)
         .await
@@ -161,7 +162,7 @@ async fn used_token_gets_409_and_stored_credentials_still_connect() {
         &second,
         SECS_10,
         "credentials from the store",
-        |e| matches!(e, Event::CredentialsReady { source, .. } if source == "stored"),
+        |e| matches!(e, Event::CredentialsReady { source, .. } if *source == CredentialOrigin::Stored),
     )
     .await;
     eventually(SECS_10, "second registration", || {
@@ -183,7 +184,7 @@ async fn used_token_gets_409_and_stored_credentials_still_connect() {
         &third,
         SECS_10,
         "credentials from config",
-        |e| matches!(e, Event::CredentialsReady { source, .. } if source == "config"),
+        |e| matches!(e, Event::CredentialsReady { source, .. } if *source == CredentialOrigin::Config),
     )
     .await;
     eventually(SECS_10, "third registration", || {
@@ -367,7 +368,7 @@ async fn forced_socket_drop_fails_pending_work_and_handlers_answer_after_reconne
     let state = tempfile::tempdir().unwrap();
     let mut s = settings(&plane.base_url(), &created, state.path());
     // A fixed 1 s reconnect delay leaves a window to observe the down state.
-    s.socket.reconnect = voltd_actors::backoff::ExponentialBackoff::try_new(
+    s.socket.reconnect = otp::backoff::ExponentialBackoff::try_new(
         Duration::from_secs(1),
         Duration::from_secs(1),
         1.0,
@@ -384,11 +385,10 @@ async fn forced_socket_drop_fails_pending_work_and_handlers_answer_after_reconne
     .await;
 
     // While down, outbound commands fail at once with SOCKET_NOT_READY.
-    let dispatcher = daemon.peers.dispatcher().unwrap();
+    let dispatcher = daemon.wiring.outbox.clone();
     let err = dispatcher
-        .send(SendCommand::new("runtime.config.get", json!({})))
+        .command(SendCommand::new("runtime.config.get", json!({})))
         .await
-        .unwrap()
         .unwrap_err();
     assert!(matches!(err, CommandError::SocketNotReady(_)), "{err}");
     assert_eq!(err.code().as_str(), "SOCKET_NOT_READY");
@@ -409,9 +409,8 @@ async fn forced_socket_drop_fails_pending_work_and_handlers_answer_after_reconne
     assert!(ping.ok);
     // And its own commands reach the server again.
     let cfg = dispatcher
-        .send(SendCommand::new("runtime.config.get", json!({})))
+        .command(SendCommand::new("runtime.config.get", json!({})))
         .await
-        .unwrap()
         .unwrap();
     assert_eq!(cfg["roleConfig"]["effectiveRole"], "cluster");
 
@@ -424,12 +423,11 @@ async fn forced_socket_drop_fails_pending_work_and_handlers_answer_after_reconne
 async fn outbound_command_errors_carry_the_sdk_codes() {
     let f = Fixture::start().await;
     let daemon = &f.daemon;
-    let dispatcher = daemon.peers.dispatcher().unwrap();
+    let dispatcher = daemon.wiring.outbox.clone();
 
     let err = dispatcher
-        .send(SendCommand::new("runtime.does-not-exist", json!({})))
+        .command(SendCommand::new("runtime.does-not-exist", json!({})))
         .await
-        .unwrap()
         .unwrap_err();
     assert_eq!(err.code().as_str(), "COMMAND_REJECTED");
     assert_eq!(err.status(), Some(404));
@@ -439,14 +437,13 @@ async fn outbound_command_errors_carry_the_sdk_codes() {
     );
 
     // The plane refuses `connected` through lifecycle, as the real server.
-    let creds = daemon.peers.credentials().unwrap();
+    let creds = daemon.wiring.credentials.get().unwrap();
     let err = dispatcher
-        .send(SendCommand::new(
+        .command(SendCommand::new(
             "runtime.lifecycle",
             json!({"teamClusterId": creds.team_cluster_id, "daemonPassword": creds.daemon_password, "status": "connected"}),
         ))
         .await
-        .unwrap()
         .unwrap_err();
     assert_eq!(err.status(), Some(400));
 
@@ -521,7 +518,7 @@ async fn messages_emitted_while_disconnected_are_delivered_after_registration() 
         .to_string(),
     )
     .unwrap();
-    daemon.peers.dispatcher().unwrap().do_send(Emit(snapshot));
+    daemon.wiring.outbox.emit(snapshot);
 
     let plane = plane_with(PlaneConfig {
         listen: addr,

@@ -9,12 +9,12 @@ mod support;
 
 use common::*;
 use mongodb::bson::doc;
+use otp::ExitCode;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 use volt_plane::{DaemonReply, PlaneHandle, ResponseType};
 use voltd_actors::daemon::DaemonHandle;
-use voltd_actors::exit::ExitCode;
 
 const TIMEOUT: Option<Duration> = Some(Duration::from_secs(60));
 
@@ -41,7 +41,7 @@ async fn cluster_with_services() -> Cluster {
     )])
     .unwrap();
     let daemon = start_daemon(s);
-    support::wait_all_healthy(daemon.peers.services(), &["redis", "mongo", "minio"]).await;
+    support::wait_all_healthy(daemon.services(), &["redis", "mongo", "minio"]).await;
     wait_connected(&plane, &id).await;
     Cluster {
         plane,
@@ -109,7 +109,7 @@ fn entry(path: &str, name: &str, kind: &str, description: &str) -> Value {
 #[actix_rt::test]
 async fn mongo_and_redis_explorers_have_the_reference_shapes() {
     let c = cluster_with_services().await;
-    let db = c.daemon.peers.services().mongo_database().unwrap();
+    let db = c.daemon.services().mongo_database().unwrap();
     let oid = mongodb::bson::oid::ObjectId::parse_str("65f1a2b3c4d5e6f708192a3b").unwrap();
     db.collection("trajectorysceneartifacts")
         .insert_one(doc! {"_id": oid, "name": "frame-1", "n": 3})
@@ -163,7 +163,7 @@ async fn mongo_and_redis_explorers_have_the_reference_shapes() {
     assert_eq!(root["title"], "MongoDB");
 
     // Redis: one key of every type.
-    let client = c.daemon.peers.services().redis_client().unwrap();
+    let client = c.daemon.services().redis_client().unwrap();
     let mut con = client.get_multiplexed_async_connection().await.unwrap();
     let mut pipe = redis::pipe();
     pipe.cmd("SET")
@@ -439,7 +439,7 @@ async fn minio_explorer_objects_and_a_20_mb_download() {
     let big: Vec<u8> = (0..20_000_000u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
         .collect();
-    let bucket = c.daemon.peers.services().s3_bucket("volt-models").unwrap();
+    let bucket = c.daemon.services().s3_bucket("volt-models").unwrap();
     bucket.put_object("big/model.bin", &big).await.unwrap();
     let DaemonReply::Stream {
         response,

@@ -8,14 +8,15 @@
 mod common;
 
 use common::*;
+use otp::ExitCode;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use voltd_actors::cloud::dispatch::SendCommand;
+use volt_protocol::ErrorCode;
+use voltd_actors::api::SendCommand;
 use voltd_actors::events::Event;
-use voltd_actors::exit::ExitCode;
 use voltd_actors::settings::{CloudUrl, Settings};
 
 const SECS_10: Duration = Duration::from_secs(10);
@@ -141,7 +142,7 @@ fn daemon_settings(url: &str, state: &std::path::Path, password: &str) -> Settin
     let mut s = Settings::new(CloudUrl::parse(url).unwrap(), CLUSTER, state.to_path_buf());
     s.daemon_password = Some(password.into());
     s.heartbeat_interval = Duration::from_millis(300);
-    s.socket.reconnect = voltd_actors::backoff::ExponentialBackoff::try_new(
+    s.socket.reconnect = otp::backoff::ExponentialBackoff::try_new(
         Duration::from_millis(50),
         Duration::from_millis(300),
         2.0,
@@ -219,18 +220,19 @@ async fn pending_commands_fail_at_once_when_the_socket_drops() {
     server
         .wait_state("registration", |s| s["registrations"] == 1)
         .await;
-    let dispatcher = daemon.peers.dispatcher().unwrap();
+    let dispatcher = daemon.wiring.outbox.clone();
 
     // No answer within the timeout → COMMAND_TIMEOUT.
     let err = dispatcher
-        .send(SendCommand::new("runtime.config.get", json!({})).timeout(Duration::from_millis(300)))
+        .command(
+            SendCommand::new("runtime.config.get", json!({})).timeout(Duration::from_millis(300)),
+        )
         .await
-        .unwrap()
         .unwrap_err();
     assert_eq!(err.code().as_str(), "COMMAND_TIMEOUT");
 
     // A command left pending (30 s timeout) fails as soon as the socket drops.
-    let pending = dispatcher.send(SendCommand::new("runtime.config.get", json!({})));
+    let pending = dispatcher.command(SendCommand::new("runtime.config.get", json!({})));
     let started = tokio::time::Instant::now();
     let (result, ()) = tokio::join!(pending, async {
         server
@@ -240,7 +242,7 @@ async fn pending_commands_fail_at_once_when_the_socket_drops() {
             .await;
         server.disconnect().await;
     });
-    let err = result.unwrap().unwrap_err();
+    let err = result.unwrap_err();
     assert_eq!(err.code().as_str(), "SOCKET_NOT_READY", "{err}");
     assert!(
         started.elapsed() < Duration::from_secs(5),
@@ -252,7 +254,7 @@ async fn pending_commands_fail_at_once_when_the_socket_drops() {
         &daemon,
         SECS_10,
         "failed heartbeat",
-        |e| matches!(e, Event::HeartbeatFailed { code, .. } if code == "SOCKET_NOT_READY"),
+        |e| matches!(e, Event::HeartbeatFailed { code, .. } if *code == ErrorCode::SocketNotReady),
     )
     .await;
     // And the daemon is back.

@@ -5,12 +5,13 @@
 mod common;
 
 use common::*;
+use otp::ExitCode;
 use serde_json::json;
 use std::time::Duration;
 use volt_plane::PlaneError;
 use volt_protocol::ClusterStatus;
+use voltd_actors::api::{ActionStage, RuntimeAction};
 use voltd_actors::events::Event;
-use voltd_actors::exit::ExitCode;
 
 const SECS_15: Duration = Duration::from_secs(15);
 
@@ -77,7 +78,7 @@ async fn a_failing_update_command_reports_update_failed_and_the_daemon_stays() {
         .unwrap_or_default();
     assert!(reason.contains("registry unreachable"), "{reason}");
     let r = wait_event(&f.daemon, SECS_15, "failed action", |e| {
-        matches!(e, Event::RuntimeAction { action, stage, .. } if action == "update" && stage == "failed")
+        matches!(e, Event::RuntimeAction { action, stage, .. } if *action == RuntimeAction::Update && *stage == ActionStage::Failed)
     })
     .await;
     assert!(

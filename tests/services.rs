@@ -9,12 +9,12 @@ mod common;
 mod support;
 
 use common::*;
+use otp::ExitCode;
 use serde_json::{Value, json};
 use std::time::Duration;
 use volt_plane::{DaemonReply, ResponseType};
 use volt_protocol::ClusterStatus;
 use volt_protocol::enrollment::ServicePorts;
-use voltd_actors::exit::ExitCode;
 use voltd_actors::services::{CredentialSource, ServiceMode, ServiceState};
 use voltd_actors::status::GetSnapshot;
 
@@ -74,7 +74,7 @@ async fn services_come_up_with_the_manifest_credentials_and_are_operated_through
     s.install.ports = Some(ports);
     s.install.install_root = install.path().to_path_buf();
     let daemon = start_daemon(s);
-    let reg = daemon.peers.services().clone();
+    let reg = daemon.services().clone();
 
     // The server sees the environment being prepared, then `connected`
     // once every service is healthy and heartbeats flow again.
@@ -154,13 +154,7 @@ async fn services_come_up_with_the_manifest_credentials_and_are_operated_through
     );
 
     // The status snapshot (`voltd status`) carries the same views.
-    let snap = daemon
-        .peers
-        .status()
-        .unwrap()
-        .send(GetSnapshot)
-        .await
-        .unwrap();
+    let snap = daemon.wiring.snapshots.send(GetSnapshot).await.unwrap();
     assert_eq!(snap.status, ClusterStatus::Connected);
     assert_eq!(snap.services.len(), 3);
 
@@ -243,7 +237,7 @@ async fn a_missing_binary_is_reported_to_the_plane_as_dependency_installation_fa
             "redis: /nonexistent/redis-server not found (install it or set services.redis.command); next attempt in 5 min"
         )
     );
-    let v = daemon.peers.services().view("redis").unwrap();
+    let v = daemon.services().view("redis").unwrap();
     assert_eq!(v.state, ServiceState::Failed);
     assert_eq!(v.restarts, 0);
 
@@ -266,7 +260,7 @@ async fn uninstall_stops_the_servers_before_deleting_their_data() {
     services.minio.mode = ServiceMode::Disabled;
     s.services = services;
     let daemon = start_daemon(s);
-    let reg = daemon.peers.services().clone();
+    let reg = daemon.services().clone();
     let v = support::wait_state(&reg, "redis", ServiceState::Healthy).await;
     let pid = v.pid.unwrap();
     wait_connected(&plane, &id).await;

@@ -5,6 +5,7 @@ mod common;
 
 use base64::Engine as _;
 use common::*;
+use otp::ExitCode;
 use serde_json::{Value, json};
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -19,9 +20,9 @@ use volt_plane::{
 use volt_protocol::envelope::{
     SessionData, SessionDetach, SessionEnd, SessionInput, SessionResizeMessage,
 };
+use voltd_actors::api::ChildState;
 use voltd_actors::daemon::DaemonHandle;
 use voltd_actors::events::Event;
-use voltd_actors::exit::ExitCode;
 use voltd_actors::remote::terminal::ListSessions;
 use voltd_actors::settings::{CloudUrl, Settings, TerminalSettings};
 
@@ -122,8 +123,12 @@ impl Rig {
     }
 
     async fn open_sessions(&self) -> Vec<String> {
-        let sessions = self.daemon.peers.sessions().expect("sessions actor");
-        sessions.send(ListSessions).await.unwrap()
+        self.daemon
+            .wiring
+            .sessions
+            .send(ListSessions)
+            .await
+            .expect("sessions actor")
     }
 
     /// Waits until the daemon has forgotten every session.
@@ -304,7 +309,7 @@ async fn attach_runs_a_login_shell_with_a_clean_environment_in_the_home_director
         |e| matches!(e, Event::SessionOpened { session_id, .. } if session_id == "term-basic"),
     )
     .await;
-    let status = rig.daemon.peers.status().unwrap();
+    let status = rig.daemon.wiring.snapshots.clone();
     let mut snapshot = status
         .send(voltd_actors::status::GetSnapshot)
         .await
@@ -320,7 +325,7 @@ async fn attach_runs_a_login_shell_with_a_clean_environment_in_the_home_director
             .unwrap();
     }
     assert_eq!(snapshot.terminal_sessions, 1);
-    assert_eq!(snapshot.children["sessions"].state, "running");
+    assert_eq!(snapshot.children["sessions"].state, ChildState::Running);
 
     rig.input("term-basic", "exit 7\n");
     let end = term.ended().await;

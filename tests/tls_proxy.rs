@@ -4,13 +4,14 @@
 mod common;
 
 use common::*;
+use otp::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use voltd_actors::api::CredentialOrigin;
 use voltd_actors::events::Event;
-use voltd_actors::exit::ExitCode;
 use voltd_actors::settings::{CloudUrl, ProxySettings};
 
 const SECS_10: Duration = Duration::from_secs(10);
@@ -119,7 +120,7 @@ async fn enrolls_and_registers_over_tls_with_a_custom_ca() {
         &daemon,
         SECS_10,
         "enrolled over https",
-        |e| matches!(e, Event::CredentialsReady { source, .. } if source == "enrolled"),
+        |e| matches!(e, Event::CredentialsReady { source, .. } if *source == CredentialOrigin::Enrolled),
     )
     .await;
     wait_connected(&plane, &id).await;

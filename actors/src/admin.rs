@@ -10,14 +10,14 @@
 //!   every new record until the client hangs up. A client that falls behind
 //!   gets `{"lagged":n}` instead of the records it missed.
 
+use crate::api::Handle;
 use crate::events::{Delivery, EventBus};
-use crate::exit::{ExitCode, ExitReason, ExitSlot};
 use crate::host::fsutil::{PRIVATE_DIR_MODE, ensure_dir};
-use crate::peers::Peers;
 use crate::status::GetSnapshot;
-use crate::supervisor::StopChild;
 use actix::prelude::*;
 use futures_util::StreamExt;
+use otp::supervisor::StopChild;
+use otp::{ExitCode, ExitReason, ExitSlot};
 use serde::Deserialize;
 use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
@@ -46,16 +46,17 @@ pub enum AdminRequest {
 /// The admin socket actor.
 pub struct Admin {
     path: PathBuf,
-    peers: Peers,
+    status: Handle<GetSnapshot>,
     bus: EventBus,
     exit: ExitSlot,
 }
 
 impl Admin {
-    pub fn new(path: PathBuf, peers: Peers, bus: EventBus, exit: ExitSlot) -> Self {
+    /// Serves `path`; status requests go to `status`.
+    pub fn new(path: PathBuf, status: Handle<GetSnapshot>, bus: EventBus, exit: ExitSlot) -> Self {
         Admin {
             path,
-            peers,
+            status,
             bus,
             exit,
         }
@@ -85,7 +86,11 @@ pub fn bind(path: &Path) -> Result<UnixListener, String> {
     Ok(listener)
 }
 
-async fn serve(stream: UnixStream, peers: Peers, bus: EventBus) -> std::io::Result<()> {
+async fn serve(
+    stream: UnixStream,
+    status: Handle<GetSnapshot>,
+    bus: EventBus,
+) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read.take(MAX_REQUEST as u64)).lines();
     let Some(line) = lines.next_line().await? else {
@@ -101,14 +106,9 @@ async fn serve(stream: UnixStream, peers: Peers, bus: EventBus) -> std::io::Resu
     };
     match request {
         AdminRequest::Status => {
-            let reply = match peers.status() {
-                Some(s) => match s.send(GetSnapshot).await {
-                    Ok(snap) => json!({"ok": true, "status": snap}),
-                    Err(e) => {
-                        json!({"ok": false, "error": format!("status machine unavailable: {e}")})
-                    }
-                },
-                None => json!({"ok": false, "error": "status machine is not running"}),
+            let reply = match status.send(GetSnapshot).await {
+                Ok(snap) => json!({"ok": true, "status": snap}),
+                Err(e) => json!({"ok": false, "error": e.to_string()}),
             };
             write.write_all(format!("{reply}\n").as_bytes()).await?;
         }
@@ -150,17 +150,17 @@ impl Actor for Admin {
                 return;
             }
         };
-        let peers = self.peers.clone();
+        let status = self.status.clone();
         let bus = self.bus.clone();
         ctx.spawn(
             async move {
                 loop {
                     match listener.accept().await {
                         Ok((stream, _)) => {
-                            let peers = peers.clone();
+                            let status = status.clone();
                             let bus = bus.clone();
                             actix_rt::spawn(async move {
-                                if let Err(e) = serve(stream, peers, bus).await {
+                                if let Err(e) = serve(stream, status, bus).await {
                                     tracing::debug!(error = %e, "Admin client went away.");
                                 }
                             });

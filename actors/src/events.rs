@@ -8,14 +8,17 @@
 //! carries everything except captured service output; `log` carries
 //! everything.
 
-use crate::exit::{ExitCode, ExitReason};
+use crate::api::vocab::{
+    ActionStage, CredentialOrigin, OutputStream, RuntimeAction, ServiceKind, ServiceState,
+};
 use futures_util::Stream;
+use otp::{ExitCode, ExitReason, SupervisorEvent};
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
-use volt_protocol::ClusterStatus;
+use volt_protocol::{ClusterStatus, ErrorCode};
 
 /// Events kept for `voltd logs` (without `-f`) and for actors that restart
 /// and need to catch up. A few thousand small records is well under 1 MB.
@@ -64,8 +67,11 @@ pub enum Event {
     },
     /// An orderly shutdown began.
     ShutdownStarted { reason: String },
-    /// Cluster credentials are available (`source`: stored, enrolled, config).
-    CredentialsReady { cluster_id: String, source: String },
+    /// Cluster credentials are available.
+    CredentialsReady {
+        cluster_id: String,
+        source: CredentialOrigin,
+    },
     /// Enrollment is being retried after a transient failure.
     EnrollmentRetrying {
         attempt: u32,
@@ -90,7 +96,7 @@ pub enum Event {
         server_status: Option<ClusterStatus>,
     },
     /// A heartbeat failed.
-    HeartbeatFailed { code: String, message: String },
+    HeartbeatFailed { code: ErrorCode, message: String },
     /// A lifecycle status was reported to the server.
     LifecycleReported {
         status: ClusterStatus,
@@ -106,23 +112,22 @@ pub enum Event {
     /// Fire-and-forget messages were dropped because the buffer was full
     /// while disconnected.
     EmitBufferOverflow { dropped: u64 },
-    /// A managed service changed state (`state`: starting, healthy,
-    /// degraded, failed, stopped).
+    /// A managed service changed state.
     ServiceState {
-        service: String,
-        state: String,
+        service: ServiceKind,
+        state: ServiceState,
         reason: Option<String>,
     },
     /// A line a managed service printed.
     ServiceOutput {
-        service: String,
-        stream: String,
+        service: ServiceKind,
+        stream: OutputStream,
         line: String,
     },
-    /// The server asked for a lifecycle action (uninstall, update, restart).
+    /// A lifecycle action the server asked for, at one of its stages.
     RuntimeAction {
-        action: String,
-        stage: String,
+        action: RuntimeAction,
+        stage: ActionStage,
         detail: Option<String>,
     },
     /// A host terminal session started; its shell runs as `user`.
@@ -130,6 +135,66 @@ pub enum Event {
     /// A host terminal session ended (`reason`: exited with code N,
     /// detached, idle timeout, control socket disconnected, …).
     SessionClosed { session_id: String, reason: String },
+}
+
+impl From<SupervisorEvent> for Event {
+    fn from(e: SupervisorEvent) -> Self {
+        match e {
+            SupervisorEvent::ChildStarted {
+                supervisor,
+                child,
+                restarts,
+            } => Event::ChildStarted {
+                supervisor,
+                child,
+                restarts,
+            },
+            SupervisorEvent::ChildExited {
+                supervisor,
+                child,
+                reason,
+            } => Event::ChildExited {
+                supervisor,
+                child,
+                reason,
+            },
+            SupervisorEvent::ChildRestarting {
+                supervisor,
+                child,
+                delay_ms,
+                restarts,
+            } => Event::ChildRestarting {
+                supervisor,
+                child,
+                delay_ms,
+                restarts,
+            },
+            SupervisorEvent::ChildGaveUp {
+                supervisor,
+                child,
+                restarts,
+                window_secs,
+            } => Event::ChildGaveUp {
+                supervisor,
+                child,
+                restarts,
+                window_secs,
+            },
+            SupervisorEvent::ChildKilled { supervisor, child } => {
+                Event::ChildKilled { supervisor, child }
+            }
+            SupervisorEvent::Escalated {
+                supervisor,
+                code,
+                reason,
+            } => Event::Escalated {
+                supervisor,
+                code,
+                reason,
+            },
+            SupervisorEvent::ShutdownStarted { reason } => Event::ShutdownStarted { reason },
+        }
+    }
 }
 
 impl Event {
@@ -239,10 +304,12 @@ impl Event {
                 service,
                 state,
                 reason,
-            } => match state.as_str() {
-                "failed" => error!(%service, reason = ?reason, "Service failed."),
-                "degraded" => warn!(%service, reason = ?reason, "Service degraded."),
-                _ => info!(%service, %state, reason = ?reason, "Service state changed."),
+            } => match state {
+                ServiceState::Failed => error!(%service, reason = ?reason, "Service failed."),
+                ServiceState::Degraded => warn!(%service, reason = ?reason, "Service degraded."),
+                _ => {
+                    info!(%service, state = state.as_str(), reason = ?reason, "Service state changed.")
+                }
             },
             Event::ServiceOutput {
                 service,
@@ -368,6 +435,14 @@ impl EventBus {
         stream_of(self.inner.log.subscribe())
     }
 
+    /// An observer that puts supervisor reports on this bus.
+    pub fn observer(&self) -> otp::Observer {
+        let bus = self.clone();
+        std::rc::Rc::new(move |e: SupervisorEvent| {
+            bus.emit(Event::from(e));
+        })
+    }
+
     /// Number of events emitted so far.
     pub fn emitted(&self) -> u64 {
         self.inner.seq.load(Ordering::Relaxed)
@@ -432,8 +507,8 @@ mod tests {
         let mut control = bus.subscribe_control();
         let mut log = bus.subscribe_log();
         bus.emit(Event::ServiceOutput {
-            service: "redis".into(),
-            stream: "stdout".into(),
+            service: ServiceKind::Redis,
+            stream: OutputStream::Stdout,
             line: "ready".into(),
         });
         bus.emit(started("x"));

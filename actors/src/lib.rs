@@ -21,15 +21,12 @@
 #![deny(unsafe_code)]
 
 pub mod admin;
-pub mod backoff;
+pub mod api;
 pub mod cloud;
 pub mod daemon;
 pub mod events;
-pub mod exit;
 pub mod host;
-pub mod peers;
 pub mod remote;
 pub mod services;
 pub mod settings;
 pub mod status;
-pub mod supervisor;

@@ -2,8 +2,8 @@
 //! from the TOML file, the reference daemon's environment variables and
 //! flags (see `src/config.rs`); tests build them directly.
 
-use crate::backoff::ExponentialBackoff;
-use crate::supervisor::Intensity;
+use otp::Intensity;
+use otp::backoff::ExponentialBackoff;
 use std::path::PathBuf;
 use std::time::Duration;
 use volt_protocol::enrollment::ServicePorts;
@@ -380,8 +380,8 @@ impl Settings {
 /// The supervisors' default restart intensity.
 pub fn default_intensity() -> Intensity {
     match Intensity::try_new(
-        crate::supervisor::DEFAULT_MAX_RESTARTS,
-        crate::supervisor::DEFAULT_RESTART_WINDOW,
+        otp::supervisor::DEFAULT_MAX_RESTARTS,
+        otp::supervisor::DEFAULT_RESTART_WINDOW,
     ) {
         Ok(i) => i,
         Err(e) => unreachable!("default intensity has a non-zero window: {e}"),

@@ -8,19 +8,19 @@ mod support;
 
 use mongodb::bson::{Document, doc};
 use mongodb::options::WriteConcern;
+use otp::ExitCode;
+use otp::Intensity;
+use otp::backoff::ExponentialBackoff;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 use support::*;
 use volt_protocol::register::Secret;
-use voltd_actors::backoff::ExponentialBackoff;
 use voltd_actors::events::Event;
-use voltd_actors::exit::ExitCode;
 use voltd_actors::services::settings::ServiceSettings;
 use voltd_actors::services::{
     CredentialSource, ServiceKind, ServiceMode, ServiceState, ServicesSettings, minio, mongo,
 };
-use voltd_actors::supervisor::Intensity;
 
 const ALL: [&str; 3] = ["redis", "mongo", "minio"];
 
@@ -550,7 +550,7 @@ async fn wrong_credentials_make_every_service_unhealthy_with_an_auth_reason() {
     assert!(events.iter().any(|r| matches!(
         &r.event,
         Event::ServiceState { service, state, reason: Some(reason) }
-            if service == "minio" && state == "failed" && reason.contains("HTTP 403")
+            if service.name() == "minio" && state.as_str() == "failed" && reason.contains("HTTP 403")
     )));
     assert_eq!(svcs.stop().await, ExitCode::Stopped);
     drop(ext);

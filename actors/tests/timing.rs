@@ -1,6 +1,9 @@
 //! Heartbeat scheduling and reconnect backoff, with paused tokio time: the
 //! real actors run; virtual time makes seconds of waiting instant and exact.
 
+use otp::ExitSlot;
+use otp::backoff::ExponentialBackoff;
+use otp::supervisor::spawn_actor;
 use serde_json::json;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -9,21 +12,18 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use volt_protocol::ClusterStatus;
-use volt_protocol::Message;
 use volt_protocol::envelope::ResponseMessage;
-use voltd_actors::backoff::ExponentialBackoff;
+use volt_protocol::{ErrorCode, Message};
+use voltd_actors::api::link::Link;
+use voltd_actors::api::{Reply, Run, SocketEvent};
 use voltd_actors::cloud::control_socket::ControlSocket;
 use voltd_actors::cloud::credentials::Credentials;
-use voltd_actors::cloud::dispatch::{Dispatcher, Inbound, LinkUp};
+use voltd_actors::cloud::dispatch::{DispatchSettings, Dispatcher};
 use voltd_actors::cloud::heartbeat::Heartbeat;
-use voltd_actors::cloud::link::Link;
+use voltd_actors::daemon::Wiring;
 use voltd_actors::events::{Event, EventBus};
-use voltd_actors::exit::ExitSlot;
 use voltd_actors::host::monitoring::Monitoring;
-use voltd_actors::peers::Peers;
-use voltd_actors::remote::HandlerContext;
 use voltd_actors::settings::{CloudUrl, Settings};
-use voltd_actors::supervisor::spawn_actor;
 
 /// tokio's timer has millisecond granularity and rounds each sleep up, so
 /// virtual instants land within a few ms of the exact value.
@@ -55,7 +55,7 @@ fn creds() -> Credentials {
 /// in-memory queue the test reads: the test plays the server.
 struct Harness {
     bus: EventBus,
-    peers: Peers,
+    wiring: Wiring,
     frames: mpsc::Receiver<WsMessage>,
     _link_tx: Link,
 }
@@ -63,31 +63,39 @@ struct Harness {
 fn harness() -> Harness {
     let s = Arc::new(settings("http://127.0.0.1:9"));
     let bus = EventBus::default();
-    let peers = Peers::new();
-    peers.publish_credentials(creds());
-    let ctx = Rc::new(HandlerContext {
-        settings: s.clone(),
-        peers: peers.clone(),
-        bus: bus.clone(),
-        started: Instant::now(),
-    });
-    let (d, _) = spawn_actor(Dispatcher::new(ctx, bus.clone(), ExitSlot::new()));
-    peers.set_dispatcher(d.clone());
-    let (m, _) = spawn_actor(Monitoring::new("/".into(), ExitSlot::new()));
-    peers.set_monitoring(m);
-    let (h, _) = spawn_actor(Heartbeat::new(
-        s,
-        peers.clone(),
+    let wiring = Wiring::new(bus.clone());
+    wiring.credentials.publish(creds());
+    let (d, _) = spawn_actor(Dispatcher::new(
+        Rc::new(|_| Run::Done(Reply::not_found("no handlers here"))),
+        wiring.router.clone(),
+        wiring.outbox.clone(),
+        DispatchSettings {
+            emit_buffer: 16,
+            command_timeout: s.socket.command_timeout,
+        },
         bus.clone(),
         ExitSlot::new(),
     ));
-    peers.set_heartbeat(h);
+    wiring.socket_events.bind(d.clone());
+    let (_m, _) = spawn_actor(Monitoring::new(
+        "/".into(),
+        wiring.samples.clone(),
+        ExitSlot::new(),
+    ));
+    let (_h, _) = spawn_actor(Heartbeat::new(
+        s,
+        wiring.outbox.clone(),
+        wiring.credentials.clone(),
+        wiring.samples.clone(),
+        bus.clone(),
+        ExitSlot::new(),
+    ));
     let (tx, frames) = mpsc::channel(64);
     let link = Link::new(1, tx, 1_000_000);
-    d.do_send(LinkUp(link.clone()));
+    d.do_send(SocketEvent::Up(link.clone()));
     Harness {
         bus,
-        peers,
+        wiring,
         frames,
         _link_tx: link,
     }
@@ -109,10 +117,9 @@ async fn next_command(h: &mut Harness) -> (String, String) {
 }
 
 fn answer(h: &Harness, request_id: &str, status: &str) {
-    h.peers
-        .dispatcher()
-        .unwrap()
-        .do_send(Inbound::Message(Message::Response(
+    h.wiring
+        .socket_events
+        .do_send(SocketEvent::Message(Message::Response(
             ResponseMessage::success(request_id, json!({"teamCluster": {"status": status}})),
         )));
 }
@@ -185,7 +192,7 @@ async fn an_unanswered_beat_times_out_and_the_next_follows_an_interval_later() {
     let _ = next_command(&mut h).await;
     assert_about(t0.elapsed(), Duration::from_secs(40));
     let failed = h.bus.recent(100).iter().any(
-        |r| matches!(&r.event, Event::HeartbeatFailed { code, .. } if code == "COMMAND_TIMEOUT"),
+        |r| matches!(&r.event, Event::HeartbeatFailed { code, .. } if *code == ErrorCode::CommandTimeout),
     );
     assert!(failed);
 }
@@ -244,15 +251,16 @@ async fn reconnect_attempts_follow_the_jittered_exponential_backoff() {
             .unwrap();
     let s = Arc::new(s);
     let bus = EventBus::default();
-    let peers = Peers::new();
-    peers.publish_credentials(creds());
+    let wiring = Wiring::new(bus.clone());
+    wiring.credentials.publish(creds());
     voltd_actors::cloud::tls::install_default_provider();
     let tls = voltd_actors::cloud::tls::client_config(None).unwrap();
     let mut sub = bus.subscribe_control();
     let (_addr, _) = spawn_actor(ControlSocket::new(
         s,
         tls,
-        peers,
+        wiring.credentials.clone(),
+        wiring.socket_events.clone(),
         bus.clone(),
         ExitSlot::new(),
     ));

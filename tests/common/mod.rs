@@ -2,10 +2,10 @@
 //! voltd either in-process (same actix system) or as the real binary.
 #![allow(dead_code)]
 
+use otp::backoff::ExponentialBackoff;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use volt_plane::{CreateClusterRequest, CreatedCluster, PlaneConfig, PlaneHandle};
-use voltd_actors::backoff::ExponentialBackoff;
 use voltd_actors::daemon::{self, DaemonHandle};
 use voltd_actors::events::{Event, Record};
 use voltd_actors::settings::{CloudUrl, Settings};
@@ -151,12 +151,8 @@ impl Fixture {
 
     /// Stops the daemon (asserting a clean exit) and the plane.
     pub async fn stop(self) {
-        self.daemon
-            .shutdown(voltd_actors::exit::ExitCode::Stopped, "test");
-        assert_eq!(
-            self.daemon.wait().await,
-            voltd_actors::exit::ExitCode::Stopped
-        );
+        self.daemon.shutdown(otp::ExitCode::Stopped, "test");
+        assert_eq!(self.daemon.wait().await, otp::ExitCode::Stopped);
         self.plane.shutdown().await;
     }
 }

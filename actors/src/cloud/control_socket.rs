@@ -16,17 +16,15 @@
 //! registered for a while. A registration refused for bad credentials ends
 //! the daemon with the credentials-rejected exit code.
 
-use crate::cloud::credentials::Credentials;
-use crate::cloud::dispatch::{Inbound, LinkDown, LinkUp};
-use crate::cloud::link::{Link, OUTBOUND_QUEUE};
+use crate::api::link::{Link, OUTBOUND_QUEUE};
+use crate::api::{Credentials, CredentialsCell, Handle, SocketEvent};
 use crate::events::{Event, EventBus};
-use crate::exit::{ExitCode, ExitReason, ExitSlot};
-use crate::peers::Peers;
 use crate::settings::{CloudUrl, ProxySettings, Settings};
-use crate::supervisor::StopChild;
 use actix::prelude::*;
 use base64::Engine as _;
 use futures_util::{SinkExt, StreamExt};
+use otp::supervisor::StopChild;
+use otp::{ExitCode, ExitReason, ExitSlot};
 use serde_json::{Value, json};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -91,7 +89,7 @@ struct ConnParams {
     register_timeout: Duration,
     creds: Credentials,
     connection: u64,
-    peers: Peers,
+    dispatcher: Handle<SocketEvent>,
     me: Addr<ControlSocket>,
 }
 
@@ -99,7 +97,8 @@ struct ConnParams {
 pub struct ControlSocket {
     settings: Arc<Settings>,
     tls: Arc<rustls::ClientConfig>,
-    peers: Peers,
+    credentials: CredentialsCell,
+    dispatcher: Handle<SocketEvent>,
     bus: EventBus,
     exit: ExitSlot,
     creds: Option<Credentials>,
@@ -113,17 +112,21 @@ pub struct ControlSocket {
 }
 
 impl ControlSocket {
+    /// Connects once `credentials` are published; inbound envelopes and
+    /// link changes go to `dispatcher`.
     pub fn new(
         settings: Arc<Settings>,
         tls: Arc<rustls::ClientConfig>,
-        peers: Peers,
+        credentials: CredentialsCell,
+        dispatcher: Handle<SocketEvent>,
         bus: EventBus,
         exit: ExitSlot,
     ) -> Self {
         ControlSocket {
             settings,
             tls,
-            peers,
+            credentials,
+            dispatcher,
             bus,
             exit,
             creds: None,
@@ -157,7 +160,7 @@ impl ControlSocket {
             register_timeout: self.settings.socket.register_timeout,
             creds,
             connection,
-            peers: self.peers.clone(),
+            dispatcher: self.dispatcher.clone(),
             me: ctx.address(),
         };
         let handle = ctx.spawn(
@@ -171,9 +174,7 @@ impl ControlSocket {
     fn connection_ended(&mut self, connection: u64, outcome: Outcome, ctx: &mut Context<Self>) {
         self.current = None;
         self.link.borrow_mut().take();
-        if let Some(d) = self.peers.dispatcher() {
-            d.do_send(LinkDown { connection });
-        }
+        self.dispatcher.do_send(SocketEvent::Down { connection });
         let was_registered = outcome.registered_at.is_some();
         let reason = match outcome.end {
             End::ClosedByUs => {
@@ -270,7 +271,7 @@ impl Actor for ControlSocket {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let mut rx = self.peers.watch_credentials();
+        let mut rx = self.credentials.watch();
         ctx.spawn(
             async move {
                 rx.wait_for(Option::is_some)
@@ -593,15 +594,13 @@ async fn run_connection(p: ConnParams) -> Outcome {
     let registered_at = Instant::now();
     let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
     let link = Link::new(p.connection, tx.clone(), max_payload);
-    if let Some(d) = p.peers.dispatcher() {
-        d.do_send(LinkUp(link.clone()));
-    }
+    p.dispatcher.do_send(SocketEvent::Up(link.clone()));
     p.me.do_send(Registered { link });
 
     let (sink, stream) = ws.split();
     let mut reader = Reader {
         tx,
-        peers: p.peers.clone(),
+        dispatcher: p.dispatcher.clone(),
         assembler: BinaryAssembler::default(),
     };
     for m in early {
@@ -650,7 +649,7 @@ async fn write_loop(
 
 struct Reader {
     tx: mpsc::Sender<WsMessage>,
-    peers: Peers,
+    dispatcher: Handle<SocketEvent>,
     assembler: BinaryAssembler,
 }
 
@@ -797,15 +796,13 @@ impl Reader {
         if name == MESSAGE_EVENT {
             let raw = first_arg.unwrap_or("null");
             let inbound = match Message::decode(raw) {
-                Ok(m) => Inbound::Message(m),
-                Err(e) => Inbound::Invalid {
+                Ok(m) => SocketEvent::Message(m),
+                Err(e) => SocketEvent::Invalid {
                     raw: raw.to_owned(),
                     error: e.to_string(),
                 },
             };
-            if let Some(d) = self.peers.dispatcher() {
-                d.do_send(inbound);
-            }
+            self.dispatcher.do_send(inbound);
             ack = Some(json!({ "ok": true }));
         } else if name == REGISTERED_EVENT {
             ack = Some(json!({ "ok": true }));

@@ -19,13 +19,7 @@ pub const MANIFEST_FILE: &str = "install-manifest.json";
 /// Marker left by `runtime.uninstall` so a reboot does not resurrect voltd.
 pub const UNINSTALLED_MARKER: &str = "uninstalled";
 
-/// The credentials the daemon uses on the wire.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Credentials {
-    pub team_cluster_id: String,
-    pub daemon_password: Secret,
-}
+pub use crate::api::Credentials;
 
 /// `credentials.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

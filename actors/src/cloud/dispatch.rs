@@ -2,12 +2,13 @@
 //! `team-cluster-daemon:message` envelopes, in both directions.
 //!
 //! Inbound `command` → the handler family that owns the name
-//! ([`crate::remote::Command`]) or a run-time registered extension →
+//! (the [`CommandHandler`] it was built with: `remote/`'s command enum or a
+//! run-time registered extension) →
 //! `response` (`ok:true, status, data:{status:"success", data}`; unknown
 //! command → 404 `Unknown daemon command: <name>`; handler error → `ok:false`
 //! with its status and message; handler panic → 500, the daemon goes on).
 //! Inbound `response` → the pending outbound command it answers. Other types
-//! → subscribers ([`Route`]).
+//! → the [`Router`]'s subscribers.
 //!
 //! Outbound [`SendCommand`] gets a UUID v4 `requestId` and a timeout and fails
 //! with `SOCKET_NOT_READY` / `COMMAND_TIMEOUT` / `COMMAND_REJECTED`; every
@@ -15,26 +16,25 @@
 //! fire-and-forget: queued in a bounded buffer while disconnected, drained
 //! in order after the next registration.
 
-use crate::cloud::link::{Link, LinkError};
+use crate::api::reply::{self, CallInfo, CommandHandler, Reply, Run};
+use crate::api::{
+    CommandError, CurrentLink, Emit, Link, LinkError, Outbox, Router, SendCommand, SocketEvent,
+};
 use crate::events::{Event, EventBus};
-use crate::exit::{ExitReason, ExitSlot, panic_message};
-use crate::peers::Peers;
-use crate::remote::{self, CallInfo, HandlerContext, Reply, Run};
-use crate::supervisor::StopChild;
 use actix::prelude::*;
 use base64::Engine as _;
 use futures_util::FutureExt;
+use otp::supervisor::StopChild;
+use otp::{ExitReason, ExitSlot, panic_message};
 use serde_json::{Value, json};
 use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
-use std::rc::Rc;
 use std::time::Duration;
-use thiserror::Error;
 use tokio::sync::oneshot;
+use volt_protocol::Message;
 use volt_protocol::envelope::{
     CommandMessage, ResponseMessage, ResponseType, StreamChunk, StreamEnd,
 };
-use volt_protocol::{ErrorCode, Message};
 
 /// Raw bytes per `stream` chunk. 64 KiB becomes ~87 KiB of base64: far
 /// below socket.io's default 1 MB maxPayload, small enough that a full
@@ -45,108 +45,6 @@ pub const STREAM_CHUNK_BYTES: usize = 64 * 1024;
 const STREAM_FRAME_OVERHEAD: usize = 256;
 /// Drain retry period when the link's queue is full.
 const DRAIN_RETRY: Duration = Duration::from_millis(5);
-
-/// Why an outbound command failed; `code()` is the SDK's wire code.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum CommandError {
-    #[error("SOCKET_NOT_READY: {0}")]
-    SocketNotReady(String),
-    #[error("COMMAND_TIMEOUT: {command} got no response within {timeout_ms} ms")]
-    Timeout { command: String, timeout_ms: u64 },
-    #[error("COMMAND_REJECTED: {command} failed with status {status}: {message}")]
-    Rejected {
-        command: String,
-        status: u16,
-        code: Option<String>,
-        message: String,
-    },
-    #[error("EMIT_FAILED: {0}")]
-    EmitFailed(String),
-}
-
-impl CommandError {
-    pub fn code(&self) -> ErrorCode {
-        match self {
-            CommandError::SocketNotReady(_) => ErrorCode::SocketNotReady,
-            CommandError::Timeout { .. } => ErrorCode::CommandTimeout,
-            CommandError::Rejected { .. } => ErrorCode::CommandRejected,
-            CommandError::EmitFailed(_) => ErrorCode::EmitFailed,
-        }
-    }
-
-    /// The HTTP-like status of a rejection.
-    pub fn status(&self) -> Option<u16> {
-        match self {
-            CommandError::Rejected { status, .. } => Some(*status),
-            _ => None,
-        }
-    }
-}
-
-/// A registered connection is available.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct LinkUp(pub Link);
-
-/// Connection `connection` is gone.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct LinkDown {
-    pub connection: u64,
-}
-
-/// One inbound envelope from the control socket.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub enum Inbound {
-    Message(Message),
-    /// An envelope that did not decode; answered with 400 when it is a
-    /// command whose `requestId` can still be read.
-    Invalid {
-        raw: String,
-        error: String,
-    },
-}
-
-/// Send a command to the server and wait for its result (`data.data`).
-#[derive(Message)]
-#[rtype(result = "Result<Value, CommandError>")]
-pub struct SendCommand {
-    pub command: String,
-    pub payload: Value,
-    /// Defaults to the configured command timeout.
-    pub timeout: Option<Duration>,
-}
-
-impl SendCommand {
-    pub fn new(command: impl Into<String>, payload: Value) -> Self {
-        SendCommand {
-            command: command.into(),
-            payload,
-            timeout: None,
-        }
-    }
-
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
-    }
-}
-
-/// Fire-and-forget message to the server (buffered while disconnected).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Emit(pub Message);
-
-/// The current link, if registered (for handlers that stream on their own).
-#[derive(Message)]
-#[rtype(result = "Option<Link>")]
-pub struct CurrentLink;
-
-/// A non-command, non-response message delivered to a subscriber.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct Route(pub Message);
 
 struct ForgetPending(String);
 
@@ -159,10 +57,20 @@ struct Pending {
     command: String,
 }
 
+/// The dispatcher's tuning (from the `[socket]` settings).
+#[derive(Debug, Clone, Copy)]
+pub struct DispatchSettings {
+    /// Fire-and-forget messages kept while disconnected.
+    pub emit_buffer: usize,
+    /// Default timeout of outbound commands.
+    pub command_timeout: Duration,
+}
+
 /// The dispatcher actor (see the module docs).
 pub struct Dispatcher {
-    handlers: Rc<HandlerContext>,
-    peers: Peers,
+    handler: CommandHandler,
+    router: Router,
+    outbox: Outbox,
     bus: EventBus,
     exit: ExitSlot,
     link: Option<Link>,
@@ -175,19 +83,28 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new(handlers: Rc<HandlerContext>, bus: EventBus, exit: ExitSlot) -> Self {
-        let settings = handlers.settings.clone();
+    /// `handler` answers inbound commands; `router` takes other inbound
+    /// messages; the dispatcher binds itself to `outbox` when it starts.
+    pub fn new(
+        handler: CommandHandler,
+        router: Router,
+        outbox: Outbox,
+        settings: DispatchSettings,
+        bus: EventBus,
+        exit: ExitSlot,
+    ) -> Self {
         Dispatcher {
-            peers: handlers.peers.clone(),
-            handlers,
+            handler,
+            router,
+            outbox,
             bus,
             exit,
             link: None,
             pending: HashMap::new(),
             buffer: VecDeque::new(),
-            buffer_cap: settings.socket.emit_buffer.max(1),
+            buffer_cap: settings.emit_buffer.max(1),
             dropped: 0,
-            command_timeout: settings.socket.command_timeout,
+            command_timeout: settings.command_timeout,
             draining: false,
         }
     }
@@ -226,9 +143,7 @@ impl Dispatcher {
             response_type: cmd.response_type.unwrap_or_default(),
             payload: cmd.payload.unwrap_or_else(|| json!({})),
         };
-        let run = match std::panic::catch_unwind(AssertUnwindSafe(|| {
-            remote::dispatch(&self.handlers, &call)
-        })) {
+        let run = match std::panic::catch_unwind(AssertUnwindSafe(|| (self.handler)(&call))) {
             Ok(run) => run,
             Err(p) => Run::Done(Reply::panicked(&call.command, &panic_message(p.as_ref()))),
         };
@@ -267,7 +182,7 @@ impl Dispatcher {
     }
 
     fn route(&mut self, msg: Message) {
-        let delivered = self.peers.routes().deliver(&msg);
+        let delivered = self.router.deliver(&msg);
         if !delivered {
             tracing::debug!(kind = msg.type_str(), "No subscriber for message; ignored.");
         }
@@ -378,7 +293,7 @@ pub async fn deliver(link: &Link, call: &CallInfo, reply: Reply) {
 
 /// Collects a stream body into a buffer reply, refusing (413) one whose
 /// base64 would not fit in a single message of `max_payload` bytes.
-async fn buffer_from_stream(stream: remote::StreamReply, max_payload: usize) -> Reply {
+async fn buffer_from_stream(stream: reply::StreamReply, max_payload: usize) -> Reply {
     use futures_util::StreamExt;
     let limit = max_payload.saturating_sub(STREAM_FRAME_OVERHEAD) / 4 * 3;
     let mut body = Vec::new();
@@ -406,7 +321,7 @@ async fn buffer_from_stream(stream: remote::StreamReply, max_payload: usize) -> 
     }
 }
 
-async fn send_stream(link: &Link, call: &CallInfo, stream: remote::StreamReply) {
+async fn send_stream(link: &Link, call: &CallInfo, stream: reply::StreamReply) {
     use futures_util::StreamExt;
     let request_id = call.request_id.clone();
     // Gen B uses the requestId as the streamId.
@@ -471,6 +386,12 @@ async fn send_stream(link: &Link, call: &CallInfo, stream: remote::StreamReply) 
 impl Actor for Dispatcher {
     type Context = Context<Self>;
 
+    fn started(&mut self, ctx: &mut Self::Context) {
+        for msg in self.outbox.bind(ctx.address()) {
+            self.buffer_push(msg);
+        }
+    }
+
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         self.fail_pending("dispatcher stopped");
     }
@@ -484,38 +405,30 @@ impl Handler<StopChild> for Dispatcher {
     }
 }
 
-impl Handler<LinkUp> for Dispatcher {
+impl Handler<SocketEvent> for Dispatcher {
     type Result = ();
-    fn handle(&mut self, LinkUp(link): LinkUp, ctx: &mut Self::Context) {
-        self.link = Some(link);
-        if !self.buffer.is_empty() || self.dropped > 0 {
-            self.drain(ctx);
-        }
-    }
-}
-
-impl Handler<LinkDown> for Dispatcher {
-    type Result = ();
-    fn handle(&mut self, msg: LinkDown, _ctx: &mut Self::Context) {
-        if self
-            .link
-            .as_ref()
-            .is_some_and(|l| l.connection() <= msg.connection)
-        {
-            self.link = None;
-        }
-        self.fail_pending("control socket disconnected");
-    }
-}
-
-impl Handler<Inbound> for Dispatcher {
-    type Result = ();
-    fn handle(&mut self, msg: Inbound, _ctx: &mut Self::Context) {
-        match msg {
-            Inbound::Message(Message::Command(cmd)) => self.on_command(cmd),
-            Inbound::Message(Message::Response(resp)) => self.on_response(resp),
-            Inbound::Message(other) => self.route(other),
-            Inbound::Invalid { raw, error } => self.on_invalid(&raw, &error),
+    fn handle(&mut self, event: SocketEvent, ctx: &mut Self::Context) {
+        match event {
+            SocketEvent::Message(Message::Command(cmd)) => self.on_command(cmd),
+            SocketEvent::Message(Message::Response(resp)) => self.on_response(resp),
+            SocketEvent::Message(other) => self.route(other),
+            SocketEvent::Invalid { raw, error } => self.on_invalid(&raw, &error),
+            SocketEvent::Up(link) => {
+                self.link = Some(link);
+                if !self.buffer.is_empty() || self.dropped > 0 {
+                    self.drain(ctx);
+                }
+            }
+            SocketEvent::Down { connection } => {
+                if self
+                    .link
+                    .as_ref()
+                    .is_some_and(|l| l.connection() <= connection)
+                {
+                    self.link = None;
+                }
+                self.fail_pending("control socket disconnected");
+            }
         }
     }
 }
@@ -609,37 +522,5 @@ impl Handler<CurrentLink> for Dispatcher {
     type Result = Option<Link>;
     fn handle(&mut self, _: CurrentLink, _ctx: &mut Self::Context) -> Option<Link> {
         self.link.clone().filter(|l| !l.is_closed())
-    }
-}
-
-/// Subscribers for routed (non-command) messages, by `type` prefix. Kept in
-/// [`Peers`] so subscriptions survive a dispatcher restart.
-#[derive(Default)]
-pub struct Routes {
-    subs: std::cell::RefCell<Vec<(String, Recipient<Route>)>>,
-}
-
-impl Routes {
-    /// Delivers `type`s starting with `prefix` (e.g. `session-`) to `to`.
-    pub fn subscribe(&self, prefix: impl Into<String>, to: Recipient<Route>) {
-        let prefix = prefix.into();
-        let mut subs = self.subs.borrow_mut();
-        subs.retain(|(p, r)| p != &prefix || r.connected());
-        subs.push((prefix, to));
-    }
-
-    /// Delivers to every live subscriber whose prefix matches.
-    pub fn deliver(&self, msg: &Message) -> bool {
-        let kind = msg.type_str();
-        let mut delivered = false;
-        let mut subs = self.subs.borrow_mut();
-        subs.retain(|(_, r)| r.connected());
-        for (prefix, to) in subs.iter() {
-            if kind.starts_with(prefix.as_str()) {
-                to.do_send(Route(msg.clone()));
-                delivered = true;
-            }
-        }
-        delivered
     }
 }

@@ -12,14 +12,14 @@
 //! credentials-rejected exit code; network errors and 5xx are retried with
 //! backoff, forever (a lab server may be offline for hours).
 
-use crate::backoff::ExponentialBackoff;
-use crate::cloud::credentials::{self, Credentials, StoredCredentials};
+use crate::api::{CredentialOrigin, Credentials, CredentialsCell};
+use crate::cloud::credentials::{self, StoredCredentials};
 use crate::events::{Event, EventBus, now_rfc3339};
-use crate::exit::{ExitCode, ExitReason, ExitSlot};
-use crate::peers::Peers;
 use crate::settings::{CloudUrl, Settings};
-use crate::supervisor::StopChild;
 use actix::prelude::*;
+use otp::backoff::ExponentialBackoff;
+use otp::supervisor::StopChild;
+use otp::{ExitCode, ExitReason, ExitSlot};
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
@@ -154,23 +154,8 @@ pub async fn fetch_manifest(
     .map(|d| d.manifest)
 }
 
-/// Where the credentials came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    Stored,
-    Enrolled,
-    Configured,
-}
-
-impl Source {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Stored => "stored",
-            Source::Enrolled => "enrolled",
-            Source::Configured => "config",
-        }
-    }
-}
+/// Where the credentials came from (an alias kept for readability here).
+pub type Source = CredentialOrigin;
 
 fn fatal_store(e: credentials::StoreError) -> ExitReason {
     ExitReason::fatal(ExitCode::Config, e.to_string())
@@ -261,7 +246,7 @@ pub async fn resolve(
                     let password = settings.daemon_password.clone().unwrap_or_default();
                     store(settings, &password)?;
                     forget_token(settings);
-                    return Ok((creds(password), Source::Configured));
+                    return Ok((creds(password), Source::Config));
                 }
                 Err(EnrollError::Rejected {
                     status, message, ..
@@ -295,7 +280,7 @@ pub async fn resolve(
 
     if let Some(password) = &settings.daemon_password {
         store(settings, password)?;
-        return Ok((creds(password.clone()), Source::Configured));
+        return Ok((creds(password.clone()), Source::Config));
     }
 
     Err(ExitReason::fatal(
@@ -369,7 +354,7 @@ pub async fn ensure_manifest(settings: &Settings, client: &reqwest::Client, cred
 pub struct Enrollment {
     settings: Arc<Settings>,
     client: reqwest::Client,
-    peers: Peers,
+    credentials: CredentialsCell,
     bus: EventBus,
     exit: ExitSlot,
 }
@@ -378,14 +363,14 @@ impl Enrollment {
     pub fn new(
         settings: Arc<Settings>,
         client: reqwest::Client,
-        peers: Peers,
+        credentials: CredentialsCell,
         bus: EventBus,
         exit: ExitSlot,
     ) -> Self {
         Enrollment {
             settings,
             client,
-            peers,
+            credentials,
             bus,
             exit,
         }
@@ -413,9 +398,9 @@ impl Actor for Enrollment {
                     Ok((creds, source)) => {
                         act.bus.emit(Event::CredentialsReady {
                             cluster_id: creds.team_cluster_id.clone(),
-                            source: source.as_str().to_owned(),
+                            source,
                         });
-                        act.peers.publish_credentials(creds);
+                        act.credentials.publish(creds);
                     }
                     Err(reason) => act.exit.set(reason),
                 }

@@ -8,25 +8,26 @@
 //! answer means the server no longer accepts the daemon password: the daemon
 //! ends with the credentials-rejected exit code.
 
-use crate::cloud::dispatch::{CommandError, SendCommand};
+use crate::api::vocab::heartbeats_allowed;
+use crate::api::{CommandError, CredentialsCell, Handle, Outbox, SendCommand};
 use crate::events::{Delivery, Event, EventBus};
-use crate::exit::{ExitCode, ExitReason, ExitSlot};
 use crate::host::monitoring::Sample;
-use crate::peers::Peers;
 use crate::settings::Settings;
-use crate::status::StatusMachine;
-use crate::supervisor::StopChild;
 use actix::prelude::*;
+use otp::supervisor::StopChild;
+use otp::{ExitCode, ExitReason, ExitSlot};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
-use volt_protocol::ClusterStatus;
 use volt_protocol::heartbeat::{HEARTBEAT_COMMAND, HeartbeatPayload};
+use volt_protocol::{ClusterStatus, ErrorCode};
 
 /// The heartbeat actor (see the module docs).
 pub struct Heartbeat {
     settings: Arc<Settings>,
-    peers: Peers,
+    outbox: Outbox,
+    credentials: CredentialsCell,
+    monitoring: Handle<Sample>,
     bus: EventBus,
     exit: ExitSlot,
     registered: bool,
@@ -40,10 +41,21 @@ pub struct Heartbeat {
 }
 
 impl Heartbeat {
-    pub fn new(settings: Arc<Settings>, peers: Peers, bus: EventBus, exit: ExitSlot) -> Self {
+    /// Beats through `outbox` with `credentials`; metrics come from
+    /// `monitoring` (a beat carries none while it is not running).
+    pub fn new(
+        settings: Arc<Settings>,
+        outbox: Outbox,
+        credentials: CredentialsCell,
+        monitoring: Handle<Sample>,
+        bus: EventBus,
+        exit: ExitSlot,
+    ) -> Self {
         Heartbeat {
             settings,
-            peers,
+            outbox,
+            credentials,
+            monitoring,
             bus,
             exit,
             registered: false,
@@ -66,28 +78,26 @@ impl Heartbeat {
         if !self.registered || !self.allowed || self.in_flight {
             return;
         }
-        let (Some(dispatcher), Some(creds)) = (self.peers.dispatcher(), self.peers.credentials())
-        else {
+        let Some(creds) = self.credentials.get() else {
             return;
         };
+        let outbox = self.outbox.clone();
         self.in_flight = true;
         let epoch = self.epoch;
-        let monitoring = self.peers.monitoring();
+        let monitoring = self.monitoring.clone();
         let latency = self.last_latency_ms;
         let installed_version = self.settings.installed_version.clone();
         let timeout = self.settings.socket.command_timeout;
         ctx.spawn(
             async move {
-                let metrics = match monitoring {
-                    Some(m) => m
-                        .send(Sample {
-                            cloud_latency_ms: latency,
-                            connected_to_cloud: true,
-                        })
-                        .await
-                        .ok(),
-                    None => None,
-                };
+                let metrics = monitoring
+                    .send(Sample {
+                        cloud_latency_ms: latency,
+                        connected_to_cloud: true,
+                    })
+                    .await
+                    .ok()
+                    .flatten();
                 let payload = HeartbeatPayload {
                     team_cluster_id: creds.team_cluster_id,
                     daemon_password: creds.daemon_password,
@@ -98,10 +108,9 @@ impl Heartbeat {
                 let payload = serde_json::to_value(&payload)
                     .map_err(|e| CommandError::EmitFailed(e.to_string()))?;
                 let started = Instant::now();
-                let result = dispatcher
-                    .send(SendCommand::new(HEARTBEAT_COMMAND, payload).timeout(timeout))
-                    .await
-                    .map_err(|e| CommandError::SocketNotReady(e.to_string()))?;
+                let result = outbox
+                    .command(SendCommand::new(HEARTBEAT_COMMAND, payload).timeout(timeout))
+                    .await;
                 let rtt = started.elapsed();
                 result.map(|v| (v, rtt))
             }
@@ -127,7 +136,7 @@ impl Heartbeat {
                         ..
                     }) => {
                         act.bus.emit(Event::HeartbeatFailed {
-                            code: "COMMAND_REJECTED".into(),
+                            code: ErrorCode::CommandRejected,
                             message: message.clone(),
                         });
                         act.exit.set(ExitReason::fatal(
@@ -139,7 +148,7 @@ impl Heartbeat {
                     }
                     Err(e) => {
                         act.bus.emit(Event::HeartbeatFailed {
-                            code: e.code().as_str().to_owned(),
+                            code: e.code(),
                             message: e.to_string(),
                         });
                     }
@@ -174,7 +183,7 @@ impl Heartbeat {
                 self.cancel_next(ctx);
             }
             Event::StatusChanged { to, .. } => {
-                let allowed = StatusMachine::heartbeats_allowed(*to);
+                let allowed = heartbeats_allowed(*to);
                 let reopened = allowed && !self.allowed;
                 self.allowed = allowed;
                 if !allowed {
@@ -201,7 +210,7 @@ impl Actor for Heartbeat {
             match &r.event {
                 Event::Registered { .. } => registered = true,
                 Event::SocketDisconnected { .. } => registered = false,
-                Event::StatusChanged { to, .. } => allowed = StatusMachine::heartbeats_allowed(*to),
+                Event::StatusChanged { to, .. } => allowed = heartbeats_allowed(*to),
                 _ => {}
             }
         }

@@ -9,10 +9,11 @@
 //! | `runtime.update` | `{targetImage?, targetVersion}` | `{accepted:true}` and the configured update command runs, or `{accepted:false, reason}` |
 
 use super::{CallInfo, HandlerContext, Reply, Run, accepted, parse_payload};
-use crate::exit::ExitCode;
+use crate::api::vocab::{ActionStage, RuntimeAction};
 use crate::status::GetSnapshot;
 use crate::status::lifecycle;
-use crate::supervisor::Shutdown;
+use otp::ExitCode;
+use otp::supervisor::Shutdown;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::rc::Rc;
@@ -90,41 +91,35 @@ impl RuntimeCommand {
                 "pid": pid(),
             }))),
             RuntimeCommand::Status => {
-                let status = ctx.peers.status();
+                let status = ctx.status.clone();
                 Run::later(async move {
-                    let Some(status) = status else {
-                        return Reply::failure(503, "status machine is not running");
-                    };
                     match status.send(GetSnapshot).await {
                         Ok(s) => Reply::ok(serde_json::to_value(s).unwrap_or(Value::Null)),
-                        Err(e) => Reply::failure(503, format!("status machine unavailable: {e}")),
+                        Err(e) => Reply::failure(503, format!("status unavailable: {e}")),
                     }
                 })
             }
             RuntimeCommand::Restart => {
-                let root = ctx.peers.root();
-                let bus = ctx.bus.clone();
+                let lifecycle = ctx.lifecycle.clone();
                 actix_rt::spawn(async move {
                     tokio::time::sleep(ACT_AFTER_REPLY).await;
-                    bus.emit(crate::events::Event::RuntimeAction {
-                        action: "restart".into(),
-                        stage: "started".into(),
+                    lifecycle.bus.emit(crate::events::Event::RuntimeAction {
+                        action: RuntimeAction::Restart,
+                        stage: ActionStage::Started,
                         detail: None,
                     });
-                    if let Some(root) = root {
-                        root.do_send(Shutdown {
-                            code: ExitCode::RestartRequested,
-                            reason: "restart requested by the server",
-                        });
-                    }
+                    lifecycle.root.do_send(Shutdown {
+                        code: ExitCode::RestartRequested,
+                        reason: "restart requested by the server",
+                    });
                 });
                 Run::Done(Reply::ok(accepted()))
             }
             RuntimeCommand::Uninstall(req) => {
-                let ctx = ctx.clone();
+                let lifecycle = ctx.lifecycle.clone();
                 actix_rt::spawn(async move {
                     tokio::time::sleep(ACT_AFTER_REPLY).await;
-                    lifecycle::uninstall(&ctx, req.reason).await;
+                    lifecycle::uninstall(&lifecycle, req.reason).await;
                 });
                 Run::Done(Reply::ok(accepted()))
             }
@@ -135,11 +130,15 @@ impl RuntimeCommand {
                         "reason": "updates are not enabled on this host (no update_command configured)",
                     })));
                 }
-                let ctx = ctx.clone();
+                let lifecycle = ctx.lifecycle.clone();
                 actix_rt::spawn(async move {
                     tokio::time::sleep(ACT_AFTER_REPLY).await;
-                    lifecycle::update(&ctx, req.target_version.trim(), req.target_image.as_deref())
-                        .await;
+                    lifecycle::update(
+                        &lifecycle,
+                        req.target_version.trim(),
+                        req.target_image.as_deref(),
+                    )
+                    .await;
                 });
                 Run::Done(Reply::ok(accepted()))
             }

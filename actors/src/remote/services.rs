@@ -39,7 +39,7 @@ impl ServicesCommand {
     }
 
     pub fn run(self, ctx: &Rc<HandlerContext>, _call: &CallInfo) -> Run {
-        let registry = ctx.peers.services();
+        let registry = &ctx.services;
         Run::Done(match self {
             ServicesCommand::Status => Reply::ok(json!({ "services": registry.views() })),
             ServicesCommand::Restart(req) => match registry.restart(req.service.trim()) {

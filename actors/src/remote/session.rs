@@ -26,7 +26,6 @@
 //! from [`crate::remote::terminal`], which documents it.
 
 use super::{CallInfo, HandlerContext, Reply, Run};
-use crate::cloud::dispatch::CurrentLink;
 use crate::remote::terminal::Attach;
 use serde_json::Value;
 use std::rc::Rc;
@@ -109,18 +108,18 @@ impl SessionCommand {
                 "host terminal is disabled on this cluster",
             ));
         }
-        let (Some(dispatcher), Some(sessions)) = (ctx.peers.dispatcher(), ctx.peers.sessions())
-        else {
+        let sessions = ctx.terminal.clone();
+        if !sessions.is_bound() {
             return Run::Done(Reply::failure(503, "terminal sessions are not running"));
-        };
+        }
+        let outbox = ctx.outbox.clone();
         if call.request_id != req.session_id {
             tracing::debug!(session_id = %req.session_id, request_id = %call.request_id, "Attach requestId differs from its sessionId; replying on the requestId.");
         }
         let request_id = call.request_id.clone();
         Run::later(async move {
-            let link = match dispatcher.send(CurrentLink).await {
-                Ok(Some(link)) => link,
-                _ => return Reply::failure(503, "control socket is not registered"),
+            let Some(link) = outbox.link().await else {
+                return Reply::failure(503, "control socket is not registered");
             };
             let attach = Attach {
                 session_id: req.session_id,

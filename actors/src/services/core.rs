@@ -24,15 +24,14 @@ use super::process::{self, ManagedChild, SpawnSpec};
 use super::resolve::{self, Resolved};
 use super::settings::{ServiceMode, ServiceSettings, substitute};
 use super::{Control, ServiceClient, ServiceKind, ServiceRegistry, ServiceState};
-use crate::backoff::ExponentialBackoff;
 use crate::events::{Event, EventBus};
-use crate::exit::{ExitReason, ExitSlot};
 use crate::host::fsutil::{PRIVATE_DIR_MODE, SECRET_FILE_MODE, ensure_dir, write_atomic};
 use crate::settings::Settings;
-use crate::supervisor::{ChildSpec, Intensity, Restart, StopChild, spawn_actor};
 use actix::prelude::*;
+use otp::supervisor::{ChildSpec, Restart, StopChild, spawn_actor};
+use otp::{Decision, RestartPolicy};
+use otp::{ExitReason, ExitSlot};
 use serde_json::Value;
-use std::collections::VecDeque;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -184,80 +183,6 @@ pub(crate) trait Driver: Clone + Unpin + 'static {
     }
 }
 
-/// What the restart policy decides after a failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    /// Restart after this delay.
-    RestartAfter(Duration),
-    /// Too many restarts within the window: give up for now.
-    GiveUp { restarts: u32, window: Duration },
-}
-
-/// Exponential restart delays plus the restart intensity limit. Pure
-/// (times are passed in), so it is tested without processes or clocks.
-#[derive(Debug, Clone)]
-pub struct RestartPolicy {
-    backoff: ExponentialBackoff,
-    intensity: Intensity,
-    restarts: VecDeque<Instant>,
-    attempt: u32,
-    healthy_since: Option<Instant>,
-}
-
-impl RestartPolicy {
-    pub fn new(backoff: ExponentialBackoff, intensity: Intensity) -> Self {
-        RestartPolicy {
-            backoff,
-            intensity,
-            restarts: VecDeque::new(),
-            attempt: 0,
-            healthy_since: None,
-        }
-    }
-
-    /// A crash or an unhealthy spell at `now`.
-    pub fn on_failure(&mut self, now: Instant) -> Decision {
-        self.healthy_since = None;
-        let window = self.intensity.window();
-        while self
-            .restarts
-            .front()
-            .is_some_and(|t| now.saturating_duration_since(*t) > window)
-        {
-            self.restarts.pop_front();
-        }
-        if self.restarts.len() as u32 >= self.intensity.max_restarts() {
-            return Decision::GiveUp {
-                restarts: self.restarts.len() as u32,
-                window,
-            };
-        }
-        let delay = self.backoff.delay(self.attempt);
-        self.attempt = self.attempt.saturating_add(1);
-        self.restarts.push_back(now);
-        Decision::RestartAfter(delay)
-    }
-
-    /// A successful probe at `now`: a service healthy for a whole window
-    /// starts its delays from the base again.
-    pub fn on_healthy(&mut self, now: Instant) {
-        match self.healthy_since {
-            None => self.healthy_since = Some(now),
-            Some(since) if now.saturating_duration_since(since) >= self.intensity.window() => {
-                self.attempt = 0;
-            }
-            Some(_) => {}
-        }
-    }
-
-    /// Forget the history (operator restart, slow retry after `failed`).
-    pub fn reset(&mut self) {
-        self.restarts.clear();
-        self.attempt = 0;
-        self.healthy_since = None;
-    }
-}
-
 /// How one incarnation of a service ended.
 enum End {
     /// Stop for good (the supervisor stops the actor).
@@ -299,7 +224,7 @@ impl<D: Driver> Core<D> {
         let svc = settings.services.get(D::KIND).clone();
         Core {
             driver,
-            policy: RestartPolicy::new(svc.restart_backoff, svc.intensity),
+            policy: RestartPolicy::new(svc.intensity, svc.restart_backoff),
             svc,
             settings,
             registry,
@@ -326,8 +251,8 @@ impl<D: Driver> Core<D> {
         if changed {
             self.announced = Some((state, reason.clone()));
             self.bus.emit(Event::ServiceState {
-                service: self.name().to_owned(),
-                state: state.as_str().to_owned(),
+                service: D::KIND,
+                state,
                 reason,
             });
         }
@@ -386,7 +311,7 @@ impl<D: Driver> Core<D> {
                 End::Crashed(reason) => {
                     self.record_error(&reason);
                     match self.policy.on_failure(Instant::now()) {
-                        Decision::RestartAfter(delay) => {
+                        Decision::RestartAfter { delay, .. } => {
                             self.set_state(
                                 ServiceState::Starting,
                                 Some(format!("{reason}; restarting in {} ms", delay.as_millis())),
@@ -509,7 +434,7 @@ impl<D: Driver> Core<D> {
     ) -> Result<ManagedChild, String> {
         ManagedChild::spawn(
             SpawnSpec {
-                service: D::KIND.name(),
+                kind: D::KIND,
                 binary,
                 args,
                 env,
@@ -711,7 +636,6 @@ impl<D: Driver> Core<D> {
                 Ok(probe) => {
                     bootstrapped = true;
                     failures = 0;
-                    self.policy.on_healthy(Instant::now());
                     self.registry.with(D::KIND, |e| {
                         let v = e.view();
                         v.probe_latency_ms = Some(round_ms(probe.latency));
@@ -866,6 +790,7 @@ pub(crate) fn child_spec<D: Driver>(
     driver: D,
     settings: Arc<Settings>,
     registry: ServiceRegistry,
+    bus: EventBus,
 ) -> ChildSpec {
     let svc = settings.services.get(D::KIND);
     let timeout = svc.stop_timeout * 2 + ACTOR_STOP_MARGIN;
@@ -877,7 +802,7 @@ pub(crate) fn child_spec<D: Driver>(
             driver.clone(),
             settings.clone(),
             registry.clone(),
-            env.bus.clone(),
+            bus.clone(),
         );
         let actor = ServiceActor {
             core: Some((core, rx)),
@@ -892,82 +817,6 @@ pub(crate) fn child_spec<D: Driver>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn policy(max: u32, window_s: u64) -> RestartPolicy {
-        RestartPolicy::new(
-            ExponentialBackoff::try_new(
-                Duration::from_millis(100),
-                Duration::from_secs(10),
-                2.0,
-                0.0,
-            )
-            .unwrap(),
-            Intensity::try_new(max, Duration::from_secs(window_s)).unwrap(),
-        )
-    }
-
-    #[test]
-    fn delays_grow_until_the_intensity_limit_then_give_up() {
-        let mut p = policy(3, 60);
-        let t0 = Instant::now();
-        let decisions: Vec<Decision> = (0..4)
-            .map(|i| p.on_failure(t0 + Duration::from_secs(i)))
-            .collect();
-        assert_eq!(
-            decisions,
-            [
-                Decision::RestartAfter(Duration::from_millis(100)),
-                Decision::RestartAfter(Duration::from_millis(200)),
-                Decision::RestartAfter(Duration::from_millis(400)),
-                Decision::GiveUp {
-                    restarts: 3,
-                    window: Duration::from_secs(60)
-                },
-            ]
-        );
-        p.reset();
-        assert_eq!(
-            p.on_failure(t0 + Duration::from_secs(5)),
-            Decision::RestartAfter(Duration::from_millis(100))
-        );
-    }
-
-    #[test]
-    fn restarts_outside_the_window_do_not_count() {
-        let mut p = policy(2, 10);
-        let t0 = Instant::now();
-        assert!(matches!(p.on_failure(t0), Decision::RestartAfter(_)));
-        assert!(matches!(
-            p.on_failure(t0 + Duration::from_secs(1)),
-            Decision::RestartAfter(_)
-        ));
-        assert!(matches!(
-            p.on_failure(t0 + Duration::from_secs(2)),
-            Decision::GiveUp { .. }
-        ));
-        assert!(matches!(
-            p.on_failure(t0 + Duration::from_secs(30)),
-            Decision::RestartAfter(_)
-        ));
-    }
-
-    #[test]
-    fn a_long_healthy_spell_resets_the_delay() {
-        let mut p = policy(10, 60);
-        let t0 = Instant::now();
-        p.on_failure(t0);
-        p.on_failure(t0);
-        assert_eq!(
-            p.on_failure(t0),
-            Decision::RestartAfter(Duration::from_millis(400))
-        );
-        p.on_healthy(t0 + Duration::from_secs(1));
-        p.on_healthy(t0 + Duration::from_secs(61));
-        assert_eq!(
-            p.on_failure(t0 + Duration::from_secs(62)),
-            Decision::RestartAfter(Duration::from_millis(100))
-        );
-    }
 
     #[test]
     fn probe_errors_read_well() {

@@ -19,7 +19,7 @@
 //! `Event::ServiceState` on the bus, which the status machine turns into
 //! `preparing-environment` / `dependency-installation-failed`.
 //!
-//! The [`ServiceRegistry`] (in [`crate::peers::Peers`]) outlives the service
+//! The [`ServiceRegistry`] (created by `daemon.rs`) outlives the service
 //! actors: it holds each service's view for `voltd status` and
 //! `runtime.services.status`, the handle to ask for a restart, and — while
 //! a service is healthy — a ready client for handlers (`mongo_client`,
@@ -33,16 +33,17 @@ pub mod redis;
 pub mod resolve;
 pub mod settings;
 
+pub use crate::api::vocab::{ServiceKind, ServiceState};
 pub use resolve::CredentialSource;
 pub use settings::{ServiceMode, ServiceSettings, ServicesSettings};
 
+use crate::events::EventBus;
 use crate::settings::Settings;
-use crate::supervisor::{ChildSpec, Restart, Strategy, SupervisorSpec};
+use otp::supervisor::{ChildSpec, Restart, Strategy, SupervisorSpec};
 use serde::Serialize;
 use serde_json::Value;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::fmt;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,82 +53,6 @@ use tokio::time::Instant;
 
 /// Extra time the services subtree gets to stop, on top of its children's.
 const SUBTREE_STOP_MARGIN: Duration = Duration::from_secs(5);
-
-/// One of the three managed services.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ServiceKind {
-    Redis,
-    Mongo,
-    Minio,
-}
-
-impl ServiceKind {
-    /// Every service, in start order (the supervisor stops in reverse).
-    pub const ALL: [ServiceKind; 3] = [ServiceKind::Redis, ServiceKind::Mongo, ServiceKind::Minio];
-
-    /// The name in config keys, events, status and commands.
-    pub fn name(self) -> &'static str {
-        match self {
-            ServiceKind::Redis => "redis",
-            ServiceKind::Mongo => "mongo",
-            ServiceKind::Minio => "minio",
-        }
-    }
-
-    /// The port the service listens on when nothing else says.
-    pub fn default_port(self) -> u16 {
-        match self {
-            ServiceKind::Redis => 6379,
-            ServiceKind::Mongo => 27017,
-            ServiceKind::Minio => 9000,
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.name() == name)
-    }
-}
-
-impl fmt::Display for ServiceKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A service's state (the `state` of `Event::ServiceState`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ServiceState {
-    /// Being started (or restarted, or not answering yet).
-    Starting,
-    /// Answering probes and bootstrapped.
-    Healthy,
-    /// Was healthy; recent probes failed.
-    Degraded,
-    /// Cannot run: binary missing, restart intensity exceeded, … Retried
-    /// at a slow rate.
-    Failed,
-    /// Stopped by voltd (shutdown, uninstall).
-    Stopped,
-}
-
-impl ServiceState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ServiceState::Starting => "starting",
-            ServiceState::Healthy => "healthy",
-            ServiceState::Degraded => "degraded",
-            ServiceState::Failed => "failed",
-            ServiceState::Stopped => "stopped",
-        }
-    }
-
-    /// Whether the service can be used (clients are handed out).
-    pub fn is_usable(self) -> bool {
-        matches!(self, ServiceState::Healthy | ServiceState::Degraded)
-    }
-}
 
 /// One service as `voltd status` and `runtime.services.status` show it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -195,7 +120,7 @@ pub enum ServiceError {
 }
 
 /// The shared directory of managed services (see the module docs). Lives
-/// in `Peers` on the daemon's single actix thread; cheap to clone.
+/// on the daemon's single actix thread; cheap to clone.
 #[derive(Clone, Default)]
 pub struct ServiceRegistry(Rc<RefCell<BTreeMap<ServiceKind, Entry>>>);
 
@@ -400,6 +325,7 @@ fn snapshot(e: &Entry) -> ServiceView {
 pub fn supervisor_spec(
     settings: &Arc<Settings>,
     registry: &ServiceRegistry,
+    bus: &EventBus,
 ) -> Option<SupervisorSpec> {
     let enabled = settings.services.enabled();
     if enabled.is_empty() {
@@ -409,15 +335,24 @@ pub fn supervisor_spec(
         SupervisorSpec::new("services", Strategy::OneForOne).intensity(settings.intensity);
     for kind in enabled {
         let child = match kind {
-            ServiceKind::Redis => {
-                core::child_spec(redis::Redis, settings.clone(), registry.clone())
-            }
-            ServiceKind::Mongo => {
-                core::child_spec(mongo::Mongo, settings.clone(), registry.clone())
-            }
-            ServiceKind::Minio => {
-                core::child_spec(minio::Minio, settings.clone(), registry.clone())
-            }
+            ServiceKind::Redis => core::child_spec(
+                redis::Redis,
+                settings.clone(),
+                registry.clone(),
+                bus.clone(),
+            ),
+            ServiceKind::Mongo => core::child_spec(
+                mongo::Mongo,
+                settings.clone(),
+                registry.clone(),
+                bus.clone(),
+            ),
+            ServiceKind::Minio => core::child_spec(
+                minio::Minio,
+                settings.clone(),
+                registry.clone(),
+                bus.clone(),
+            ),
         };
         spec = spec.child(child);
     }
@@ -426,8 +361,12 @@ pub fn supervisor_spec(
 
 /// [`supervisor_spec`] as a child of the root supervisor, with a shutdown
 /// timeout that covers stopping every server in turn.
-pub fn child_spec(settings: &Arc<Settings>, registry: &ServiceRegistry) -> Option<ChildSpec> {
-    let spec = supervisor_spec(settings, registry)?;
+pub fn child_spec(
+    settings: &Arc<Settings>,
+    registry: &ServiceRegistry,
+    bus: &EventBus,
+) -> Option<ChildSpec> {
+    let spec = supervisor_spec(settings, registry, bus)?;
     let total: Duration = spec.children.iter().map(|c| c.shutdown_timeout).sum();
     Some(
         spec.into_child(Restart::Permanent)

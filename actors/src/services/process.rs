@@ -11,6 +11,7 @@
 //! not hand out a number as a pid while a process group of that number
 //! exists.
 
+use crate::api::vocab::{OutputStream, ServiceKind};
 use crate::events::{Event, EventBus};
 use crate::host::fsutil::{SECRET_FILE_MODE, write_atomic};
 use nix::sys::signal::{Signal, killpg};
@@ -278,7 +279,7 @@ pub fn mask(text: &str, secrets: &[String]) -> String {
 
 /// What to start.
 pub struct SpawnSpec<'a> {
-    pub service: &'static str,
+    pub kind: ServiceKind,
     /// The binary, already located.
     pub binary: &'a Path,
     /// The arguments after the binary.
@@ -327,8 +328,8 @@ impl ManagedChild {
         if let Some(out) = child.stdout.take() {
             pump(
                 out,
-                spec.service,
-                "stdout",
+                spec.kind,
+                OutputStream::Stdout,
                 bus.clone(),
                 spec.secrets.clone(),
             );
@@ -336,8 +337,8 @@ impl ManagedChild {
         if let Some(err) = child.stderr.take() {
             pump(
                 err,
-                spec.service,
-                "stderr",
+                spec.kind,
+                OutputStream::Stderr,
                 bus.clone(),
                 spec.secrets.clone(),
             );
@@ -354,7 +355,7 @@ impl ManagedChild {
             .collect::<Vec<_>>()
             .join(" ");
         let record = PidRecord {
-            service: spec.service.to_owned(),
+            service: spec.kind.name().to_owned(),
             pid,
             start_time: proc_stat(pid).map(|s| s.start_time).unwrap_or_default(),
             command: mask(&command, &spec.secrets),
@@ -441,8 +442,8 @@ impl Drop for ManagedChild {
 /// Copies one output stream of a server to the log stream, line by line.
 fn pump<R>(
     reader: R,
-    service: &'static str,
-    stream: &'static str,
+    service: ServiceKind,
+    stream: OutputStream,
     bus: EventBus,
     secrets: Vec<String>,
 ) where
@@ -466,8 +467,8 @@ fn pump<R>(
                         continue;
                     }
                     bus.emit(Event::ServiceOutput {
-                        service: service.to_owned(),
-                        stream: stream.to_owned(),
+                        service,
+                        stream,
                         line: mask(line, &secrets),
                     });
                 }
@@ -556,7 +557,7 @@ mod tests {
     async fn spawn_sleep(dir: &Path, bus: &EventBus) -> ManagedChild {
         ManagedChild::spawn(
             SpawnSpec {
-                service: "test",
+                kind: ServiceKind::Redis,
                 binary: Path::new("/bin/sh"),
                 args: &["-c".into(), "echo started hunter2; exec sleep 600".into()],
                 env: &[],

@@ -7,8 +7,8 @@
 //! an embedder opts in explicitly).
 
 use super::ServiceKind;
-use crate::backoff::ExponentialBackoff;
-use crate::supervisor::Intensity;
+use otp::Intensity;
+use otp::backoff::ExponentialBackoff;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};

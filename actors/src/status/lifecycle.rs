@@ -13,15 +13,17 @@
 //! the service manager starts the new version, failure reports
 //! `update-failed`.
 
+use crate::api::vocab::{ActionStage, RuntimeAction};
+use crate::api::{CredentialsCell, Handle, Outbox, SendCommand};
 use crate::cloud::credentials::{CREDENTIALS_FILE, MANIFEST_FILE, UNINSTALLED_MARKER};
-use crate::cloud::dispatch::SendCommand;
-use crate::events::Event;
-use crate::exit::ExitCode;
+use crate::events::{Event, EventBus};
 use crate::host::fsutil::{SECRET_FILE_MODE, write_atomic};
-use crate::remote::HandlerContext;
-use crate::supervisor::Shutdown;
+use crate::services::ServiceRegistry;
+use crate::settings::Settings;
+use otp::ExitCode;
+use otp::supervisor::Shutdown;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 use volt_protocol::ClusterStatus;
 use volt_protocol::heartbeat::{
@@ -33,16 +35,27 @@ pub const UPDATE_COMMAND_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long the final report to the server may take.
 const REPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn emit(ctx: &HandlerContext, action: &str, stage: &str, detail: Option<String>) {
+/// What the runtime actions need (built once by `daemon.rs`).
+pub struct Lifecycle {
+    pub settings: Arc<Settings>,
+    pub bus: EventBus,
+    pub outbox: Outbox,
+    pub credentials: CredentialsCell,
+    pub services: ServiceRegistry,
+    /// The root supervisor (to end the process with an exit code).
+    pub root: Handle<Shutdown>,
+}
+
+fn emit(ctx: &Lifecycle, action: RuntimeAction, stage: ActionStage, detail: Option<String>) {
     ctx.bus.emit(Event::RuntimeAction {
-        action: action.into(),
-        stage: stage.into(),
+        action,
+        stage,
         detail,
     });
 }
 
-async fn report_status(ctx: &HandlerContext, status: ClusterStatus, reason: Option<String>) {
-    let (Some(d), Some(creds)) = (ctx.peers.dispatcher(), ctx.peers.credentials()) else {
+async fn report_status(ctx: &Lifecycle, status: ClusterStatus, reason: Option<String>) {
+    let Some(creds) = ctx.credentials.get() else {
         return;
     };
     let payload = LifecyclePayload {
@@ -55,11 +68,12 @@ async fn report_status(ctx: &HandlerContext, status: ClusterStatus, reason: Opti
     let Ok(payload) = serde_json::to_value(payload) else {
         return;
     };
-    match d
-        .send(SendCommand::new(LIFECYCLE_COMMAND, payload).timeout(REPORT_TIMEOUT))
+    match ctx
+        .outbox
+        .command(SendCommand::new(LIFECYCLE_COMMAND, payload).timeout(REPORT_TIMEOUT))
         .await
     {
-        Ok(Ok(v)) => {
+        Ok(v) => {
             let server_status = v
                 .pointer("/teamCluster/status")
                 .and_then(|s| s.as_str())
@@ -70,15 +84,12 @@ async fn report_status(ctx: &HandlerContext, status: ClusterStatus, reason: Opti
                 reason,
             });
         }
-        Ok(Err(e)) => tracing::warn!(%status, error = %e, "Could not report the status."),
         Err(e) => tracing::warn!(%status, error = %e, "Could not report the status."),
     }
 }
 
-fn shutdown(ctx: &HandlerContext, code: ExitCode, reason: &'static str) {
-    if let Some(root) = ctx.peers.root() {
-        root.do_send(Shutdown { code, reason });
-    }
+fn shutdown(ctx: &Lifecycle, code: ExitCode, reason: &'static str) {
+    ctx.root.do_send(Shutdown { code, reason });
 }
 
 /// A directory voltd may delete: absolute, not `/`, not a parent of itself.
@@ -112,7 +123,7 @@ fn remove_file(path: &Path) -> Result<(), String> {
 /// What uninstall deletes: the install directory, the state files and the
 /// managed services' data directories (of the services voltd runs) plus
 /// `<state dir>/services` (pid files, generated configs and passwords).
-pub fn uninstall_targets(ctx: &HandlerContext) -> (Vec<PathBuf>, Vec<PathBuf>) {
+pub fn uninstall_targets(ctx: &Lifecycle) -> (Vec<PathBuf>, Vec<PathBuf>) {
     let s = &ctx.settings;
     let mut dirs = vec![s.install_dir()];
     dirs.extend(s.services.owned_data_dirs(&s.state_dir));
@@ -124,79 +135,93 @@ pub fn uninstall_targets(ctx: &HandlerContext) -> (Vec<PathBuf>, Vec<PathBuf>) {
     (dirs, files)
 }
 
+/// Deletes the directories, then (only if that worked) the files, then
+/// leaves the uninstalled marker. Blocking; returns the errors.
+fn remove_all(dirs: &[PathBuf], files: &[PathBuf], marker: &Path, note: &str) -> Vec<String> {
+    let mut errors: Vec<String> = dirs.iter().filter_map(|d| remove_dir(d).err()).collect();
+    if errors.is_empty() {
+        errors.extend(files.iter().filter_map(|f| remove_file(f).err()));
+    }
+    if errors.is_empty()
+        && let Err(e) = write_atomic(marker, note.as_bytes(), SECRET_FILE_MODE)
+    {
+        tracing::warn!(error = %e, "Could not write the uninstalled marker.");
+    }
+    errors
+}
+
 /// Runs the uninstall (see the module docs).
-pub async fn uninstall(ctx: &Rc<HandlerContext>, reason: Option<String>) {
-    emit(ctx, "uninstall", "started", reason.clone());
+pub async fn uninstall(ctx: &Lifecycle, reason: Option<String>) {
+    emit(
+        ctx,
+        RuntimeAction::Uninstall,
+        ActionStage::Started,
+        reason.clone(),
+    );
     // Report `deleting` now: the server already moved there when it got our
     // `{accepted:true}`; the report records why.
     report_status(ctx, ClusterStatus::Deleting, reason).await;
 
     // The servers must be down before their data directories go.
-    ctx.peers.services().stop_all().await;
+    ctx.services.stop_all().await;
     let (dirs, files) = uninstall_targets(ctx);
-    let mut errors = Vec::new();
-    for d in &dirs {
-        if let Err(e) = remove_dir(d) {
-            errors.push(e);
-        }
-    }
     // Credentials go last among the files but are read first: the
     // completion report needs them.
-    let creds = ctx.peers.credentials();
-    if errors.is_empty() {
-        for f in &files {
-            if let Err(e) = remove_file(f) {
-                errors.push(e);
-            }
-        }
-    }
-    if !errors.is_empty() {
-        let detail = errors.join("; ");
-        emit(ctx, "uninstall", "failed", Some(detail.clone()));
-        report_status(ctx, ClusterStatus::DeleteFailed, Some(detail)).await;
-        shutdown(ctx, ExitCode::Retryable, "uninstall failed");
-        return;
-    }
+    let creds = ctx.credentials.get();
     let marker = ctx.settings.state_dir.join(UNINSTALLED_MARKER);
     let note = format!(
         "cluster {} was uninstalled at {}; remove this file to enroll again\n",
         ctx.settings.team_cluster_id,
         crate::events::now_rfc3339()
     );
-    if let Err(e) = write_atomic(&marker, note.as_bytes(), SECRET_FILE_MODE) {
-        tracing::warn!(error = %e, "Could not write the uninstalled marker.");
+    // Deleting data directories can take long: off the actor thread.
+    let errors = tokio::task::spawn_blocking(move || remove_all(&dirs, &files, &marker, &note))
+        .await
+        .unwrap_or_else(|e| vec![format!("the removal task failed: {e}")]);
+    if !errors.is_empty() {
+        let detail = errors.join("; ");
+        emit(
+            ctx,
+            RuntimeAction::Uninstall,
+            ActionStage::Failed,
+            Some(detail.clone()),
+        );
+        report_status(ctx, ClusterStatus::DeleteFailed, Some(detail)).await;
+        shutdown(ctx, ExitCode::Retryable, "uninstall failed");
+        return;
     }
-    if let (Some(d), Some(creds)) = (ctx.peers.dispatcher(), creds) {
+    if let Some(creds) = creds {
         let payload = DeleteCompletedPayload {
             team_cluster_id: creds.team_cluster_id,
             daemon_password: creds.daemon_password,
         };
-        if let Ok(payload) = serde_json::to_value(payload) {
-            match d
-                .send(SendCommand::new(DELETE_COMPLETED_COMMAND, payload).timeout(REPORT_TIMEOUT))
+        if let Ok(payload) = serde_json::to_value(payload)
+            && let Err(e) = ctx
+                .outbox
+                .command(
+                    SendCommand::new(DELETE_COMPLETED_COMMAND, payload).timeout(REPORT_TIMEOUT),
+                )
                 .await
-            {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "Could not confirm the deletion to the server.")
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "Could not confirm the deletion to the server.")
-                }
-            }
+        {
+            tracing::warn!(error = %e, "Could not confirm the deletion to the server.")
         }
     }
-    emit(ctx, "uninstall", "completed", None);
+    emit(ctx, RuntimeAction::Uninstall, ActionStage::Completed, None);
     shutdown(ctx, ExitCode::Stopped, "uninstalled");
 }
 
 /// Runs the update (see the module docs).
-pub async fn update(ctx: &Rc<HandlerContext>, version: &str, image: Option<&str>) {
+pub async fn update(ctx: &Lifecycle, version: &str, image: Option<&str>) {
     let Some(template) = ctx.settings.update_command.clone() else {
         return;
     };
     let image = image.unwrap_or_default();
-    emit(ctx, "update", "started", Some(version.to_owned()));
+    emit(
+        ctx,
+        RuntimeAction::Update,
+        ActionStage::Started,
+        Some(version.to_owned()),
+    );
     let command = template
         .replace("{version}", version)
         .replace("{image}", image);
@@ -222,7 +247,12 @@ pub async fn update(ctx: &Rc<HandlerContext>, version: &str, image: Option<&str>
     };
     match outcome {
         Ok(()) => {
-            emit(ctx, "update", "completed", Some(version.to_owned()));
+            emit(
+                ctx,
+                RuntimeAction::Update,
+                ActionStage::Completed,
+                Some(version.to_owned()),
+            );
             shutdown(
                 ctx,
                 ExitCode::Updating,
@@ -230,7 +260,12 @@ pub async fn update(ctx: &Rc<HandlerContext>, version: &str, image: Option<&str>
             );
         }
         Err(detail) => {
-            emit(ctx, "update", "failed", Some(detail.clone()));
+            emit(
+                ctx,
+                RuntimeAction::Update,
+                ActionStage::Failed,
+                Some(detail.clone()),
+            );
             report_status(ctx, ClusterStatus::UpdateFailed, Some(detail)).await;
         }
     }

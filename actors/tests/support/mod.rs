@@ -5,18 +5,19 @@
 #![allow(dead_code)]
 
 use actix::Addr;
+use otp::ExitCode;
+use otp::Intensity;
+use otp::backoff::ExponentialBackoff;
+use otp::supervisor::{Shutdown, Supervisor};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
-use voltd_actors::backoff::ExponentialBackoff;
 use voltd_actors::events::{Event, EventBus};
-use voltd_actors::exit::ExitCode;
 use voltd_actors::services::{
     self, ServiceKind, ServiceRegistry, ServiceState, ServiceView, ServicesSettings,
 };
 use voltd_actors::settings::{CloudUrl, Settings};
-use voltd_actors::supervisor::{Intensity, Shutdown, Supervisor};
 
 /// Generous: three servers start in parallel with the rest of the suite.
 pub const WITHIN: Duration = Duration::from_secs(60);
@@ -170,8 +171,9 @@ impl Services {
         let settings = Arc::new(settings);
         let registry = ServiceRegistry::default();
         let bus = EventBus::default();
-        let spec = services::supervisor_spec(&settings, &registry).expect("a service is enabled");
-        let (root, exit) = spec.start_root(bus.clone());
+        let spec =
+            services::supervisor_spec(&settings, &registry, &bus).expect("a service is enabled");
+        let (root, exit) = spec.start_root(bus.observer());
         Services {
             registry,
             bus,
@@ -205,7 +207,7 @@ pub fn states(bus: &EventBus, service: &str) -> Vec<(String, Option<String>)> {
                 service: s,
                 state,
                 reason,
-            } if s == service => Some((state.clone(), reason.clone())),
+            } if s.name() == service => Some((state.as_str().to_owned(), reason.clone())),
             _ => None,
         })
         .collect()

@@ -36,7 +36,7 @@ pub(crate) fn failed(e: S3Error) -> Reply {
 }
 
 pub(crate) fn bucket(ctx: &HandlerContext, name: &str) -> Result<Box<Bucket>, Reply> {
-    let registry = ctx.peers.services();
+    let registry = &ctx.services;
     match registry.s3_bucket(name) {
         Some(b) => Ok(b),
         // Distinguish "MinIO down" from "bad bucket name".

@@ -205,8 +205,7 @@ pub fn download_headers(content_type: &str, file_name: &str, length: Option<u64>
 /// The 503 a handler answers when the store behind a target is not up.
 pub fn unavailable(service: &str, ctx: &HandlerContext) -> Reply {
     let state = ctx
-        .peers
-        .services()
+        .services
         .view(service)
         .map(|v| {
             let mut s = v.state.as_str().to_owned();

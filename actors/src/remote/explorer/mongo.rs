@@ -20,8 +20,7 @@ pub const MAX_NODE_DOCUMENTS: i64 = 100;
 const DOWNLOAD_BATCH: u32 = 500;
 
 fn db(ctx: &HandlerContext) -> Result<mongodb::Database, Reply> {
-    ctx.peers
-        .services()
+    ctx.services
         .mongo_database()
         .ok_or_else(|| unavailable("mongo", ctx))
 }

@@ -30,8 +30,7 @@ fn failed(e: redis::RedisError) -> Reply {
 /// A connection of its own (so `SELECT` affects nobody else) on database `db`.
 async fn connect(ctx: &HandlerContext, db: i64) -> Result<MultiplexedConnection, Reply> {
     let client = ctx
-        .peers
-        .services()
+        .services
         .redis_client()
         .ok_or_else(|| unavailable("redis", ctx))?;
     let mut con = client

@@ -43,19 +43,18 @@
 //! environment may hold the daemon password. Session input and output are
 //! never logged.
 
-use crate::cloud::dispatch::{Emit, Route};
-use crate::cloud::link::{Link, LinkError};
+use crate::api::link::{Link, LinkError};
+use crate::api::{Handle, Outbox, Route, Router};
 use crate::events::{Delivery, Event, EventBus};
-use crate::exit::{ExitReason, ExitSlot};
-use crate::peers::Peers;
 use crate::settings::TerminalSettings;
-use crate::supervisor::StopChild;
 use actix::prelude::*;
 use base64::Engine as _;
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::{Pid, Uid, User};
+use otp::supervisor::StopChild;
+use otp::{ExitReason, ExitSlot};
 use portable_pty::{CommandBuilder, MasterPty, PtySize, native_pty_system};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -333,7 +332,10 @@ struct Session {
 /// The sessions actor (see the module docs).
 pub struct Sessions {
     settings: TerminalSettings,
-    peers: Peers,
+    outbox: Outbox,
+    router: Router,
+    attach: Handle<Attach>,
+    list: Handle<ListSessions>,
     bus: EventBus,
     exit: ExitSlot,
     sessions: HashMap<String, Session>,
@@ -343,12 +345,29 @@ pub struct Sessions {
     stopping: bool,
 }
 
+/// What the sessions actor is connected to.
+#[derive(Clone)]
+pub struct TerminalWiring {
+    /// `session-end` for unknown sessions goes out here.
+    pub outbox: Outbox,
+    /// `session-*` messages come from here.
+    pub router: Router,
+    /// Bound to the actor on start (`session.attach`).
+    pub attach: Handle<Attach>,
+    /// Bound to the actor on start (which sessions are open).
+    pub list: Handle<ListSessions>,
+    pub bus: EventBus,
+}
+
 impl Sessions {
-    pub fn new(settings: TerminalSettings, peers: Peers, bus: EventBus, exit: ExitSlot) -> Self {
+    pub fn new(settings: TerminalSettings, wiring: TerminalWiring, exit: ExitSlot) -> Self {
         Sessions {
             settings,
-            peers,
-            bus,
+            outbox: wiring.outbox,
+            router: wiring.router,
+            attach: wiring.attach,
+            list: wiring.list,
+            bus: wiring.bus,
             exit,
             sessions: HashMap::new(),
             lingering: HashMap::new(),
@@ -415,14 +434,12 @@ impl Sessions {
             return;
         }
         tracing::debug!(%session_id, kind, "Message for an unknown terminal session.");
-        if let Some(d) = self.peers.dispatcher() {
-            d.do_send(Emit(Message::SessionEnd(SessionEnd {
-                session_id: session_id.to_owned(),
-                code: None,
-                message: None,
-                error: Some("unknown session".into()),
-            })));
-        }
+        self.outbox.emit(Message::SessionEnd(SessionEnd {
+            session_id: session_id.to_owned(),
+            code: None,
+            message: None,
+            error: Some("unknown session".into()),
+        }));
     }
 
     fn on_input(&mut self, m: SessionInput, ctx: &mut Context<Self>) {
@@ -585,9 +602,9 @@ impl Actor for Sessions {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.peers
-            .routes()
-            .subscribe("session-", ctx.address().recipient());
+        self.attach.bind(ctx.address());
+        self.list.bind(ctx.address());
+        self.router.subscribe("session-", ctx.address().recipient());
         ctx.add_stream(self.bus.subscribe_control());
         let sweep = (self.settings.idle_timeout / 4).clamp(MIN_IDLE_SWEEP, MAX_IDLE_SWEEP);
         ctx.run_interval(sweep, |act, ctx| act.sweep_idle(ctx));
@@ -1423,7 +1440,14 @@ mod tests {
     }
 
     fn start(settings: TerminalSettings) -> Addr<Sessions> {
-        Sessions::new(settings, Peers::new(), EventBus::default(), ExitSlot::new()).start()
+        let wiring = TerminalWiring {
+            outbox: Outbox::default(),
+            router: Router::default(),
+            attach: Handle::new("terminal sessions"),
+            list: Handle::new("terminal sessions"),
+            bus: EventBus::default(),
+        };
+        Sessions::new(settings, wiring, ExitSlot::new()).start()
     }
 
     /// The next frame on the link: its length and the message in it.

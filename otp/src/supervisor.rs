@@ -12,17 +12,18 @@
 //! * waits an exponential, jittered delay before each restart;
 //! * turns a panic in a child into an [`ExitReason::Panicked`] — every child
 //!   runs as its own task, so a panic ends that task, never the process;
-//! * reports everything as [`Event`]s on the bus (the supervisor log stream).
+//! * reports everything as [`SupervisorEvent`]s to an [`Observer`] (voltd
+//!   puts them on its supervisor log stream).
 //!
 //! Supervisors nest: [`SupervisorSpec::into_child`] makes one a child of
 //! another.
 
 use crate::backoff::ExponentialBackoff;
-use crate::events::{Event, EventBus};
 use crate::exit::{ExitCode, ExitReason, ExitSlot, panic_message};
+use crate::policy::{Decision, Intensity, RestartPolicy};
 use actix::prelude::*;
+use serde::Serialize;
 use std::cell::Cell;
-use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::Duration;
 use tokio::sync::{Notify, oneshot};
@@ -49,34 +50,6 @@ pub enum Strategy {
     RestForOne,
 }
 
-/// Restart intensity: at most `max_restarts` within `window`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Intensity {
-    max_restarts: u32,
-    window: Duration,
-}
-
-impl Intensity {
-    /// Validating constructor: the window must be non-zero.
-    pub fn try_new(max_restarts: u32, window: Duration) -> Result<Self, String> {
-        if window.is_zero() {
-            return Err("restart intensity window must be greater than zero".into());
-        }
-        Ok(Intensity {
-            max_restarts,
-            window,
-        })
-    }
-
-    pub fn max_restarts(&self) -> u32 {
-        self.max_restarts
-    }
-
-    pub fn window(&self) -> Duration {
-        self.window
-    }
-}
-
 /// OTP's default intensity is 1 in 5 s; a host agent whose children include
 /// network clients sees bursts of legitimate failures (a server restart drops
 /// every connection at once), so it tolerates 5 restarts per minute.
@@ -91,6 +64,51 @@ pub const DEFAULT_RESTART_MAX: Duration = Duration::from_secs(10);
 /// How long a child gets to stop before its task is aborted.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Something a supervisor did, for the embedding application's log.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum SupervisorEvent {
+    /// A child started (or restarted: `restarts` > 0).
+    ChildStarted {
+        supervisor: String,
+        child: String,
+        restarts: u32,
+    },
+    /// A child ended.
+    ChildExited {
+        supervisor: String,
+        child: String,
+        reason: ExitReason,
+    },
+    /// A child will be restarted after `delay_ms`.
+    ChildRestarting {
+        supervisor: String,
+        child: String,
+        delay_ms: u64,
+        restarts: u32,
+    },
+    /// Restart intensity exceeded: the supervisor gives up and escalates.
+    ChildGaveUp {
+        supervisor: String,
+        child: String,
+        restarts: u32,
+        window_secs: u64,
+    },
+    /// A child did not stop within its shutdown timeout and was aborted.
+    ChildKilled { supervisor: String, child: String },
+    /// The root supervisor ends the process with `code`.
+    Escalated {
+        supervisor: String,
+        code: ExitCode,
+        reason: String,
+    },
+    /// An orderly shutdown of the tree began.
+    ShutdownStarted { reason: String },
+}
+
+/// Where supervisors report their [`SupervisorEvent`]s.
+pub type Observer = Rc<dyn Fn(SupervisorEvent)>;
+
 /// What a child start function gets.
 #[derive(Clone)]
 pub struct ChildEnv {
@@ -98,7 +116,8 @@ pub struct ChildEnv {
     pub name: String,
     /// Where the child records why it stopped.
     pub exit: ExitSlot,
-    pub bus: EventBus,
+    /// The tree's observer (nested supervisors report to it too).
+    pub observer: Observer,
 }
 
 /// A started child: its task and how to ask it to stop.
@@ -186,10 +205,7 @@ impl SupervisorSpec {
             strategy,
             // Both constants are valid (non-zero window; base ≤ max, factor 2,
             // jitter 0.2), so these constructors cannot fail.
-            intensity: Intensity {
-                max_restarts: DEFAULT_MAX_RESTARTS,
-                window: DEFAULT_RESTART_WINDOW,
-            },
+            intensity: default_intensity(),
             restart_backoff: default_restart_backoff(),
             children: Vec::new(),
         }
@@ -212,9 +228,9 @@ impl SupervisorSpec {
 
     /// Starts this as the root supervisor. The receiver yields the process
     /// exit code when the tree ends (shutdown, fatal child, or giving up).
-    pub fn start_root(self, bus: EventBus) -> (Addr<Supervisor>, oneshot::Receiver<ExitCode>) {
+    pub fn start_root(self, observer: Observer) -> (Addr<Supervisor>, oneshot::Receiver<ExitCode>) {
         let (tx, rx) = oneshot::channel();
-        let sup = Supervisor::new(self, bus, ExitSlot::new(), Some(tx));
+        let sup = Supervisor::new(self, observer, ExitSlot::new(), Some(tx));
         (sup.start(), rx)
     }
 
@@ -223,11 +239,19 @@ impl SupervisorSpec {
         let name = self.name.clone();
         let timeout = DEFAULT_SHUTDOWN_TIMEOUT * (self.children.len() as u32 + 1);
         ChildSpec::new(name, restart, move |env| {
-            let sup = Supervisor::new(self.clone(), env.bus.clone(), env.exit.clone(), None);
+            let sup = Supervisor::new(self.clone(), env.observer.clone(), env.exit.clone(), None);
             let (_, running) = spawn_actor(sup);
             Ok(running)
         })
         .shutdown_timeout(timeout)
+    }
+}
+
+/// [`DEFAULT_MAX_RESTARTS`] in [`DEFAULT_RESTART_WINDOW`].
+pub fn default_intensity() -> Intensity {
+    match Intensity::try_new(DEFAULT_MAX_RESTARTS, DEFAULT_RESTART_WINDOW) {
+        Ok(i) => i,
+        Err(e) => unreachable!("the default restart window is non-zero: {e}"),
     }
 }
 
@@ -269,11 +293,9 @@ struct ChildState {
 pub struct Supervisor {
     name: String,
     strategy: Strategy,
-    intensity: Intensity,
-    backoff: ExponentialBackoff,
+    policy: RestartPolicy,
     children: Vec<ChildState>,
-    restart_times: VecDeque<Instant>,
-    bus: EventBus,
+    observer: Observer,
     exit: ExitSlot,
     on_exit: Option<oneshot::Sender<ExitCode>>,
     shutting_down: bool,
@@ -293,15 +315,14 @@ pub struct Shutdown {
 impl Supervisor {
     fn new(
         spec: SupervisorSpec,
-        bus: EventBus,
+        observer: Observer,
         exit: ExitSlot,
         on_exit: Option<oneshot::Sender<ExitCode>>,
     ) -> Self {
         Supervisor {
             name: spec.name,
             strategy: spec.strategy,
-            intensity: spec.intensity,
-            backoff: spec.restart_backoff,
+            policy: RestartPolicy::new(spec.intensity, spec.restart_backoff),
             children: spec
                 .children
                 .into_iter()
@@ -314,8 +335,7 @@ impl Supervisor {
                     pending_restart: None,
                 })
                 .collect(),
-            restart_times: VecDeque::new(),
-            bus,
+            observer,
             exit,
             on_exit,
             shutting_down: false,
@@ -332,7 +352,7 @@ impl Supervisor {
         let env = ChildEnv {
             name: child.spec.name.clone(),
             exit: ExitSlot::new(),
-            bus: self.bus.clone(),
+            observer: self.observer.clone(),
         };
         let started =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (child.spec.start)(&env)));
@@ -352,7 +372,7 @@ impl Supervisor {
                     notify: notify.clone(),
                     exit: env.exit.clone(),
                 });
-                self.bus.emit(Event::ChildStarted {
+                (self.observer)(SupervisorEvent::ChildStarted {
                     supervisor: self.name.clone(),
                     child: env.name.clone(),
                     restarts: child.restarts,
@@ -379,7 +399,7 @@ impl Supervisor {
                 );
             }
             Err(reason) => {
-                self.bus.emit(Event::ChildStarted {
+                (self.observer)(SupervisorEvent::ChildStarted {
                     supervisor: self.name.clone(),
                     child: env.name.clone(),
                     restarts: child.restarts,
@@ -413,7 +433,7 @@ impl Supervisor {
             } else {
                 ExitReason::Shutdown
             };
-            self.bus.emit(Event::ChildExited {
+            (self.observer)(SupervisorEvent::ChildExited {
                 supervisor: self.name.clone(),
                 child: child.spec.name.clone(),
                 reason,
@@ -426,7 +446,7 @@ impl Supervisor {
     fn handle_exit(&mut self, idx: usize, reason: ExitReason, ctx: &mut Context<Self>) {
         let child = &self.children[idx];
         let name = child.spec.name.clone();
-        self.bus.emit(Event::ChildExited {
+        (self.observer)(SupervisorEvent::ChildExited {
             supervisor: self.name.clone(),
             child: name.clone(),
             reason: reason.clone(),
@@ -446,37 +466,28 @@ impl Supervisor {
         if !restart {
             return;
         }
-        let now = Instant::now();
-        while self
-            .restart_times
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > self.intensity.window)
-        {
-            self.restart_times.pop_front();
-        }
-        if self.restart_times.len() as u32 >= self.intensity.max_restarts {
-            self.bus.emit(Event::ChildGaveUp {
-                supervisor: self.name.clone(),
-                child: name.clone(),
-                restarts: self.restart_times.len() as u32,
-                window_secs: self.intensity.window.as_secs(),
-            });
-            self.escalate(
-                ExitReason::failed(format!(
-                    "{name} exceeded {} restarts in {}s (last: {reason})",
-                    self.intensity.max_restarts,
-                    self.intensity.window.as_secs()
-                )),
-                ctx,
-            );
-            return;
-        }
-        let attempt = self.restart_times.len() as u32;
-        self.restart_times.push_back(now);
-        let delay = self.backoff.delay(attempt);
+        let delay = match self.policy.on_failure(Instant::now()) {
+            Decision::RestartAfter { delay, .. } => delay,
+            Decision::GiveUp { restarts, window } => {
+                (self.observer)(SupervisorEvent::ChildGaveUp {
+                    supervisor: self.name.clone(),
+                    child: name.clone(),
+                    restarts,
+                    window_secs: window.as_secs(),
+                });
+                self.escalate(
+                    ExitReason::failed(format!(
+                        "{name} exceeded {restarts} restarts in {}s (last: {reason})",
+                        window.as_secs()
+                    )),
+                    ctx,
+                );
+                return;
+            }
+        };
         let child = &mut self.children[idx];
         child.restarts += 1;
-        self.bus.emit(Event::ChildRestarting {
+        (self.observer)(SupervisorEvent::ChildRestarting {
             supervisor: self.name.clone(),
             child: name,
             delay_ms: delay.as_millis() as u64,
@@ -547,7 +558,7 @@ impl Supervisor {
                     timeout: child.spec.shutdown_timeout,
                     supervisor: self.name.clone(),
                     child: child.spec.name.clone(),
-                    bus: self.bus.clone(),
+                    observer: self.observer.clone(),
                 });
             }
         }
@@ -564,7 +575,7 @@ impl Supervisor {
             _ => ExitCode::Retryable,
         };
         if self.on_exit.is_some() {
-            self.bus.emit(Event::Escalated {
+            (self.observer)(SupervisorEvent::Escalated {
                 supervisor: self.name.clone(),
                 code,
                 reason: reason.to_string(),
@@ -599,7 +610,7 @@ struct StopStep {
     timeout: Duration,
     supervisor: String,
     child: String,
-    bus: EventBus,
+    observer: Observer,
 }
 
 impl StopStep {
@@ -617,7 +628,7 @@ impl StopStep {
         }
         if tokio::time::timeout(self.timeout, notified).await.is_err() && !self.ended.get() {
             self.abort.abort();
-            self.bus.emit(Event::ChildKilled {
+            (self.observer)(SupervisorEvent::ChildKilled {
                 supervisor: self.supervisor,
                 child: self.child,
             });
@@ -643,7 +654,7 @@ impl Handler<Shutdown> for Supervisor {
 
     fn handle(&mut self, msg: Shutdown, ctx: &mut Self::Context) {
         if self.on_exit.is_some() && !self.shutting_down {
-            self.bus.emit(Event::ShutdownStarted {
+            (self.observer)(SupervisorEvent::ShutdownStarted {
                 reason: msg.reason.to_owned(),
             });
         }
@@ -663,9 +674,18 @@ impl Handler<StopChild> for Supervisor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::Record;
     use std::cell::RefCell;
-    use std::sync::Arc;
+
+    /// Collects what the supervisors report.
+    #[derive(Clone, Default)]
+    struct Recorder(Rc<RefCell<Vec<SupervisorEvent>>>);
+
+    impl Recorder {
+        fn observer(&self) -> Observer {
+            let events = self.0.clone();
+            Rc::new(move |e| events.borrow_mut().push(e))
+        }
+    }
 
     #[derive(Clone, Copy)]
     enum Behavior {
@@ -748,15 +768,15 @@ mod tests {
         .unwrap()
     }
 
-    fn events(bus: &EventBus) -> Vec<Arc<Record>> {
-        bus.recent(10_000)
+    fn events(bus: &Recorder) -> Vec<SupervisorEvent> {
+        bus.0.borrow().clone()
     }
 
-    fn names(bus: &EventBus) -> Vec<String> {
+    fn names(bus: &Recorder) -> Vec<String> {
         events(bus)
             .iter()
             .map(|r| {
-                let v = serde_json::to_value(&r.event).unwrap();
+                let v = serde_json::to_value(r).unwrap();
                 let child = v.get("child").and_then(|c| c.as_str()).unwrap_or("");
                 format!("{} {child}", v["event"].as_str().unwrap())
                     .trim()
@@ -768,7 +788,7 @@ mod tests {
     #[actix_rt::test]
     async fn failing_child_is_restarted_until_the_intensity_limit_then_exit_code_2() {
         tokio::time::pause();
-        let bus = EventBus::default();
+        let bus = Recorder::default();
         let log = Rc::new(RefCell::new(Vec::new()));
         let spec = SupervisorSpec::new("root", Strategy::OneForOne)
             .intensity(Intensity::try_new(3, Duration::from_secs(10)).unwrap())
@@ -780,7 +800,7 @@ mod tests {
                 Behavior::FailOnStart,
                 &log,
             ));
-        let (_addr, rx) = spec.start_root(bus.clone());
+        let (_addr, rx) = spec.start_root(bus.observer());
         let code = rx.await.unwrap();
         assert_eq!(code, ExitCode::Retryable);
         assert_eq!(code.code(), 2);
@@ -789,8 +809,8 @@ mod tests {
         assert_eq!(starts, 4, "initial start + 3 restarts");
         let delays: Vec<u64> = events(&bus)
             .iter()
-            .filter_map(|r| match &r.event {
-                Event::ChildRestarting { delay_ms, .. } => Some(*delay_ms),
+            .filter_map(|r| match r {
+                SupervisorEvent::ChildRestarting { delay_ms, .. } => Some(*delay_ms),
                 _ => None,
             })
             .collect();
@@ -805,7 +825,7 @@ mod tests {
     #[actix_rt::test]
     async fn restarts_outside_the_window_do_not_count() {
         tokio::time::pause();
-        let bus = EventBus::default();
+        let bus = Recorder::default();
         let log = Rc::new(RefCell::new(Vec::new()));
         // A fixed 20 s delay puts every restart outside a 10 s window.
         let slow =
@@ -820,7 +840,7 @@ mod tests {
                 Behavior::FailOnStart,
                 &log,
             ));
-        let (addr, rx) = spec.start_root(bus.clone());
+        let (addr, rx) = spec.start_root(bus.observer());
         tokio::time::sleep(Duration::from_secs(95)).await;
         let starts = log.borrow().iter().filter(|l| *l == "start bad").count();
         assert!(starts >= 5, "kept restarting slowly: {starts}");
@@ -834,18 +854,18 @@ mod tests {
     #[actix_rt::test]
     async fn panicking_child_is_reported_and_restarted() {
         tokio::time::pause();
-        let bus = EventBus::default();
+        let bus = Recorder::default();
         let log = Rc::new(RefCell::new(Vec::new()));
         let spec = SupervisorSpec::new("root", Strategy::OneForOne)
             .intensity(Intensity::try_new(2, Duration::from_secs(10)).unwrap())
             .restart_backoff(no_jitter())
             .child(child("p", Restart::Permanent, Behavior::PanicOnStart, &log));
-        let (_addr, rx) = spec.start_root(bus.clone());
+        let (_addr, rx) = spec.start_root(bus.observer());
         assert_eq!(rx.await.unwrap(), ExitCode::Retryable);
         let panics: Vec<String> = events(&bus)
             .iter()
-            .filter_map(|r| match &r.event {
-                Event::ChildExited {
+            .filter_map(|r| match r {
+                SupervisorEvent::ChildExited {
                     reason: ExitReason::Panicked { message },
                     ..
                 } => Some(message.clone()),
@@ -859,7 +879,7 @@ mod tests {
     #[actix_rt::test]
     async fn fatal_child_ends_the_tree_with_its_code_without_restarting() {
         tokio::time::pause();
-        let bus = EventBus::default();
+        let bus = Recorder::default();
         let log = Rc::new(RefCell::new(Vec::new()));
         let spec = SupervisorSpec::new("root", Strategy::OneForOne)
             .child(child("a", Restart::Permanent, Behavior::RunForever, &log))
@@ -869,7 +889,7 @@ mod tests {
                 Behavior::Fatal(ExitCode::CredentialsRejected),
                 &log,
             ));
-        let (_addr, rx) = spec.start_root(bus.clone());
+        let (_addr, rx) = spec.start_root(bus.observer());
         assert_eq!(rx.await.unwrap().code(), 4);
         assert_eq!(
             log.borrow().iter().filter(|l| *l == "start enroll").count(),
@@ -885,7 +905,7 @@ mod tests {
     #[actix_rt::test]
     async fn transient_and_temporary_children_follow_their_policies() {
         tokio::time::pause();
-        let bus = EventBus::default();
+        let bus = Recorder::default();
         let log = Rc::new(RefCell::new(Vec::new()));
         let spec = SupervisorSpec::new("root", Strategy::OneForOne)
             .restart_backoff(no_jitter())
@@ -907,7 +927,7 @@ mod tests {
                 Behavior::FailOnStart,
                 &log,
             ));
-        let (addr, rx) = spec.start_root(bus.clone());
+        let (addr, rx) = spec.start_root(bus.observer());
         tokio::time::sleep(Duration::from_millis(350)).await;
         let count = |n: &str| log.borrow().iter().filter(|l| l.as_str() == n).count();
         assert_eq!(count("start job"), 1, "transient normal exit: no restart");
@@ -926,7 +946,7 @@ mod tests {
     #[actix_rt::test]
     async fn rest_for_one_restarts_the_failed_child_and_those_after_it() {
         tokio::time::pause();
-        let bus = EventBus::default();
+        let bus = Recorder::default();
         let log = Rc::new(RefCell::new(Vec::new()));
         let spec = SupervisorSpec::new("cloud", Strategy::RestForOne)
             .intensity(Intensity::try_new(1, Duration::from_secs(60)).unwrap())
@@ -949,7 +969,7 @@ mod tests {
                 Behavior::RunForever,
                 &log,
             ));
-        let (_addr, rx) = spec.start_root(bus.clone());
+        let (_addr, rx) = spec.start_root(bus.observer());
         let _ = rx.await;
         let log = log.borrow().clone();
         let pos = |s: &str, nth: usize| {
@@ -970,7 +990,7 @@ mod tests {
     #[actix_rt::test]
     async fn shutdown_stops_children_in_reverse_order_and_aborts_stragglers() {
         tokio::time::pause();
-        let bus = EventBus::default();
+        let bus = Recorder::default();
         let log = Rc::new(RefCell::new(Vec::new()));
         let spec = SupervisorSpec::new("root", Strategy::OneForOne)
             .child(child("a", Restart::Permanent, Behavior::RunForever, &log))
@@ -979,7 +999,7 @@ mod tests {
                     .shutdown_timeout(Duration::from_secs(2)),
             )
             .child(child("c", Restart::Permanent, Behavior::RunForever, &log));
-        let (addr, rx) = spec.start_root(bus.clone());
+        let (addr, rx) = spec.start_root(bus.observer());
         tokio::time::sleep(Duration::from_millis(10)).await;
         addr.do_send(Shutdown {
             code: ExitCode::Stopped,
@@ -1004,7 +1024,7 @@ mod tests {
     #[actix_rt::test]
     async fn nested_supervisor_escalates_to_its_parent_which_restarts_it() {
         tokio::time::pause();
-        let bus = EventBus::default();
+        let bus = Recorder::default();
         let log = Rc::new(RefCell::new(Vec::new()));
         let inner = SupervisorSpec::new("inner", Strategy::OneForOne)
             .intensity(Intensity::try_new(1, Duration::from_secs(60)).unwrap())
@@ -1019,7 +1039,7 @@ mod tests {
             .intensity(Intensity::try_new(1, Duration::from_secs(60)).unwrap())
             .restart_backoff(no_jitter())
             .child(inner.into_child(Restart::Permanent));
-        let (_addr, rx) = outer.start_root(bus.clone());
+        let (_addr, rx) = outer.start_root(bus.observer());
         assert_eq!(rx.await.unwrap(), ExitCode::Retryable);
         // inner: start + 1 restart, gives up; outer restarts inner once
         // (another start + restart), then gives up itself.

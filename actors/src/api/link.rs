@@ -6,6 +6,7 @@
 //! backpressure: a stream reply on a slow link waits here instead of growing
 //! memory.
 
+use actix::Message as ActixMessage;
 use thiserror::Error;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -15,6 +16,21 @@ use volt_protocol::Message;
 /// small responses into one flush under load, small enough that a queue of
 /// stream chunks (64 KiB of data each) stays a few megabytes.
 pub const OUTBOUND_QUEUE: usize = 64;
+
+/// What the control socket tells the dispatcher.
+#[derive(ActixMessage, Debug)]
+#[rtype(result = "()")]
+pub enum SocketEvent {
+    /// A registered connection is available.
+    Up(Link),
+    /// Connection `connection` (and every earlier one) is gone.
+    Down { connection: u64 },
+    /// One inbound envelope.
+    Message(Message),
+    /// An envelope that did not decode; answered with 400 when it is a
+    /// command whose `requestId` can still be read.
+    Invalid { raw: String, error: String },
+}
 
 /// Why a frame was not sent.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

@@ -1,0 +1,332 @@
+//! The status actor: feeds the [`StatusMachine`] from the supervisor log
+//! stream, announces changes (`status-changed`, which also gates
+//! heartbeats), reports the statuses the daemon owns through
+//! `runtime.lifecycle` along legal paths of the server's table, and serves
+//! snapshots to `voltd status` and `runtime.status`.
+
+use super::machine::{ChildView, StatusMachine};
+use crate::api::{CredentialsCell, Handle, Outbox, SendCommand, ServiceKind};
+use crate::events::{Delivery, Event, EventBus, Record, now_rfc3339};
+use crate::settings::Settings;
+use actix::prelude::*;
+use otp::supervisor::StopChild;
+use otp::{ExitReason, ExitSlot};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use volt_protocol::ClusterStatus;
+use volt_protocol::heartbeat::{LIFECYCLE_COMMAND, LifecyclePayload};
+
+/// Whether this host can run voltd's duties (metrics need `/proc`).
+pub fn os_support() -> Result<(), String> {
+    if !cfg!(target_os = "linux") {
+        return Err(format!(
+            "{} is not supported; voltd runs on Linux",
+            std::env::consts::OS
+        ));
+    }
+    if std::fs::metadata("/proc/stat").is_err() {
+        return Err("/proc is not mounted; host metrics are unavailable".into());
+    }
+    Ok(())
+}
+
+/// Everything `voltd status` shows.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusSnapshot {
+    pub status: ClusterStatus,
+    pub reason: Option<String>,
+    pub server_status: Option<ClusterStatus>,
+    pub cluster_id: String,
+    pub cloud_url: String,
+    pub registered: bool,
+    pub registered_since: Option<String>,
+    pub last_heartbeat: Option<HeartbeatView>,
+    pub heartbeats_ok: u64,
+    pub heartbeats_failed: u64,
+    pub last_heartbeat_error: Option<String>,
+    /// Open host terminal sessions.
+    pub terminal_sessions: usize,
+    pub children: BTreeMap<String, ChildView>,
+    pub services: BTreeMap<String, serde_json::Value>,
+    pub version: String,
+    pub installed_version: String,
+    pub pid: u32,
+    pub started_at: String,
+    pub uptime_seconds: u64,
+}
+
+/// The last answered heartbeat.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeartbeatView {
+    pub at: String,
+    pub latency_ms: f64,
+    pub server_status: Option<ClusterStatus>,
+}
+
+/// Ask for a [`StatusSnapshot`].
+#[derive(Message)]
+#[rtype(result = "StatusSnapshot")]
+pub struct GetSnapshot;
+
+/// The status actor (see the module docs).
+pub struct StatusActor {
+    machine: StatusMachine,
+    settings: Arc<Settings>,
+    outbox: Outbox,
+    credentials: CredentialsCell,
+    handle: Handle<GetSnapshot>,
+    bus: EventBus,
+    exit: ExitSlot,
+    reporting: bool,
+    /// A target whose report failed; not retried until something changes.
+    failed_target: Option<ClusterStatus>,
+    last_seq: u64,
+    registered_since: Option<String>,
+    last_heartbeat: Option<HeartbeatView>,
+    heartbeats_ok: u64,
+    heartbeats_failed: u64,
+    last_heartbeat_error: Option<String>,
+    /// Open host terminal sessions (from `session-opened`/`-closed`).
+    terminal_sessions: BTreeSet<String>,
+    started_at: String,
+    started: tokio::time::Instant,
+    service_details: Box<dyn Fn() -> BTreeMap<String, serde_json::Value>>,
+}
+
+/// What the status actor is connected to.
+pub struct StatusWiring {
+    /// Lifecycle reports go out here.
+    pub outbox: Outbox,
+    pub credentials: CredentialsCell,
+    /// Bound to the actor on start (snapshots for `voltd status`).
+    pub snapshots: Handle<GetSnapshot>,
+    pub bus: EventBus,
+}
+
+impl StatusActor {
+    /// `expected_services` must be healthy before the environment counts as
+    /// prepared; `service_details` renders them for snapshots.
+    pub fn new(
+        settings: Arc<Settings>,
+        expected_services: Vec<ServiceKind>,
+        service_details: Box<dyn Fn() -> BTreeMap<String, serde_json::Value>>,
+        wiring: StatusWiring,
+        exit: ExitSlot,
+    ) -> Self {
+        StatusActor {
+            machine: StatusMachine::new(expected_services, os_support()),
+            settings,
+            outbox: wiring.outbox,
+            credentials: wiring.credentials,
+            handle: wiring.snapshots,
+            bus: wiring.bus,
+            exit,
+            reporting: false,
+            failed_target: None,
+            last_seq: 0,
+            registered_since: None,
+            last_heartbeat: None,
+            heartbeats_ok: 0,
+            heartbeats_failed: 0,
+            last_heartbeat_error: None,
+            terminal_sessions: BTreeSet::new(),
+            started_at: now_rfc3339(),
+            started: tokio::time::Instant::now(),
+            service_details,
+        }
+    }
+
+    fn observe(&mut self, record: &Record, ctx: &mut Context<Self>) {
+        if record.seq <= self.last_seq {
+            return;
+        }
+        self.last_seq = record.seq;
+        match &record.event {
+            Event::Registered { .. } => self.registered_since = Some(record.at.clone()),
+            Event::SocketDisconnected { .. } => self.registered_since = None,
+            Event::HeartbeatOk {
+                latency_ms,
+                server_status,
+            } => {
+                self.heartbeats_ok += 1;
+                self.last_heartbeat = Some(HeartbeatView {
+                    at: record.at.clone(),
+                    latency_ms: *latency_ms,
+                    server_status: *server_status,
+                });
+            }
+            Event::HeartbeatFailed { code, message } => {
+                self.heartbeats_failed += 1;
+                self.last_heartbeat_error = Some(format!("{code}: {message}"));
+            }
+            Event::SessionOpened { session_id, .. } => {
+                self.terminal_sessions.insert(session_id.clone());
+            }
+            Event::SessionClosed { session_id, .. } => {
+                self.terminal_sessions.remove(session_id);
+            }
+            // A sessions actor that died without reporting took its
+            // sessions along.
+            Event::ChildExited { child, .. } if child == "sessions" => {
+                self.terminal_sessions.clear();
+            }
+            _ => {}
+        }
+        if let Some((from, to, reason)) = self.machine.observe(&record.event) {
+            self.failed_target = None;
+            self.bus.emit(Event::StatusChanged { from, to, reason });
+        }
+        self.maybe_report(ctx);
+    }
+
+    fn maybe_report(&mut self, ctx: &mut Context<Self>) {
+        if self.reporting {
+            return;
+        }
+        let Some((target, reason)) = self.machine.report_target() else {
+            return;
+        };
+        if self.failed_target == Some(target) {
+            return;
+        }
+        let from = self
+            .machine
+            .server_status()
+            .unwrap_or(ClusterStatus::Connected);
+        let Some(path) = ClusterStatus::report_path(from, target) else {
+            tracing::debug!(%from, %target, "No legal path to report this status; the server keeps its own.");
+            self.failed_target = Some(target);
+            return;
+        };
+        let Some(creds) = self.credentials.get() else {
+            return;
+        };
+        let outbox = self.outbox.clone();
+        self.reporting = true;
+        let installed_version = self.settings.installed_version.clone();
+        let bus = self.bus.clone();
+        ctx.spawn(
+            async move {
+                let mut last = None;
+                for step in path {
+                    let payload = LifecyclePayload {
+                        team_cluster_id: creds.team_cluster_id.clone(),
+                        daemon_password: creds.daemon_password.clone(),
+                        status: step,
+                        installed_version: Some(installed_version.clone()),
+                        reason: if step == target { reason.clone() } else { None },
+                    };
+                    let payload = match serde_json::to_value(&payload) {
+                        Ok(p) => p,
+                        Err(e) => return Err(e.to_string()),
+                    };
+                    let result = outbox
+                        .command(SendCommand::new(LIFECYCLE_COMMAND, payload))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let server_status = result
+                        .pointer("/teamCluster/status")
+                        .and_then(|s| s.as_str())
+                        .and_then(|s| s.parse().ok())
+                        .or(Some(step));
+                    bus.emit(Event::LifecycleReported {
+                        status: step,
+                        server_status,
+                        reason: if step == target { reason.clone() } else { None },
+                    });
+                    last = server_status;
+                }
+                Ok(last)
+            }
+            .into_actor(self)
+            .map(move |result, act, ctx| {
+                act.reporting = false;
+                match result {
+                    Ok(Some(s)) if s == target => {}
+                    Ok(_) => act.failed_target = Some(target),
+                    Err(e) => {
+                        tracing::warn!(%target, error = %e, "Could not report the cluster status.");
+                        act.failed_target = Some(target);
+                    }
+                }
+                act.maybe_report(ctx);
+            }),
+        );
+    }
+
+    fn snapshot(&self) -> StatusSnapshot {
+        let (status, reason) = self.machine.status();
+        StatusSnapshot {
+            status,
+            reason,
+            server_status: self.machine.server_status(),
+            cluster_id: self.settings.team_cluster_id.clone(),
+            cloud_url: self.settings.cloud_url.to_string(),
+            registered: self.machine.registered(),
+            registered_since: self.registered_since.clone(),
+            last_heartbeat: self.last_heartbeat.clone(),
+            heartbeats_ok: self.heartbeats_ok,
+            heartbeats_failed: self.heartbeats_failed,
+            last_heartbeat_error: self.last_heartbeat_error.clone(),
+            terminal_sessions: self.terminal_sessions.len(),
+            children: self.machine.children().clone(),
+            services: (self.service_details)(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            installed_version: self.settings.installed_version.clone(),
+            pid: std::process::id(),
+            started_at: self.started_at.clone(),
+            uptime_seconds: self.started.elapsed().as_secs(),
+        }
+    }
+}
+
+impl Actor for StatusActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.handle.bind(ctx.address());
+        // Subscribe first, then catch up from the ring buffer: nothing falls
+        // between the two (records already seen are skipped by seq).
+        ctx.add_stream(self.bus.subscribe_control());
+        for record in self.bus.recent(usize::MAX) {
+            self.observe(&record, ctx);
+        }
+    }
+}
+
+impl StreamHandler<Delivery> for StatusActor {
+    fn handle(&mut self, item: Delivery, ctx: &mut Self::Context) {
+        match item {
+            Delivery::Record(record) => self.observe(&record, ctx),
+            Delivery::Lagged(n) => {
+                tracing::warn!(
+                    missed = n,
+                    "Status machine fell behind the event stream; catching up."
+                );
+                for record in self.bus.recent(usize::MAX) {
+                    self.observe(&record, ctx);
+                }
+            }
+        }
+    }
+
+    fn finished(&mut self, _ctx: &mut Self::Context) {}
+}
+
+impl Handler<GetSnapshot> for StatusActor {
+    type Result = MessageResult<GetSnapshot>;
+    fn handle(&mut self, _: GetSnapshot, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.snapshot())
+    }
+}
+
+impl Handler<StopChild> for StatusActor {
+    type Result = ();
+    fn handle(&mut self, _: StopChild, ctx: &mut Self::Context) {
+        self.exit.set(ExitReason::Shutdown);
+        ctx.stop();
+    }
+}
