@@ -396,7 +396,7 @@ impl EventBus {
         event.trace();
         let record = Arc::new(Record {
             seq: self.inner.seq.fetch_add(1, Ordering::Relaxed) + 1,
-            at: now_rfc3339(),
+            at: crate::host::clock::now_iso(),
             event,
         });
         if let Ok(mut ring) = self.inner.ring.lock() {
@@ -457,17 +457,6 @@ fn stream_of(rx: broadcast::Receiver<Arc<Record>>) -> impl Stream<Item = Deliver
             Err(broadcast::error::RecvError::Closed) => None,
         }
     }))
-}
-
-/// Current time as RFC 3339 UTC with milliseconds, like JS `toISOString()`.
-pub fn now_rfc3339() -> String {
-    use time::format_description::well_known::Rfc3339;
-    let now = time::OffsetDateTime::now_utc();
-    let now = now
-        .replace_nanosecond(now.millisecond() as u32 * 1_000_000)
-        .unwrap_or(now);
-    now.format(&Rfc3339)
-        .unwrap_or_else(|_| now.unix_timestamp().to_string())
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! single-use anyway). A corrupt file is an error, never silently replaced —
 //! replacing it would throw away the only copy of the daemon password.
 
-use crate::host::fsutil::{SECRET_FILE_MODE, write_atomic};
+use crate::host::fsutil::{SECRET_FILE_MODE, write_atomic, write_json_atomic};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
@@ -89,11 +89,7 @@ pub fn load(path: &Path) -> Result<Option<StoredCredentials>, StoreError> {
 
 /// Stores credentials atomically with mode 0600.
 pub fn save(path: &Path, creds: &StoredCredentials) -> Result<(), StoreError> {
-    let bytes = serde_json::to_vec_pretty(creds).map_err(|e| StoreError::Write {
-        path: path.to_owned(),
-        source: std::io::Error::other(e),
-    })?;
-    write_atomic(path, &bytes, SECRET_FILE_MODE).map_err(|source| StoreError::Write {
+    write_json_atomic(path, creds, SECRET_FILE_MODE).map_err(|source| StoreError::Write {
         path: path.to_owned(),
         source,
     })
@@ -124,11 +120,7 @@ pub fn save_manifest(
     manifest: &InstallManifest,
     install_dir: Option<&Path>,
 ) -> Result<(), StoreError> {
-    let bytes = serde_json::to_vec_pretty(manifest).map_err(|e| StoreError::Write {
-        path: path.to_owned(),
-        source: std::io::Error::other(e),
-    })?;
-    write_atomic(path, &bytes, SECRET_FILE_MODE).map_err(|source| StoreError::Write {
+    write_json_atomic(path, manifest, SECRET_FILE_MODE).map_err(|source| StoreError::Write {
         path: path.to_owned(),
         source,
     })?;

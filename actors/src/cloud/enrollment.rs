@@ -14,7 +14,8 @@
 
 use crate::api::{CredentialOrigin, Credentials, CredentialsCell};
 use crate::cloud::credentials::{self, StoredCredentials};
-use crate::events::{Event, EventBus, now_rfc3339};
+use crate::events::{Event, EventBus};
+use crate::host::clock::now_iso;
 use crate::settings::{CloudUrl, Settings};
 use actix::prelude::*;
 use otp::backoff::ExponentialBackoff;
@@ -168,7 +169,7 @@ fn store(settings: &Settings, password: &Secret) -> Result<(), ExitReason> {
             team_cluster_id: settings.team_cluster_id.clone(),
             daemon_password: password.clone(),
             cloud_url: settings.cloud_url.to_string(),
-            enrolled_at: now_rfc3339(),
+            enrolled_at: now_iso(),
         },
     )
     .map_err(fatal_store)

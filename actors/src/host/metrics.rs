@@ -42,7 +42,6 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use time::{OffsetDateTime, UtcOffset};
 use tokio::time::Instant;
 use tracing::{info, warn};
 use volt_protocol::heartbeat::{
@@ -173,7 +172,7 @@ impl HostSampler {
     /// through; a non-finite or negative latency becomes `None`, because JSON
     /// cannot carry NaN or infinity and a negative round trip means nothing.
     pub fn sample(&mut self, cloud_latency_ms: Option<f64>, connected_to_cloud: bool) -> Metrics {
-        let timestamp = iso_timestamp(OffsetDateTime::now_utc());
+        let timestamp = crate::host::clock::now_iso();
         let now = Instant::now();
         let elapsed = self
             .last_sample_at
@@ -747,28 +746,11 @@ fn positive_seconds(elapsed: Duration) -> Option<f64> {
     (seconds > 0.0 && seconds.is_finite()).then_some(seconds)
 }
 
-/// RFC 3339 UTC with millisecond precision, as JavaScript's
-/// `Date.prototype.toISOString()` prints it (`2026-11-23T10:00:00.123Z`),
-/// which is what the server and its UI receive from the reference.
-fn iso_timestamp(at: OffsetDateTime) -> String {
-    let at = at.to_offset(UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        at.year(),
-        u8::from(at.month()),
-        at.day(),
-        at.hour(),
-        at.minute(),
-        at.second(),
-        at.millisecond()
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use time::OffsetDateTime;
     use time::format_description::well_known::Rfc3339;
-    use time::macros::datetime;
 
     const SECOND: Duration = Duration::from_secs(1);
 
@@ -1382,24 +1364,6 @@ eth4: 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16
     }
 
     // ---- timestamp --------------------------------------------------------
-
-    #[test]
-    fn timestamp_looks_like_javascript_to_iso_string() {
-        assert_eq!(
-            iso_timestamp(datetime!(2026-11-23 10:00:00.123_456 UTC)),
-            "2026-11-23T10:00:00.123Z"
-        );
-        assert_eq!(
-            iso_timestamp(datetime!(2026-01-02 03:04:05 UTC)),
-            "2026-01-02T03:04:05.000Z"
-        );
-        assert_eq!(
-            iso_timestamp(datetime!(2026-01-01 01:30:00.999 +02:00)),
-            "2025-12-31T23:30:00.999Z"
-        );
-    }
-
-    // ---- source health ----------------------------------------------------
 
     #[test]
     fn a_failing_source_is_logged_once_per_outage() {

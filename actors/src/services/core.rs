@@ -245,7 +245,7 @@ impl<D: Driver> Core<D> {
             let v = e.view();
             v.state = state;
             if state_changed {
-                v.since = crate::events::now_rfc3339();
+                v.since = crate::host::clock::now_iso();
             }
         });
         if changed {

@@ -146,7 +146,7 @@ impl ServiceRegistry {
                 port: None,
                 credentials: None,
                 stats: None,
-                since: crate::events::now_rfc3339(),
+                since: crate::host::clock::now_iso(),
             },
             started: None,
             spawns: 0,

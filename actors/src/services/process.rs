@@ -13,7 +13,8 @@
 
 use crate::api::vocab::{OutputStream, ServiceKind};
 use crate::events::{Event, EventBus};
-use crate::host::fsutil::{SECRET_FILE_MODE, write_atomic};
+use crate::host::fsutil::{SECRET_FILE_MODE, write_json_atomic};
+use crate::host::proc;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
@@ -55,54 +56,9 @@ pub struct PidRecord {
     pub voltd_start_time: u64,
 }
 
-/// The fields of `/proc/<pid>/stat` voltd needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProcStat {
-    pub state: char,
-    pub pgrp: i32,
-    pub start_time: u64,
-}
-
-impl ProcStat {
-    /// Dead but not reaped yet (its parent, possibly init, has not waited).
-    pub fn is_dead(&self) -> bool {
-        matches!(self.state, 'Z' | 'X' | 'x')
-    }
-}
-
-/// Parses one `/proc/<pid>/stat` line. The command name may contain spaces
-/// and parentheses, so fields are counted after the last `)`.
-pub fn parse_stat(line: &str) -> Option<ProcStat> {
-    let rest = &line[line.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // fields[0] is field 3 (state); field 5 is pgrp, field 22 starttime.
-    Some(ProcStat {
-        state: fields.first()?.chars().next()?,
-        pgrp: fields.get(2)?.parse().ok()?,
-        start_time: fields.get(19)?.parse().ok()?,
-    })
-}
-
-/// `/proc/<pid>/stat` of a process, if it exists.
-pub fn proc_stat(pid: i32) -> Option<ProcStat> {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| parse_stat(&s))
-}
-
-/// Whether `pid` exists and is not a zombie.
-pub fn is_alive(pid: i32) -> bool {
-    proc_stat(pid).is_some_and(|s| !s.is_dead())
-}
-
 /// Living processes of process group `pgid`.
 pub fn group_members(pgid: i32) -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| proc_stat(*pid).is_some_and(|s| s.pgrp == pgid && !s.is_dead()))
-        .collect()
+    proc::living(|s| s.pgrp == pgid)
 }
 
 /// Sends `signal` to process group `pgid`; a group that is already gone is
@@ -168,7 +124,7 @@ pub fn owned_by_other_voltd(pid_file: &Path) -> Option<u32> {
     if record.voltd_pid == me || record.voltd_pid == 0 {
         return None;
     }
-    let stat = proc_stat(i32::try_from(record.voltd_pid).ok()?)?;
+    let stat = proc::pid_stat(i32::try_from(record.voltd_pid).ok()?)?;
     (!stat.is_dead() && stat.start_time == record.voltd_start_time).then_some(record.voltd_pid)
 }
 
@@ -188,7 +144,7 @@ pub async fn replace_leftover(
         remove_pid_file(pid_file);
         return Ok(None);
     }
-    if let Some(stat) = proc_stat(pgid)
+    if let Some(stat) = proc::pid_stat(pgid)
         && stat.start_time != record.start_time
     {
         // The pid was recycled by an unrelated process: not ours.
@@ -357,18 +313,18 @@ impl ManagedChild {
         let record = PidRecord {
             service: spec.kind.name().to_owned(),
             pid,
-            start_time: proc_stat(pid).map(|s| s.start_time).unwrap_or_default(),
+            start_time: proc::pid_stat(pid)
+                .map(|s| s.start_time)
+                .unwrap_or_default(),
             command: mask(&command, &spec.secrets),
             voltd_pid: std::process::id(),
-            voltd_start_time: proc_stat(std::process::id() as i32)
+            voltd_start_time: proc::pid_stat(std::process::id() as i32)
                 .map(|s| s.start_time)
                 .unwrap_or_default(),
         };
-        let bytes = serde_json::to_vec_pretty(&record)
-            .map_err(|e| format!("cannot encode the pid file: {e}"))?;
         // Without a pid file a crashed voltd could not clean up after
         // itself; dropping `managed` kills the server again.
-        write_atomic(&managed.pid_file, &bytes, SECRET_FILE_MODE).map_err(|e| {
+        write_json_atomic(&managed.pid_file, &record, SECRET_FILE_MODE).map_err(|e| {
             format!(
                 "cannot write the pid file {}: {e}",
                 managed.pid_file.display()
@@ -507,22 +463,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stat_lines_with_odd_command_names_parse() {
-        let line = "4242 (my (odd) server) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 3 0 987654 1000 10 18446744073709551615";
-        assert_eq!(
-            parse_stat(line),
-            Some(ProcStat {
-                state: 'S',
-                pgrp: 4242,
-                start_time: 987654
-            })
-        );
-        assert_eq!(parse_stat("garbage"), None);
-        let me = proc_stat(std::process::id() as i32).unwrap();
-        assert!(!me.is_dead());
-    }
-
-    #[test]
     fn binaries_are_found_like_execvp() {
         assert_eq!(
             find_binary("sh", Some("/nonexistent:/bin")),
@@ -578,9 +518,9 @@ mod tests {
         let pid = child.pid();
         let record = read_pid_file(&dir.path().join("test.pid")).unwrap();
         assert_eq!(record.pid, pid);
-        assert_eq!(record.start_time, proc_stat(pid).unwrap().start_time);
+        assert_eq!(record.start_time, proc::pid_stat(pid).unwrap().start_time);
         assert!(!record.command.contains("hunter2"), "{}", record.command);
-        assert_eq!(proc_stat(pid).unwrap().pgrp, pid, "own process group");
+        assert_eq!(proc::pid_stat(pid).unwrap().pgrp, pid, "own process group");
         for _ in 0..200 {
             if !bus.recent(10).is_empty() {
                 break;
@@ -598,7 +538,7 @@ mod tests {
         assert_eq!(lines, ["stdout: started ***"]);
         let how = child.stop(Duration::from_secs(5)).await;
         assert_eq!(how, "killed by SIGTERM");
-        assert!(!is_alive(pid));
+        assert!(!proc::is_alive(pid));
         assert!(!dir.path().join("test.pid").exists());
     }
 
@@ -615,7 +555,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(stopped, Some(pid));
-        assert!(!is_alive(pid));
+        assert!(!proc::is_alive(pid));
         assert!(!dir.path().join("test.pid").exists());
     }
 
@@ -630,7 +570,7 @@ mod tests {
         let parent = nix::unistd::getppid().as_raw();
         let mut record = read_pid_file(&path).unwrap();
         record.voltd_pid = parent as u32;
-        record.voltd_start_time = proc_stat(parent).unwrap().start_time;
+        record.voltd_start_time = proc::pid_stat(parent).unwrap().start_time;
         std::fs::write(&path, serde_json::to_vec(&record).unwrap()).unwrap();
         assert_eq!(owned_by_other_voltd(&path), Some(parent as u32));
         record.voltd_start_time += 1;
@@ -655,7 +595,7 @@ mod tests {
                 .unwrap(),
             None
         );
-        assert!(is_alive(pid), "another process's pid is left alone");
+        assert!(proc::is_alive(pid), "another process's pid is left alone");
         assert!(!path.exists(), "the stale record is dropped");
         child.stop(Duration::from_secs(5)).await;
     }

@@ -14,7 +14,7 @@
 use super::ServiceKind;
 use super::settings::{ServiceMode, ServiceSettings, services_dir};
 use crate::cloud::credentials;
-use crate::host::fsutil::{SECRET_FILE_MODE, write_atomic};
+use crate::host::fsutil::{SECRET_FILE_MODE, write_json_atomic};
 use crate::settings::Settings;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -222,9 +222,7 @@ fn generated(
     let user = entry.user.clone().unwrap_or_default();
     let password = entry.password.clone().unwrap_or_default();
     if changed {
-        let bytes = serde_json::to_vec_pretty(&all)
-            .map_err(|e| format!("cannot encode generated service credentials: {e}"))?;
-        write_atomic(&path, &bytes, SECRET_FILE_MODE).map_err(|e| {
+        write_json_atomic(&path, &all, SECRET_FILE_MODE).map_err(|e| {
             format!(
                 "cannot store generated service credentials in {}: {e}",
                 path.display()

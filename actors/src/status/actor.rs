@@ -6,7 +6,8 @@
 
 use super::machine::{ChildView, StatusMachine};
 use crate::api::{CredentialsCell, Handle, Outbox, SendCommand, ServiceKind};
-use crate::events::{Delivery, Event, EventBus, Record, now_rfc3339};
+use crate::events::{Delivery, Event, EventBus, Record};
+use crate::host::clock::now_iso;
 use crate::settings::Settings;
 use actix::prelude::*;
 use otp::supervisor::StopChild;
@@ -133,7 +134,7 @@ impl StatusActor {
             heartbeats_failed: 0,
             last_heartbeat_error: None,
             terminal_sessions: BTreeSet::new(),
-            started_at: now_rfc3339(),
+            started_at: now_iso(),
             started: tokio::time::Instant::now(),
             service_details,
         }

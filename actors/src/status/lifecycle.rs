@@ -172,7 +172,7 @@ pub async fn uninstall(ctx: &Lifecycle, reason: Option<String>) {
     let note = format!(
         "cluster {} was uninstalled at {}; remove this file to enroll again\n",
         ctx.settings.team_cluster_id,
-        crate::events::now_rfc3339()
+        crate::host::clock::now_iso()
     );
     // Deleting data directories can take long: off the actor thread.
     let errors = tokio::task::spawn_blocking(move || remove_all(&dirs, &files, &marker, &note))

@@ -506,4 +506,97 @@ mod tests {
     fn this_machine_is_supported() {
         assert_eq!(crate::status::os_support(), Ok(()));
     }
+
+    /// Every transition of the server's table, checked against what the
+    /// daemon does with it: a reportable target one legal step away is
+    /// reported directly; every longer path only takes legal, reportable
+    /// steps; an unreachable target is never attempted.
+    #[test]
+    fn report_paths_follow_every_transition_of_the_server_table() {
+        let mut direct = 0;
+        for from in ClusterStatus::ALL {
+            for to in ClusterStatus::ALL {
+                let path = ClusterStatus::report_path(from, to);
+                if from == to {
+                    assert_eq!(path, Some(vec![]), "{from} → {to}");
+                    continue;
+                }
+                if !to.is_daemon_reportable() {
+                    assert_eq!(path, None, "{to} is never reported ({from} → {to})");
+                    continue;
+                }
+                if from.allowed_next().contains(&to) {
+                    assert_eq!(path, Some(vec![to]), "{from} → {to} is one legal step");
+                    direct += 1;
+                    continue;
+                }
+                if let Some(path) = path {
+                    assert!(path.len() >= 2, "{from} → {to}: {path:?}");
+                    assert_eq!(path.last(), Some(&to));
+                    let mut at = from;
+                    for step in path {
+                        assert!(at.can_transition(step), "{from} → {to}: {at} → {step}");
+                        assert!(step.is_daemon_reportable(), "{from} → {to}: {step}");
+                        at = step;
+                    }
+                }
+            }
+        }
+        // Every listed transition into a reportable status was exercised.
+        let listed = ClusterStatus::ALL
+            .iter()
+            .flat_map(|f| f.allowed_next().iter().filter(|t| t.is_daemon_reportable()))
+            .count();
+        assert_eq!(direct, listed);
+    }
+
+    /// Whatever the server shows, what the machine decides to report is
+    /// reachable from there, and never a status only the server sets.
+    #[test]
+    fn the_machine_only_reports_what_the_table_lets_it_reach() {
+        let scenarios: Vec<Vec<Event>> = vec![
+            vec![creds(), registered()],
+            vec![creds(), registered(), service(Redis, ServiceState::Failed)],
+            vec![
+                creds(),
+                registered(),
+                service(Redis, ServiceState::Healthy),
+                service(Redis, ServiceState::Failed),
+                service(Redis, ServiceState::Healthy),
+            ],
+            vec![
+                creds(),
+                registered(),
+                Event::RuntimeAction {
+                    action: RuntimeAction::Uninstall,
+                    stage: ActionStage::Failed,
+                    detail: Some("x".into()),
+                },
+            ],
+        ];
+        for server in ClusterStatus::ALL {
+            for events in &scenarios {
+                let mut m = StatusMachine::new(vec![Redis], Ok(()));
+                for e in events {
+                    m.observe(e);
+                }
+                m.set_server_status(server);
+                if let Some((target, _)) = m.report_target() {
+                    assert!(target.is_daemon_reportable(), "{server}: {target}");
+                    assert_ne!(target, Connected);
+                    assert_ne!(target, WaitingForConnection);
+                    if let Some(path) = ClusterStatus::report_path(server, target) {
+                        let mut at = server;
+                        for step in path {
+                            assert!(
+                                at.can_transition(step),
+                                "{server} → {target}: {at} → {step}"
+                            );
+                            at = step;
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -136,9 +136,7 @@ pub fn resolve(roots: &[HostRoot], raw: &str) -> Result<Option<Resolved>, Reply>
 }
 
 fn iso(t: std::time::SystemTime) -> Option<String> {
-    let dt: time::OffsetDateTime = t.into();
-    dt.format(&time::format_description::well_known::Rfc3339)
-        .ok()
+    Some(crate::host::clock::system_time_iso(t))
 }
 
 fn join(root: &str, rel: &str, name: &str) -> String {
