@@ -28,6 +28,7 @@ pub mod events;
 pub mod exit;
 pub mod host;
 pub mod peers;
+pub mod provision;
 pub mod remote;
 pub mod services;
 pub mod settings;
