@@ -225,7 +225,7 @@ pub struct PassedOver {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
     Use(Ready),
-    Fetch(Fetch),
+    Fetch(Box<Fetch>),
 }
 
 /// A download-and-install to do.
@@ -599,13 +599,13 @@ impl Provisioner {
                 fetched: false,
             }));
         }
-        Ok(Decision::Fetch(Fetch {
+        Ok(Decision::Fetch(Box::new(Fetch {
             artifact: artifact.clone(),
             url: self.catalogue.fetch_url(artifact),
             dest: self.deps.version_dir(artifact),
             binary: self.deps.binary(artifact),
             passed_over,
-        }))
+        })))
     }
 
     /// Makes sure `req`'s server exists, installing it if needed; events go
@@ -637,7 +637,7 @@ impl Provisioner {
                 reason: p.reason.clone(),
             });
         }
-        self.install(fetch, &mut on_event).await
+        self.install(*fetch, &mut on_event).await
     }
 
     async fn install<F>(&self, fetch: Fetch, on_event: &mut F) -> Result<Ready, ProvisionError>
