@@ -75,8 +75,8 @@ pub const DEFAULT_RETRY_MAX: Duration = Duration::from_secs(600);
 /// Spread of provisioning retries (±20 %), so a fleet behind one mirror
 /// does not retry in lockstep.
 pub const DEFAULT_RETRY_JITTER: f64 = 0.2;
-/// A "Found" program on PATH of the same name is what people install with
-/// a package manager.
+/// Where a program is looked for when the request has no `PATH`: the
+/// directories package managers install servers into.
 const DEFAULT_SEARCH_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// The standard program of each service: what the catalogue provides and
@@ -484,10 +484,16 @@ impl Provisioner {
         let kind = req.kind;
         let resolve_err = |f: Failure| ProvisionError::new(kind, Step::Resolve, f);
         let min = ServiceVersion::minimum(kind);
-        let located = process::find_binary(
-            &req.program,
-            Some(req.path.as_deref().unwrap_or(DEFAULT_SEARCH_PATH)),
-        );
+        let located = {
+            let (program, path) = (
+                req.program.clone(),
+                req.path.clone().unwrap_or_else(|| DEFAULT_SEARCH_PATH.to_owned()),
+            );
+            blocking(move || Ok(process::find_binary(&program, Some(&path))))
+                .await
+                .ok()
+                .flatten()
+        };
 
         if !req.is_standard() {
             return match located {
@@ -590,7 +596,7 @@ impl Provisioner {
             return Err(resolve_err(failure));
         };
 
-        if let Some(binary) = self.deps.installed(artifact) {
+        if let Some(binary) = self.installed(artifact).await {
             return Ok(Decision::Use(Ready {
                 service: kind,
                 binary,
@@ -606,6 +612,12 @@ impl Provisioner {
             binary: self.deps.binary(artifact),
             passed_over,
         })))
+    }
+
+    /// [`DepsDir::installed`] off the async thread.
+    async fn installed(&self, a: &Artifact) -> Option<PathBuf> {
+        let (deps, a) = (self.deps.clone(), a.clone());
+        blocking(move || Ok(deps.installed(&a))).await.ok().flatten()
     }
 
     /// Makes sure `req`'s server exists, installing it if needed; events go
@@ -657,7 +669,7 @@ impl Provisioner {
         .map_err(|e| ProvisionError::io(kind, Step::Install, &service_dir, e))?;
 
         // Another process may have installed it while we waited.
-        if let Some(binary) = self.deps.installed(a) {
+        if let Some(binary) = self.installed(a).await {
             on_event(ProvisionEvent::Found {
                 service: kind,
                 binary: binary.clone(),
@@ -888,7 +900,8 @@ impl Provisioner {
 
 /// Assembles the effective catalogue: the built-in one, then the install
 /// manifest's (as `policy` allows), then the operator's file, then an
-/// explicit mirror. Returns it with warnings worth logging.
+/// explicit mirror. Returns it with warnings worth logging. Blocking (it
+/// reads `file`): call it off the actor thread.
 pub fn load_catalogue(
     file: Option<&Path>,
     manifest: Option<&InstallManifest>,
