@@ -487,7 +487,9 @@ impl Provisioner {
         let located = {
             let (program, path) = (
                 req.program.clone(),
-                req.path.clone().unwrap_or_else(|| DEFAULT_SEARCH_PATH.to_owned()),
+                req.path
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_SEARCH_PATH.to_owned()),
             );
             blocking(move || Ok(process::find_binary(&program, Some(&path))))
                 .await
@@ -617,7 +619,10 @@ impl Provisioner {
     /// [`DepsDir::installed`] off the async thread.
     async fn installed(&self, a: &Artifact) -> Option<PathBuf> {
         let (deps, a) = (self.deps.clone(), a.clone());
-        blocking(move || Ok(deps.installed(&a))).await.ok().flatten()
+        blocking(move || Ok(deps.installed(&a)))
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Makes sure `req`'s server exists, installing it if needed; events go
