@@ -16,7 +16,7 @@ pub fn payload(len: usize) -> Vec<u8> {
 pub fn quick(attempts: u32) -> Downloader {
     Downloader::new(DownloadOptions {
         connect_timeout: Duration::from_secs(5),
-        idle_timeout: Duration::from_secs(2),
+        idle_timeout: Duration::from_secs(10),
         attempts,
         retry_delay: Duration::from_millis(10),
     })

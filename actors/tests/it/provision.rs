@@ -230,10 +230,20 @@ impl Rig {
     }
 
     fn provisioner_with(&self, entries: &[Entry<'_>], attempts: u32) -> Provisioner {
+        self.provisioner_idle(entries, attempts, Duration::from_secs(10))
+    }
+
+    /// With an idle timeout (generous except where a stall is the test).
+    fn provisioner_idle(
+        &self,
+        entries: &[Entry<'_>],
+        attempts: u32,
+        idle: Duration,
+    ) -> Provisioner {
         let mut settings = ProvisionSettings::new(self.deps());
         settings.download = DownloadOptions {
             connect_timeout: Duration::from_secs(5),
-            idle_timeout: Duration::from_millis(800),
+            idle_timeout: idle,
             attempts,
             retry_delay: Duration::from_millis(10),
         };
@@ -604,7 +614,7 @@ async fn a_stalled_server_times_out_and_installs_nothing() {
     rig.mirror
         .set(&mirror_path(MINIO_URL), Serve::StallAfter(16));
     let e = rig
-        .provisioner()
+        .provisioner_idle(&rig.entries(), 1, Duration::from_millis(500))
         .ensure(&rig.request(ServiceKind::Minio), |_| {})
         .await
         .unwrap_err();
