@@ -7,6 +7,7 @@
 //! | `voltd status [--json]` | asks the running daemon | 0, 3 not running |
 //! | `voltd logs [-f] [--tail N] [--json]` | the supervisor log stream | 0, 3 not running |
 //! | `voltd config show` | effective config, secrets redacted | 0, 1 |
+//! | `voltd provision [--dry-run] [--json]` | installs the services' servers (`provision_cmd.rs`) | 0, 1 |
 
 use crate::config::{self, Effective, Overrides};
 use crate::logging;
@@ -79,6 +80,14 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         state_dir: Option<PathBuf>,
     },
+    /// Make sure the managed services' servers are installed (MongoDB and
+    /// MinIO from the catalogue; Redis from the OS package manager).
+    Provision {
+        #[command(flatten)]
+        args: crate::provision_cmd::ProvisionArgs,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
     /// Configuration commands.
     Config {
         #[command(subcommand)]
@@ -125,6 +134,12 @@ pub fn main_with(cli: Cli) -> i32 {
         } => {
             let dir = state_dir_for(cli.config.as_deref(), &env, state_dir);
             logs(&dir, follow, tail, json)
+        }
+        Command::Provision { args, overrides } => {
+            match config::load(cli.config.as_deref(), &env, &overrides) {
+                Ok(eff) => crate::provision_cmd::provision(&eff, &args),
+                Err(e) => fail(ExitCode::Config.code(), e),
+            }
         }
         Command::Config {
             command: ConfigCommand::Show { overrides },

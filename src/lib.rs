@@ -5,5 +5,6 @@
 pub mod cli;
 pub mod config;
 pub mod logging;
+pub mod provision_cmd;
 pub mod service_config;
 pub mod standins;

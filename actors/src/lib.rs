@@ -26,6 +26,7 @@ pub mod cloud;
 pub mod daemon;
 pub mod events;
 pub mod host;
+pub mod provision;
 pub mod remote;
 pub mod services;
 pub mod settings;

@@ -1,7 +1,8 @@
-//! The host voltd runs on: metrics from `/proc`, the monitoring actor,
-//! filesystem helpers.
+//! The host voltd runs on: metrics and processes from `/proc`, the
+//! monitoring actor, the clock format, downloads, filesystem helpers.
 
 pub mod clock;
+pub mod download;
 pub mod fsutil;
 pub mod metrics;
 pub mod monitoring;

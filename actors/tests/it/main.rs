@@ -1,0 +1,7 @@
+//! The actors crate's integration tests, one module per topic.
+
+mod download;
+mod mirror;
+mod provision;
+#[path = "../support/mod.rs"]
+mod support;

@@ -1,0 +1,201 @@
+//! `voltd provision [--dry-run] [--json]`: the managed services' servers,
+//! made present by hand with the same steps the daemon takes (see
+//! `voltd_actors::provision`). `--dry-run` prints the plan — per service
+//! the binary in use, or what would be fetched (version, URL, SHA-256,
+//! destination) — and changes nothing.
+//!
+//! Exit status: 0 when every native service has (or, dry, would get) a
+//! server; 1 when one cannot (the reason is printed) or the configuration
+//! or catalogue is invalid.
+
+use crate::config::Effective;
+use std::path::PathBuf;
+use voltd_actors::cloud::credentials;
+use voltd_actors::host::download::DownloadEvent;
+use voltd_actors::provision::{
+    self, ManifestPolicy, ProvisionEvent, ProvisionSettings, Provisioner, ServiceRequest,
+};
+use voltd_actors::services::ServiceMode;
+
+/// The flags of `voltd provision`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ProvisionArgs {
+    /// Print what would be fetched; download and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// One JSON document (dry run) or one JSON event per line.
+    #[arg(long)]
+    pub json: bool,
+    /// A catalogue file that overlays the built-in one (README: "Provisioning").
+    #[arg(long, value_name = "PATH")]
+    pub catalogue: Option<PathBuf>,
+    /// Fetch every artifact from this mirror base URL instead of its publisher.
+    #[arg(long, value_name = "URL")]
+    pub mirror: Option<String>,
+    /// Where servers are installed (default <install_root>/deps).
+    #[arg(long, value_name = "DIR")]
+    pub deps_dir: Option<PathBuf>,
+    /// Also accept artifacts (not only a mirror) from the install manifest's catalogue.
+    #[arg(long)]
+    pub trust_manifest_catalogue: bool,
+}
+
+fn fail(message: impl std::fmt::Display) -> i32 {
+    eprintln!("voltd: {message}");
+    1
+}
+
+/// Runs `voltd provision`; returns the exit status.
+pub fn provision(eff: &Effective, args: &ProvisionArgs) -> i32 {
+    let settings = &eff.settings;
+    let reqs: Vec<ServiceRequest> = settings
+        .services
+        .enabled()
+        .into_iter()
+        .filter(|k| settings.services.get(*k).mode == ServiceMode::Native)
+        .map(|k| ServiceRequest::from_settings(k, settings.services.get(k)))
+        .collect();
+    if reqs.is_empty() {
+        println!("no native service is enabled: nothing to provision");
+        return 0;
+    }
+    let manifest = match credentials::load_manifest(&settings.manifest_file()) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("voltd: warning: install manifest unreadable, ignored: {e}");
+            None
+        }
+    };
+    let policy = if args.trust_manifest_catalogue {
+        ManifestPolicy::Full
+    } else {
+        ManifestPolicy::MirrorOnly
+    };
+    let (catalogue, warnings) = match provision::load_catalogue(
+        args.catalogue.as_deref(),
+        manifest.as_ref(),
+        policy,
+        args.mirror.as_deref(),
+    ) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    for w in warnings {
+        eprintln!("voltd: warning: {w}");
+    }
+    let deps_dir = args
+        .deps_dir
+        .clone()
+        .unwrap_or_else(|| provision::default_deps_dir(&settings.install.install_root));
+    let provisioner = match Provisioner::new(ProvisionSettings::new(deps_dir), catalogue) {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(e),
+    };
+    rt.block_on(async {
+        if args.dry_run {
+            let plan = provisioner.plan(&reqs).await;
+            if args.json {
+                match serde_json::to_string_pretty(&plan) {
+                    Ok(s) => println!("{s}"),
+                    Err(e) => return fail(e),
+                }
+            } else {
+                print!("{plan}");
+            }
+            return if plan.is_ok() { 0 } else { 1 };
+        }
+        let mut failed = 0;
+        for req in &reqs {
+            let json = args.json;
+            let result = provisioner
+                .ensure(req, |event| print_event(&event, json))
+                .await;
+            match result {
+                Ok(ready) if !json => println!(
+                    "{}: ready: {} {}",
+                    ready.service,
+                    ready.binary.display(),
+                    ready
+                        .version
+                        .map(|v| v.to_string())
+                        .unwrap_or_else(|| "(version not checked)".into())
+                ),
+                Ok(_) => {}
+                Err(e) => {
+                    failed += 1;
+                    if json {
+                        println!(
+                            "{}",
+                            serde_json::json!({
+                                "event": "failed",
+                                "service": e.service,
+                                "step": e.step,
+                                "status": e.status().as_str(),
+                                "reason": e.reason(),
+                            })
+                        );
+                    } else {
+                        eprintln!("voltd: {e} ({})", e.status().as_str());
+                    }
+                }
+            }
+        }
+        if failed > 0 { 1 } else { 0 }
+    })
+}
+
+fn print_event(event: &ProvisionEvent, json: bool) {
+    if json {
+        if let Ok(s) = serde_json::to_string(event) {
+            println!("{s}");
+        }
+        return;
+    }
+    match event {
+        ProvisionEvent::PassedOver {
+            service,
+            binary,
+            reason,
+        } => println!("{service}: not using {}: {reason}", binary.display()),
+        ProvisionEvent::Fetching {
+            service,
+            version,
+            url,
+            dest,
+        } => println!(
+            "{service}: fetching {version} from {url} into {}",
+            dest.display()
+        ),
+        ProvisionEvent::Download { service, progress } => match progress {
+            DownloadEvent::Started {
+                offset: o, total, ..
+            } if *o > 0 => println!(
+                "{service}: resuming at {o} of {} bytes",
+                total.map_or_else(|| "?".to_owned(), |t| t.to_string())
+            ),
+            DownloadEvent::Progress {
+                received,
+                total: Some(t),
+            } if *t > 0 => println!("{service}: {}% of {t} bytes", received * 100 / t),
+            DownloadEvent::Retrying { error, .. } => {
+                println!("{service}: retrying after: {error}")
+            }
+            DownloadEvent::Verified { size } => {
+                println!("{service}: {size} bytes, sha256 verified")
+            }
+            _ => {}
+        },
+        ProvisionEvent::Unpacking { service, .. } => println!("{service}: unpacking"),
+        ProvisionEvent::Installed {
+            service, binary, ..
+        } => println!("{service}: installed {}", binary.display()),
+        ProvisionEvent::Found { .. } | ProvisionEvent::Retrying { .. } => {}
+    }
+}
