@@ -33,3 +33,4 @@ pub mod services;
 pub mod settings;
 pub mod status;
 pub mod supervisor;
+pub mod update;

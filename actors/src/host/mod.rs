@@ -2,5 +2,7 @@
 //! filesystem helpers.
 
 pub mod fsutil;
+pub mod keystore;
 pub mod metrics;
 pub mod monitoring;
+pub mod notify;
