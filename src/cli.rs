@@ -7,6 +7,8 @@
 //! | `voltd status [--json]` | asks the running daemon | 0, 3 not running |
 //! | `voltd logs [-f] [--tail N] [--json]` | the supervisor log stream | 0, 3 not running |
 //! | `voltd config show` | effective config, secrets redacted | 0, 1 |
+//! | `voltd self-check` | a release candidate reads this config and state | 0 fit, 1 not |
+//! | `voltd update-guard [--install-dir D]` | before each start: count trial starts, roll back | always 0 |
 
 use crate::config::{self, Effective, Overrides};
 use crate::logging;
@@ -79,6 +81,16 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         state_dir: Option<PathBuf>,
     },
+    /// Check that this binary can run here: it reads the config and the
+    /// state (what the updater asks of a new release before switching).
+    SelfCheck,
+    /// Run before every start of the unit (ExecStartPre): counts the starts
+    /// of a release on trial and rolls it back after too many.
+    UpdateGuard {
+        /// Install directory with releases/, current and previous.
+        #[arg(long, value_name = "DIR", default_value = voltd_actors::update::install::DEFAULT_INSTALL_DIR)]
+        install_dir: PathBuf,
+    },
     /// Configuration commands.
     Config {
         #[command(subcommand)]
@@ -126,6 +138,11 @@ pub fn main_with(cli: Cli) -> i32 {
             let dir = state_dir_for(cli.config.as_deref(), &env, state_dir);
             logs(&dir, follow, tail, json)
         }
+        Command::SelfCheck => self_check(cli.config.as_deref(), &env),
+        Command::UpdateGuard { install_dir } => {
+            let state_dir = state_dir_for(cli.config.as_deref(), &env, None);
+            update_guard(install_dir, state_dir)
+        }
         Command::Config {
             command: ConfigCommand::Show { overrides },
         } => match config::load(cli.config.as_deref(), &env, &overrides) {
@@ -136,6 +153,39 @@ pub fn main_with(cli: Cli) -> i32 {
             Err(e) => fail(ExitCode::Config.code(), e),
         },
     }
+}
+
+/// `voltd self-check`: the new release's half of the updater's check.
+fn self_check(config_path: Option<&Path>, env: &config::Env) -> i32 {
+    let eff = match config::load(config_path, env, &Overrides::default()) {
+        Ok(e) => e,
+        Err(e) => return fail(1, e),
+    };
+    match voltd_actors::update::selfcheck::check(&eff.settings) {
+        Ok(report) => {
+            println!("{}", serde_json::to_string(&report).unwrap_or_default());
+            0
+        }
+        Err(e) => fail(1, e),
+    }
+}
+
+/// `voltd update-guard`: never fails the start it guards (exit 0), says
+/// what it did on stdout/stderr (the journal).
+fn update_guard(install_dir: PathBuf, state_dir: PathBuf) -> i32 {
+    use voltd_actors::update::install::InstallLayout;
+    use voltd_actors::update::marker::{GuardOutcome, guard};
+    match guard(&InstallLayout::new(install_dir, state_dir)) {
+        Ok(GuardOutcome::Nothing) => {}
+        Ok(GuardOutcome::Counted { starts }) => {
+            println!("voltd update-guard: release on trial, start {starts}")
+        }
+        Ok(GuardOutcome::RolledBack { reason }) => {
+            eprintln!("voltd update-guard: rolled back: {reason}")
+        }
+        Err(e) => eprintln!("voltd update-guard: {e}"),
+    }
+    0
 }
 
 /// The state directory for client commands: flag, else the config (even a
@@ -575,6 +625,8 @@ mod tests {
             vec!["voltd", "logs", "-f", "--tail", "5"],
             vec!["voltd", "--config", "/x.toml", "config", "show"],
             vec!["voltd", "run", "--log-format", "json"],
+            vec!["voltd", "--config", "/x.toml", "self-check"],
+            vec!["voltd", "update-guard", "--install-dir", "/opt/voltd"],
         ] {
             assert!(Cli::try_parse_from(&args).is_ok(), "{args:?}");
         }

@@ -290,7 +290,12 @@ mod tests {
         keys.sort();
         assert_eq!(
             keys,
-            ["daemonPassword", "installedVersion", "status", "teamClusterId"]
+            [
+                "daemonPassword",
+                "installedVersion",
+                "status",
+                "teamClusterId"
+            ]
         );
         assert_eq!(v["status"], "update-failed");
         let v = LifecyclePayload {

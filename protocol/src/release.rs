@@ -542,16 +542,27 @@ mod tests {
         v["extra"] = serde_json::json!(1);
         assert!(ReleaseManifest::parse(v.to_string().as_bytes()).is_err());
         // Duplicate keys: serde refuses them, so two readings cannot exist.
-        let dup = serde_json::to_string(&k.sign(&info()))
-            .unwrap()
-            .replacen("{", "{\"version\":\"9.9.9\",", 1);
+        let dup = serde_json::to_string(&k.sign(&info())).unwrap().replacen(
+            "{",
+            "{\"version\":\"9.9.9\",",
+            1,
+        );
         assert!(ReleaseManifest::parse(dup.as_bytes()).is_err());
     }
 
     #[test]
     fn fields_are_validated_before_anything_is_signed() {
         let p = || Platform::new("linux", "x86_64").unwrap();
-        for v in ["", ".", "..", "latest", "1.0\n", "1/2", "a b", &"9".repeat(65)] {
+        for v in [
+            "",
+            ".",
+            "..",
+            "latest",
+            "1.0\n",
+            "1/2",
+            "a b",
+            &"9".repeat(65),
+        ] {
             assert!(ReleaseInfo::new(v, p(), 1, DIGEST).is_err(), "{v:?}");
         }
         assert!(ReleaseInfo::new("1.0.0+build_1-rc.2", p(), 1, DIGEST).is_ok());
@@ -572,7 +583,10 @@ mod tests {
     fn public_keys_parse_from_base64_and_pem_and_match_openssl_framing() {
         let k = key().public_key();
         assert_eq!(k.to_base64().len(), 44);
-        assert_eq!(PublicKey::parse(&format!(" {}\n", k.to_base64())).unwrap(), k);
+        assert_eq!(
+            PublicKey::parse(&format!(" {}\n", k.to_base64())).unwrap(),
+            k
+        );
         let pem = k.to_pem();
         // The fixed DER prefix is 12 bytes, so the PEM body is the prefix's
         // base64 followed by the key's: what install.sh builds with printf.
