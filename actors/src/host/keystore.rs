@@ -2,11 +2,11 @@
 //! (the TPM2 when present, else the host key in
 //! `/var/lib/systemd/credential.secret`), a 0600 plain file otherwise.
 //!
-//! Secrets never travel on a command line: `systemd-creds encrypt --name=N
-//! - -` reads the plaintext from stdin and writes the sealed form to
-//! stdout, `decrypt --name=N - -` the reverse. The name is sealed into the
-//! credential and checked on decrypt, so a credential file cannot be passed
-//! off as another.
+//! Secrets never travel on a command line: `systemd-creds encrypt
+//! --name=N - -` reads the plaintext from stdin and writes the sealed form
+//! to stdout, `decrypt --name=N - -` the reverse. The name is sealed into
+//! the credential and checked on decrypt, so a credential file cannot be
+//! passed off as another.
 //!
 //! # Who can seal and unseal
 //!
