@@ -94,11 +94,8 @@ staging() { [ -n "$PREFIX" ]; }
 
 # url_ok URL: https, or http to a loopback address only.
 url_ok() {
-  case "$1" in
-    https://?*) return 0 ;;
-    http://localhost|http://localhost[:/]*|http://127.*|http://\[::1\]*) return 0 ;;
-    *) return 1 ;;
-  esac
+  [[ "$1" =~ ^https://[^/?#@]+(/[^?#]*)?$ ]] && return 0
+  [[ "$1" =~ ^http://(localhost|127\.[0-9]+\.[0-9]+\.[0-9]+|\[::1\])(:[0-9]+)?(/[^?#]*)?$ ]]
 }
 
 curl_get() { # URL OUT

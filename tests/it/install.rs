@@ -305,9 +305,11 @@ async fn unsafe_invocations_are_refused_up_front() {
         .chain([prefix.path().display().to_string()])
         .collect()
     };
-    let (code, log) = run_bash(&s.script, &base("http://volt.example.org"), &[]).await;
-    assert_ne!(code, 0);
-    assert!(log.contains("use https://"), "{log}");
+    for url in ["http://volt.example.org", "http://127.0.0.1.evil.example"] {
+        let (code, log) = run_bash(&s.script, &base(url), &[]).await;
+        assert_ne!(code, 0, "{url}");
+        assert!(log.contains("use https://"), "{url}: {log}");
+    }
     let mut args = base(&s.plane.base_url());
     args.extend(["--token".into(), "abc".into()]);
     let (code, log) = run_bash(&s.script, &args, &[]).await;
