@@ -8,6 +8,8 @@
 //! | `voltd logs [-f] [--tail N] [--json]` | the supervisor log stream | 0, 3 not running |
 //! | `voltd config show` | effective config, secrets redacted | 0, 1 |
 //! | `voltd provision [--dry-run] [--json]` | installs the services' servers (`provision_cmd.rs`) | 0, 1 |
+//! | `voltd self-check` | a release candidate reads this config and state | 0 fit, 1 not |
+//! | `voltd update-guard [--install-dir D]` | before each start: count trial starts, roll back | always 0 |
 
 use crate::config::{self, Effective, Overrides};
 use crate::logging;
@@ -88,6 +90,16 @@ pub enum Command {
         #[command(flatten)]
         overrides: Overrides,
     },
+    /// Check that this binary can run here: it reads the config and the
+    /// state (what the updater asks of a new release before switching).
+    SelfCheck,
+    /// Run before every start of the unit (ExecStartPre): counts the starts
+    /// of a release on trial and rolls it back after too many.
+    UpdateGuard {
+        /// Install directory with releases/, current and previous.
+        #[arg(long, value_name = "DIR", default_value = voltd_actors::update::install::DEFAULT_INSTALL_DIR)]
+        install_dir: PathBuf,
+    },
     /// Configuration commands.
     Config {
         #[command(subcommand)]
@@ -141,6 +153,11 @@ pub fn main_with(cli: Cli) -> i32 {
                 Err(e) => fail(ExitCode::Config.code(), e),
             }
         }
+        Command::SelfCheck => self_check(cli.config.as_deref(), &env),
+        Command::UpdateGuard { install_dir } => {
+            let state_dir = state_dir_for(cli.config.as_deref(), &env, None);
+            update_guard(install_dir, state_dir)
+        }
         Command::Config {
             command: ConfigCommand::Show { overrides },
         } => match config::load(cli.config.as_deref(), &env, &overrides) {
@@ -151,6 +168,39 @@ pub fn main_with(cli: Cli) -> i32 {
             Err(e) => fail(ExitCode::Config.code(), e),
         },
     }
+}
+
+/// `voltd self-check`: the new release's half of the updater's check.
+fn self_check(config_path: Option<&Path>, env: &config::Env) -> i32 {
+    let eff = match config::load(config_path, env, &Overrides::default()) {
+        Ok(e) => e,
+        Err(e) => return fail(1, e),
+    };
+    match voltd_actors::update::selfcheck::check(&eff.settings) {
+        Ok(report) => {
+            println!("{}", serde_json::to_string(&report).unwrap_or_default());
+            0
+        }
+        Err(e) => fail(1, e),
+    }
+}
+
+/// `voltd update-guard`: never fails the start it guards (exit 0), says
+/// what it did on stdout/stderr (the journal).
+fn update_guard(install_dir: PathBuf, state_dir: PathBuf) -> i32 {
+    use voltd_actors::update::install::InstallLayout;
+    use voltd_actors::update::marker::{GuardOutcome, guard};
+    match guard(&InstallLayout::new(install_dir, state_dir)) {
+        Ok(GuardOutcome::Nothing) => {}
+        Ok(GuardOutcome::Counted { starts }) => {
+            println!("voltd update-guard: release on trial, start {starts}")
+        }
+        Ok(GuardOutcome::RolledBack { reason }) => {
+            eprintln!("voltd update-guard: rolled back: {reason}")
+        }
+        Err(e) => eprintln!("voltd update-guard: {e}"),
+    }
+    0
 }
 
 /// The state directory for client commands: flag, else the config (even a
@@ -590,6 +640,8 @@ mod tests {
             vec!["voltd", "logs", "-f", "--tail", "5"],
             vec!["voltd", "--config", "/x.toml", "config", "show"],
             vec!["voltd", "run", "--log-format", "json"],
+            vec!["voltd", "--config", "/x.toml", "self-check"],
+            vec!["voltd", "update-guard", "--install-dir", "/opt/voltd"],
         ] {
             assert!(Cli::try_parse_from(&args).is_ok(), "{args:?}");
         }

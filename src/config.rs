@@ -12,7 +12,7 @@
 //! | `heartbeat_interval_ms` | `TEAM_CLUSTER_HEARTBEAT_INTERVAL_MS` | 10000 |
 //! | `state_dir` | `VOLTD_STATE_DIR` | `/var/lib/voltd` (root), `~/.local/state/voltd` |
 //! | `disk_path` | – | `/` |
-//! | `update_command` | – | – (updates refused) |
+//! | `update_command` | – | – (updates refused); an argument vector, the version is appended |
 //! | `log_level` | `LOG_LEVEL` (or `RUST_LOG`) | `info` |
 //! | `log_format` | – | `human` |
 //! | `[socket] ca_file` | `VOLTD_CA_FILE` | – |
@@ -154,7 +154,8 @@ pub struct FileConfig {
     pub heartbeat_interval_ms: Option<u64>,
     pub state_dir: Option<PathBuf>,
     pub disk_path: Option<PathBuf>,
-    pub update_command: Option<String>,
+    #[serde(default, deserialize_with = "update_command")]
+    pub update_command: Option<Vec<String>>,
     pub log_level: Option<String>,
     pub log_format: Option<LogFormat>,
     #[serde(default)]
@@ -169,6 +170,25 @@ pub struct FileConfig {
     pub services: crate::service_config::ServicesFile,
     #[serde(default)]
     pub host_files: HostFilesFile,
+}
+
+/// `update_command` is an argument vector. The old string form (a shell
+/// command with `{version}`/`{image}` pasted in) is refused with a message
+/// saying so: a server-provided string must never reach a shell.
+fn update_command<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        Argv(Vec<String>),
+        Shell(#[allow(dead_code)] String),
+    }
+    match Option::<Form>::deserialize(d)? {
+        None => Ok(None),
+        Some(Form::Argv(v)) => Ok(Some(v)),
+        Some(Form::Shell(_)) => Err(serde::de::Error::custom(
+            "update_command is an argument vector now, e.g. [\"/usr/local/sbin/upgrade-voltd\", \"--quiet\"]; the target version is appended as the last argument (no shell, no {version}/{image} placeholders)",
+        )),
+    }
 }
 
 /// One `[host_files] roots` item: a path (named after its last component)
@@ -473,7 +493,19 @@ pub fn resolve(
     if let Some(d) = file.disk_path.clone() {
         s.disk_path = d;
     }
-    s.update_command = file.update_command.clone().filter(|c| !c.trim().is_empty());
+    s.update_command = match file.update_command.clone() {
+        Some(argv) if argv.is_empty() => None,
+        Some(argv) => {
+            if !Path::new(&argv[0]).is_absolute() {
+                return Err(ConfigError::Invalid(format!(
+                    "update_command[0] must be an absolute path, got {:?}",
+                    argv[0]
+                )));
+            }
+            Some(argv)
+        }
+        None => None,
+    };
     s.admin_socket = s.state_dir.join("voltd.sock");
 
     // [socket]
@@ -755,6 +787,31 @@ mod tests {
             "#,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn update_command_is_an_argument_vector_never_a_shell_string() {
+        let parse = |t: &str| toml::from_str::<FileConfig>(t);
+        let e = parse(r#"update_command = "echo {image} > f""#).unwrap_err();
+        assert!(e.to_string().contains("argument vector"), "{e}");
+        let mut f = base_file();
+        f.update_command = parse(r#"update_command = ["/usr/local/sbin/up", "--quiet"]"#)
+            .unwrap()
+            .update_command;
+        let s = resolve(f.clone(), None, &env(&[]), &Overrides::default())
+            .unwrap()
+            .settings;
+        assert_eq!(
+            s.update_command,
+            Some(vec!["/usr/local/sbin/up".to_owned(), "--quiet".to_owned()])
+        );
+        f.update_command = Some(vec!["up".into()]);
+        assert!(resolve(f.clone(), None, &env(&[]), &Overrides::default()).is_err());
+        f.update_command = Some(vec![]);
+        let s = resolve(f, None, &env(&[]), &Overrides::default())
+            .unwrap()
+            .settings;
+        assert_eq!(s.update_command, None);
     }
 
     #[test]

@@ -15,6 +15,15 @@ use voltd_actors::events::Event;
 
 const SECS_15: Duration = Duration::from_secs(15);
 
+/// Writes an executable script into `dir` and returns its path.
+fn script(dir: &std::path::Path, name: &str, body: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let p = dir.join(name);
+    std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p.display().to_string()
+}
+
 #[actix_rt::test]
 async fn an_update_runs_the_configured_command_and_exits_with_code_3() {
     let Fixture {
@@ -25,10 +34,12 @@ async fn an_update_runs_the_configured_command_and_exits_with_code_3() {
         ..
     } = Fixture::start_with(|s| {
         let marker = s.state_dir.join("updated-to");
-        s.update_command = Some(format!(
-            "printf '%s %s' {{version}} \"$VOLTD_TARGET_IMAGE\" > {}",
-            marker.display()
-        ));
+        let hook = script(
+            &s.state_dir,
+            "hook.sh",
+            &format!("printf '%s|' \"$@\" > {}", marker.display()),
+        );
+        s.update_command = Some(vec![hook, "--channel".into(), "stable".into()]);
     })
     .await;
     eventually(SECS_15, "a heartbeat", || {
@@ -43,9 +54,11 @@ async fn an_update_runs_the_configured_command_and_exits_with_code_3() {
         .expect("daemon exits");
     assert_eq!(code, ExitCode::Updating);
     assert_eq!(code.code(), 3);
+    // The operator's arguments, then the version as one argument; the
+    // server's image string is not passed at all.
     assert_eq!(
         std::fs::read_to_string(state.path().join("updated-to")).unwrap(),
-        "1.2.3 ghcr.io/voltlabs-research/volt-cluster-daemon:1.2.3"
+        "--channel|stable|1.2.3|"
     );
     plane.shutdown().await;
 }
@@ -53,7 +66,12 @@ async fn an_update_runs_the_configured_command_and_exits_with_code_3() {
 #[actix_rt::test]
 async fn a_failing_update_command_reports_update_failed_and_the_daemon_stays() {
     let f = Fixture::start_with(|s| {
-        s.update_command = Some("echo 'registry unreachable' >&2; exit 7".into());
+        let hook = script(
+            &s.state_dir,
+            "hook.sh",
+            "echo 'registry unreachable' >&2; exit 7",
+        );
+        s.update_command = Some(vec![hook]);
     })
     .await;
     let (plane, id) = (&f.plane, f.id.as_str());

@@ -31,3 +31,4 @@ pub mod remote;
 pub mod services;
 pub mod settings;
 pub mod status;
+pub mod update;

@@ -264,9 +264,10 @@ pub struct Settings {
     pub install: InstallSettings,
     /// Mount point whose usage is reported as `disk`.
     pub disk_path: PathBuf,
-    /// Shell command run for `runtime.update` (`{version}` and `{image}` are
-    /// replaced); without one, updates are refused with a reason.
-    pub update_command: Option<String>,
+    /// Argument vector run for `runtime.update`, with the target version
+    /// appended as one more argument (no shell; see `update::hook`);
+    /// without one, updates are refused with a reason.
+    pub update_command: Option<Vec<String>>,
     /// Local admin socket (`voltd status`, `voltd logs`).
     pub admin_socket: PathBuf,
     /// The host terminal.

@@ -64,6 +64,37 @@ fn parse<T: DeserializeOwned>(command: &str, payload: Value) -> Result<T, PlaneE
         .map_err(|e| PlaneError::InvalidInput(format!("Invalid {command} payload: {e}")))
 }
 
+/// Without the `lifecycle-reason` announcement the plane is a strict
+/// reference server: `runtime.lifecycle` takes exactly `{teamClusterId,
+/// daemonPassword, status, installedVersion?}` (the reference validates it
+/// with a strict schema), so any other key is refused.
+fn strict_lifecycle(plane: &Plane, payload: &Value) -> Result<(), PlaneError> {
+    if plane.cfg.announce_extensions {
+        return Ok(());
+    }
+    const REFERENCE_KEYS: [&str; 4] = [
+        "teamClusterId",
+        "daemonPassword",
+        "status",
+        "installedVersion",
+    ];
+    let extra: Vec<&str> = payload
+        .as_object()
+        .into_iter()
+        .flat_map(|m| m.keys())
+        .map(String::as_str)
+        .filter(|k| !REFERENCE_KEYS.contains(k))
+        .collect();
+    if extra.is_empty() {
+        Ok(())
+    } else {
+        Err(PlaneError::InvalidInput(format!(
+            "Invalid {LIFECYCLE_COMMAND} payload: unknown key(s) {} (no extension was announced)",
+            extra.join(", ")
+        )))
+    }
+}
+
 /// Runs one daemon→server command and emits its response on `conn`.
 pub(crate) fn handle(plane: &Plane, conn: &DaemonConn, cmd: CommandMessage) {
     let CommandMessage {
@@ -81,7 +112,8 @@ pub(crate) fn handle(plane: &Plane, conn: &DaemonConn, cmd: CommandMessage) {
                 .map(|dto| json!({ "teamCluster": dto })),
         ),
         LIFECYCLE_COMMAND => Some(
-            parse::<LifecycleIn>(&command, payload)
+            strict_lifecycle(plane, &payload)
+                .and_then(|()| parse::<LifecycleIn>(&command, payload))
                 .and_then(|lc| store.update_lifecycle(lc))
                 .map(|dto| json!({ "teamCluster": dto })),
         ),

@@ -2,7 +2,9 @@
 //!
 //! * the daemon/installer-facing reference routes
 //!   (`/api/team-clusters/{id}/healthcheck`, `…/install-manifest`), wire
-//!   compatible with the VOLT server;
+//!   compatible with the VOLT server (the installer's own files, the Gen A
+//!   HTTP lifecycle route and `/downloads/` are in `installer_http` and
+//!   `releases`);
 //! * volt-plane's own person-facing API under `/api/clusters` (remote
 //!   access — explorers, objects — lives in `remote_http`, the terminal
 //!   WebSocket in `terminal`).
@@ -32,8 +34,6 @@ use std::time::Duration;
 use volt_protocol::enrollment::{ApiSuccess, HealthcheckRequest, InstallManifestRequest};
 use volt_protocol::envelope::ResponseType;
 
-/// The installer, served at `/install.sh`.
-const INSTALL_SH: &str = include_str!("../../install/install.sh");
 /// Longest `timeoutMs` of a command request (10 minutes): long enough for a
 /// slow download, short enough that a forgotten request ends.
 const MAX_COMMAND_TIMEOUT_MS: u64 = 600_000;
@@ -78,7 +78,6 @@ fn parse_body<T: DeserializeOwned>(body: &Bytes, empty_ok: bool) -> Result<T, Ap
 pub(crate) fn router(plane: Arc<Plane>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
-        .route("/install.sh", get(install_sh))
         .route("/api/team-clusters/{id}/healthcheck", post(healthcheck))
         .route(
             "/api/team-clusters/{id}/install-manifest",
@@ -96,6 +95,8 @@ pub(crate) fn router(plane: Arc<Plane>) -> Router {
         .route("/api/clusters/{id}/update-requests", post(update_request))
         .merge(crate::remote_http::routes())
         .merge(crate::terminal::routes())
+        .merge(crate::releases::routes())
+        .merge(crate::installer_http::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(plane)
@@ -116,19 +117,6 @@ async fn method_not_allowed() -> ApiError {
 /// ```
 async fn healthz() -> ApiResult {
     success(StatusCode::OK, json!({ "ok": true }))
-}
-
-/// `GET /install.sh`: the installer the install command pipes into bash.
-///
-/// ```text
-/// curl -fsSL http://127.0.0.1:8080/install.sh -o install.sh
-/// ```
-async fn install_sh() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/x-shellscript; charset=utf-8")],
-        INSTALL_SH,
-    )
-        .into_response()
 }
 
 /// `POST /api/team-clusters/{id}/healthcheck` (reference route; what the

@@ -91,6 +91,10 @@
 //! [`PlaneHandle::open_stream`], [`PlaneHandle::attach_session`] /
 //! [`PlaneHandle::attach_host_terminal`].
 //!
+//! Releases (`/downloads/`) and the installer routes are documented in
+//! `releases` and `installer_http`; `volt-plane release publish --version V
+//! FILE` signs a binary with the plane's key.
+//!
 //! Module map: `store` records and DTO, `lifecycle` status
 //! rules, `persist` data file, `reverse_channel` server→daemon requests and
 //! streams, `budget` bounded queues toward slow consumers, `session`
@@ -106,11 +110,13 @@ mod credentials;
 mod daemon_commands;
 mod error;
 mod http;
+mod installer_http;
 mod lifecycle;
 mod listener;
 mod manifest;
 mod persist;
 mod plane;
+mod releases;
 mod remote_http;
 mod reverse_channel;
 mod session;
@@ -121,10 +127,12 @@ mod terminal;
 pub use clock::Timestamp;
 pub use credentials::{ServiceAccount, ServiceCredentials};
 pub use error::{DAEMON_REQUEST_FAILED, PlaneError};
+pub use installer_http::{INSTALL_PS1, INSTALL_SH, VOLTD_SERVICE};
 pub use plane::{
     ClusterListEntry, ClusterView, CreateClusterRequest, CreatedCluster, DeleteOutcome,
     RegeneratedToken,
 };
+pub use releases::ReleaseStore;
 pub use remote_http::MAX_OBJECT_UPLOAD_BYTES;
 pub use reverse_channel::{DaemonReply, DaemonStream, SessionSubscription};
 pub use session::{
@@ -212,6 +220,13 @@ pub struct PlaneConfig {
     /// Byte limit of what is queued for one attached session (the terminal
     /// relay); `subscribe_session` queues are unbounded.
     pub session_buffer_limit: usize,
+    /// Directory of signed voltd releases served under `/downloads/`
+    /// (see `releases`); `None` serves none.
+    pub releases_dir: Option<PathBuf>,
+    /// Announce `voltdExtensions` at registration (volt-plane's extensions,
+    /// e.g. `reason` on lifecycle reports). Off, the plane behaves like a
+    /// strict reference server: a `reason` key is refused.
+    pub announce_extensions: bool,
 }
 
 impl Default for PlaneConfig {
@@ -228,6 +243,8 @@ impl Default for PlaneConfig {
             update_timeout: DEFAULT_UPDATE_TIMEOUT,
             stream_buffer_limit: DEFAULT_STREAM_BUFFER_LIMIT,
             session_buffer_limit: DEFAULT_SESSION_BUFFER_LIMIT,
+            releases_dir: None,
+            announce_extensions: true,
         }
     }
 }

@@ -61,9 +61,22 @@ enum Command {
         /// a client too slow to keep up is closed (1013).
         #[arg(long, default_value_t = volt_plane::DEFAULT_SESSION_BUFFER_LIMIT)]
         session_buffer_limit: usize,
+        /// Directory of signed releases served under /downloads/ (default:
+        /// the one `release publish` uses).
+        #[arg(long, env = "VOLT_PLANE_RELEASES_DIR")]
+        releases_dir: Option<PathBuf>,
+        /// Behave like a strict reference server: announce no extension
+        /// (daemons then send only reference payload shapes).
+        #[arg(long)]
+        no_extensions: bool,
         /// Log format.
         #[arg(long, value_enum, default_value_t = LogFormat::Human)]
         log_format: LogFormat,
+    },
+    /// Manage signed voltd releases.
+    Release {
+        #[command(subcommand)]
+        command: ReleaseCommand,
     },
     /// Create a cluster on a running plane and print how to install it.
     CreateCluster {
@@ -76,6 +89,35 @@ enum Command {
         /// Print the plane's JSON answer instead of the summary.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReleaseCommand {
+    /// Sign FILE as voltd version V with the plane's release key (created,
+    /// 0600, at first use) and make it the latest for its platform.
+    Publish {
+        /// Release version (1..64 characters of [A-Za-z0-9.+_-]).
+        #[arg(long)]
+        version: String,
+        /// Operating system the binary is for.
+        #[arg(long, default_value = "linux")]
+        os: String,
+        /// Architecture the binary is for (default: this machine's).
+        #[arg(long, default_value = std::env::consts::ARCH)]
+        arch: String,
+        /// Releases directory (default: the one `serve` uses).
+        #[arg(long, env = "VOLT_PLANE_RELEASES_DIR")]
+        releases_dir: Option<PathBuf>,
+        /// The binary.
+        file: PathBuf,
+    },
+    /// Print the public key hosts pin (base64; `--pem` for openssl).
+    Key {
+        #[arg(long, env = "VOLT_PLANE_RELEASES_DIR")]
+        releases_dir: Option<PathBuf>,
+        #[arg(long)]
+        pem: bool,
     },
 }
 
@@ -108,6 +150,8 @@ async fn main() -> ExitCode {
             command_timeout_ms,
             stream_buffer_limit,
             session_buffer_limit,
+            releases_dir,
+            no_extensions,
             log_format,
         } => {
             init_logging(log_format);
@@ -120,11 +164,79 @@ async fn main() -> ExitCode {
                 command_timeout: Duration::from_millis(command_timeout_ms),
                 stream_buffer_limit,
                 session_buffer_limit,
+                releases_dir: Some(
+                    releases_dir.unwrap_or_else(volt_plane::ReleaseStore::default_dir),
+                ),
+                announce_extensions: !no_extensions,
                 ..PlaneConfig::default()
             };
             serve(cfg).await
         }
+        Command::Release { command } => release(command),
         Command::CreateCluster { url, name, json } => create_cluster(&url, name, json).await,
+    }
+}
+
+fn release(command: ReleaseCommand) -> ExitCode {
+    let dir = |d: Option<PathBuf>| d.unwrap_or_else(volt_plane::ReleaseStore::default_dir);
+    match command {
+        ReleaseCommand::Publish {
+            version,
+            os,
+            arch,
+            releases_dir,
+            file,
+        } => {
+            let store = volt_plane::ReleaseStore::new(dir(releases_dir));
+            let platform = match volt_protocol::release::Platform::new(&os, &arch) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("volt-plane: {e}");
+                    return ExitCode::from(EXIT_REQUEST_FAILED);
+                }
+            };
+            match store.publish(&version, &platform, &file) {
+                Ok(m) => {
+                    println!("Published voltd {} for {platform}", m.version);
+                    println!("  size    {} bytes", m.size);
+                    println!("  sha256  {}", m.sha256);
+                    println!("  key     {}", m.key_id);
+                    println!(
+                        "  in      {}",
+                        store.release_dir(&m.version, &platform).display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("volt-plane: {e}");
+                    ExitCode::from(EXIT_REQUEST_FAILED)
+                }
+            }
+        }
+        ReleaseCommand::Key { releases_dir, pem } => {
+            let store = volt_plane::ReleaseStore::new(dir(releases_dir));
+            match store.public_key() {
+                Ok(Some(k)) if pem => {
+                    print!("{}", k.to_pem());
+                    ExitCode::SUCCESS
+                }
+                Ok(Some(k)) => {
+                    println!("{}", k.to_base64());
+                    ExitCode::SUCCESS
+                }
+                Ok(None) => {
+                    eprintln!(
+                        "volt-plane: no release key in {} yet (it is created by the first `release publish`)",
+                        store.dir().display()
+                    );
+                    ExitCode::from(EXIT_REQUEST_FAILED)
+                }
+                Err(e) => {
+                    eprintln!("volt-plane: {e}");
+                    ExitCode::from(EXIT_REQUEST_FAILED)
+                }
+            }
+        }
     }
 }
 
@@ -183,7 +295,7 @@ async fn create_cluster(url: &str, name: Option<String>, json: bool) -> ExitCode
                     s(&d["enrollmentToken"])
                 );
                 println!();
-                println!("Install with the reference installer:");
+                println!("Install on a Linux host (it asks for the token):");
                 println!("  {}", s(&d["installCommand"]));
                 println!();
                 println!("Or enroll voltd:");

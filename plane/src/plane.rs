@@ -54,7 +54,8 @@ pub struct CreatedCluster {
     pub enrollment_token: String,
     pub daemon_password: String,
     pub credentials: ServiceCredentials,
-    /// `curl -fsSL <url>/install.sh | sudo VOLT_CLOUD_URL=<url> bash -s -- <id> <token>`
+    /// `curl -fsSL <url>/install.sh | sudo bash -s -- --url <url> --cluster <id> --release-key <key>`
+    /// (the installer asks for the token)
     pub install_command: String,
     /// `voltd enroll --cloud-url <url> --cluster-id <id> --token <token>`
     pub voltd_command: String,
@@ -156,17 +157,32 @@ pub(crate) fn shell_quote(s: &str) -> String {
 }
 
 impl Plane {
-    /// The installer one-liner for a cluster.
-    pub fn install_command(&self, id: &str, token: &str, install_root: Option<&str>) -> String {
+    /// The installer one-liner for a cluster. It carries the release key
+    /// to pin (the trust root of the host's binary and of every later
+    /// update) but never the enrollment token: the installer asks for it on
+    /// the terminal (or reads `TEAM_CLUSTER_ENROLLMENT_TOKEN`), so it shows
+    /// up in no process list and no shell history.
+    pub fn install_command(&self, id: &str, install_root: Option<&str>) -> String {
         let root = install_root
-            .map(|r| format!(" TEAM_CLUSTER_INSTALL_ROOT={}", shell_quote(r)))
+            .map(|r| format!(" --install-root {}", shell_quote(r)))
+            .unwrap_or_default();
+        let key = self
+            .cfg
+            .releases_dir
+            .as_ref()
+            .and_then(|d| {
+                crate::releases::ReleaseStore::new(d)
+                    .public_key()
+                    .ok()
+                    .flatten()
+            })
+            .map(|k| format!(" --release-key {}", shell_quote(&k.to_base64())))
             .unwrap_or_default();
         format!(
-            "curl -fsSL {} | sudo VOLT_CLOUD_URL={}{root} bash -s -- {} {}",
+            "curl -fsSL {} | sudo bash -s -- --url {} --cluster {}{key}{root}",
             shell_quote(&format!("{}/install.sh", self.public_url)),
             shell_quote(&self.public_url),
             shell_quote(id),
-            shell_quote(token)
         )
     }
 
@@ -186,7 +202,7 @@ impl Plane {
         let token = created.enrollment_token;
         Ok(CreatedCluster {
             team_cluster: rec.dto(),
-            install_command: self.install_command(&rec.id, &token, rec.install_root.as_deref()),
+            install_command: self.install_command(&rec.id, rec.install_root.as_deref()),
             voltd_command: self.voltd_command(&rec.id, &token),
             enrollment_token: token,
             daemon_password: rec.daemon_password.clone(),
@@ -198,7 +214,7 @@ impl Plane {
         let (token, rec) = self.store.regenerate_token(id)?;
         Ok(RegeneratedToken {
             team_cluster: rec.dto(),
-            install_command: self.install_command(&rec.id, &token, rec.install_root.as_deref()),
+            install_command: self.install_command(&rec.id, rec.install_root.as_deref()),
             voltd_command: self.voltd_command(&rec.id, &token),
             enrollment_token: token,
         })

@@ -33,7 +33,7 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use volt_protocol::envelope::Message;
-use volt_protocol::register::{RegisterPayload, RegisteredPayload};
+use volt_protocol::register::{Extensions, RegisterPayload, RegisteredPayload};
 use volt_protocol::{MESSAGE_EVENT, REGISTER_EVENT, REGISTERED_EVENT};
 
 /// Largest Engine.IO packet, advertised as `maxPayload` and enforced on the
@@ -222,6 +222,11 @@ fn on_register(ctx: &SocketCtx, s: &Arc<Socket<LocalAdapter>>, arg: &str, ack: O
         &RegisteredPayload {
             team_cluster_id: id,
             channel: None,
+            extensions: if plane.cfg.announce_extensions {
+                Extensions::all()
+            } else {
+                Extensions::none()
+            },
         },
     );
     ack_reply(ack, json!({"ok": true}));

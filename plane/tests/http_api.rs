@@ -75,7 +75,7 @@ async fn create_cluster_returns_everything_needed_to_install() {
     assert_eq!(
         d["installCommand"],
         format!(
-            "curl -fsSL {url}/install.sh | sudo VOLT_CLOUD_URL={url} TEAM_CLUSTER_INSTALL_ROOT=/srv/volt bash -s -- {id} {token}"
+            "curl -fsSL {url}/install.sh | sudo bash -s -- --url {url} --cluster {id} --install-root /srv/volt"
         )
     );
     assert_eq!(

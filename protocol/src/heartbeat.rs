@@ -1,7 +1,7 @@
 //! The `runtime.heartbeat` and `runtime.lifecycle` command payloads, and the
 //! host metrics snapshot, with the reference's exact field names and units.
 
-use crate::register::Secret;
+use crate::register::{Extension, Extensions, Secret};
 use crate::status::ClusterStatus;
 use serde::{Deserialize, Serialize};
 
@@ -86,9 +86,14 @@ pub struct HeartbeatPayload {
     pub metrics: Option<Metrics>,
 }
 
-/// `runtime.lifecycle` payload. `reason` is voltd's addition: the socket path
-/// of the server passes payloads through without a strict schema, and an
-/// operator looking at the server's records wants to know *why*.
+/// `runtime.lifecycle` payload. The reference keys are `{teamClusterId,
+/// daemonPassword, status, installedVersion?}`; `reason` is voltd's
+/// extension ([`Extension::LifecycleReason`]) and goes on the wire only to a
+/// server that announced it: build the payload with
+/// [`LifecyclePayload::to_wire`].
+///
+/// Deriving `Serialize` still writes `reason` when it is set: that is the
+/// shape volt-plane receives. Daemon code must use `to_wire`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LifecyclePayload {
@@ -99,6 +104,30 @@ pub struct LifecyclePayload {
     pub installed_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+impl LifecyclePayload {
+    /// The payload for a server that announced `extensions`: exactly the
+    /// reference keys, plus `reason` only under
+    /// [`Extension::LifecycleReason`].
+    pub fn to_wire(&self, extensions: &Extensions) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        m.insert("teamClusterId".into(), self.team_cluster_id.clone().into());
+        m.insert(
+            "daemonPassword".into(),
+            self.daemon_password.expose().into(),
+        );
+        m.insert("status".into(), self.status.as_str().into());
+        if let Some(v) = &self.installed_version {
+            m.insert("installedVersion".into(), v.clone().into());
+        }
+        if let Some(r) = &self.reason
+            && extensions.contains(Extension::LifecycleReason)
+        {
+            m.insert("reason".into(), r.clone().into());
+        }
+        serde_json::Value::Object(m)
+    }
 }
 
 /// `runtime.delete-completed` payload.
@@ -245,6 +274,56 @@ mod tests {
         let v = serde_json::to_value(&p).unwrap();
         assert_eq!(v["status"], "dependency-installation-failed");
         assert_eq!(v["reason"], "redis-server not found");
+    }
+
+    #[test]
+    fn lifecycle_to_a_reference_server_carries_only_the_reference_keys() {
+        let p = LifecyclePayload {
+            team_cluster_id: "c".into(),
+            daemon_password: Secret::new("pw"),
+            status: ClusterStatus::UpdateFailed,
+            installed_version: Some("1.0.0".into()),
+            reason: Some("bad signature".into()),
+        };
+        let v = p.to_wire(&Extensions::none());
+        let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "daemonPassword",
+                "installedVersion",
+                "status",
+                "teamClusterId"
+            ]
+        );
+        assert_eq!(v["status"], "update-failed");
+        let v = LifecyclePayload {
+            installed_version: None,
+            ..p.clone()
+        }
+        .to_wire(&Extensions::none());
+        assert_eq!(v.as_object().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn lifecycle_reason_goes_only_to_a_server_that_announced_it() {
+        let p = LifecyclePayload {
+            team_cluster_id: "c".into(),
+            daemon_password: Secret::new("pw"),
+            status: ClusterStatus::UpdateFailed,
+            installed_version: None,
+            reason: Some("bad signature".into()),
+        };
+        let ext = Extensions::none().with(Extension::LifecycleReason);
+        let v = p.to_wire(&ext);
+        assert_eq!(v["reason"], "bad signature");
+        assert_eq!(v["daemonPassword"], "pw");
+        let without = LifecyclePayload {
+            reason: None,
+            ..p.clone()
+        };
+        assert!(without.to_wire(&ext).get("reason").is_none());
     }
 
     #[test]

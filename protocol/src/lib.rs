@@ -10,7 +10,8 @@
 //!   envelope ([`envelope`]), registration and enrollment bodies
 //!   ([`register`], [`enrollment`]), the heartbeat and its metrics
 //!   ([`heartbeat`]), cluster status ids and the server's transition table
-//!   ([`status`]) and the wire error codes ([`error_code`]).
+//!   ([`status`]), the wire error codes ([`error_code`]) and the signed
+//!   release manifest of voltd's self-update ([`release`]).
 //!
 //! The generation targeted is "Gen B" of the reference (`chunkBase64`,
 //! `bodyBase64`, `runtime.heartbeat` as a command).
@@ -22,6 +23,7 @@ pub mod envelope;
 pub mod error_code;
 pub mod heartbeat;
 pub mod register;
+pub mod release;
 pub mod socketio;
 pub mod status;
 

@@ -108,12 +108,126 @@ impl RegisterPayload {
 }
 
 /// `team-cluster-daemon:registered` payload (Gen C adds `channel`).
+///
+/// `voltdExtensions` is volt-plane's announcement of the extensions it
+/// understands (see [`Extensions`]); the VOLT server never sends it, so a
+/// daemon talking to it sends only reference shapes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RegisteredPayload {
     pub team_cluster_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
+    #[serde(
+        default,
+        rename = "voltdExtensions",
+        skip_serializing_if = "Extensions::is_empty",
+        deserialize_with = "Extensions::deserialize_lenient"
+    )]
+    pub extensions: Extensions,
+}
+
+/// The key of the announcement in the `registered` payload.
+pub const EXTENSIONS_KEY: &str = "voltdExtensions";
+
+/// One protocol extension a server may announce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Extension {
+    /// `runtime.lifecycle` may carry `reason` (why the status changed). The
+    /// reference schema is `{teamClusterId, daemonPassword, status,
+    /// installedVersion?}`; a strict server records any other key as a
+    /// protocol violation.
+    LifecycleReason,
+}
+
+impl Extension {
+    /// Every extension this build knows.
+    pub const ALL: [Extension; 1] = [Extension::LifecycleReason];
+
+    /// The wire name in `voltdExtensions`.
+    pub fn wire_name(self) -> &'static str {
+        match self {
+            Extension::LifecycleReason => "lifecycle-reason",
+        }
+    }
+
+    fn from_wire(name: &str) -> Option<Self> {
+        Extension::ALL.into_iter().find(|e| e.wire_name() == name)
+    }
+}
+
+/// The extensions a server announced at registration (none for the VOLT
+/// server). A daemon keeps the set of the registration it is on and sends
+/// an extension's shapes only while it holds it.
+///
+/// On the wire: `"voltdExtensions": ["lifecycle-reason", …]`. Parsing is
+/// lenient — names this build does not know are ignored and a malformed
+/// value counts as no announcement — because an announcement must never
+/// make a registration fail.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Extensions {
+    lifecycle_reason: bool,
+}
+
+impl Extensions {
+    /// No extension: the reference protocol.
+    pub fn none() -> Self {
+        Extensions::default()
+    }
+
+    /// Every extension this build knows (what volt-plane announces).
+    pub fn all() -> Self {
+        Extension::ALL
+            .into_iter()
+            .fold(Extensions::none(), Extensions::with)
+    }
+
+    pub fn with(mut self, e: Extension) -> Self {
+        match e {
+            Extension::LifecycleReason => self.lifecycle_reason = true,
+        }
+        self
+    }
+
+    pub fn contains(&self, e: Extension) -> bool {
+        match e {
+            Extension::LifecycleReason => self.lifecycle_reason,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == Extensions::none()
+    }
+
+    /// The announced names, in [`Extension::ALL`] order.
+    pub fn names(&self) -> Vec<&'static str> {
+        Extension::ALL
+            .into_iter()
+            .filter(|e| self.contains(*e))
+            .map(Extension::wire_name)
+            .collect()
+    }
+
+    fn deserialize_lenient<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        Ok(v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n.as_str().and_then(Extension::from_wire))
+            .fold(Extensions::none(), Extensions::with))
+    }
+}
+
+impl Serialize for Extensions {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.names().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Extensions {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Extensions::deserialize_lenient(d)
+    }
 }
 
 #[cfg(test)]
@@ -171,5 +285,52 @@ mod tests {
             serde_json::to_string(&r).unwrap(),
             r#"{"teamClusterId":"c"}"#
         );
+    }
+
+    #[test]
+    fn the_reference_registered_payload_announces_nothing() {
+        let r: RegisteredPayload = serde_json::from_str(r#"{"teamClusterId":"c"}"#).unwrap();
+        assert!(r.extensions.is_empty());
+        assert!(!r.extensions.contains(Extension::LifecycleReason));
+    }
+
+    #[test]
+    fn volt_plane_announcement_round_trips() {
+        let r = RegisteredPayload {
+            team_cluster_id: "c".into(),
+            channel: None,
+            extensions: Extensions::all(),
+        };
+        let text = serde_json::to_string(&r).unwrap();
+        assert_eq!(
+            text,
+            r#"{"teamClusterId":"c","voltdExtensions":["lifecycle-reason"]}"#
+        );
+        let back: RegisteredPayload = serde_json::from_str(&text).unwrap();
+        assert!(back.extensions.contains(Extension::LifecycleReason));
+        assert_eq!(back, r);
+        assert!(text.contains(EXTENSIONS_KEY));
+    }
+
+    #[test]
+    fn announcements_parse_leniently() {
+        for (raw, expected) in [
+            (r#"["lifecycle-reason","future-thing"]"#, true),
+            (r#"["future-thing"]"#, false),
+            (r#""lifecycle-reason""#, false),
+            (r#"{"lifecycle-reason":true}"#, false),
+            (r#"[1,null,"lifecycle-reason"]"#, true),
+            ("null", false),
+        ] {
+            let r: RegisteredPayload = serde_json::from_str(&format!(
+                r#"{{"teamClusterId":"c","voltdExtensions":{raw}}}"#
+            ))
+            .unwrap_or_else(|e| panic!("{raw}: {e}"));
+            assert_eq!(
+                r.extensions.contains(Extension::LifecycleReason),
+                expected,
+                "{raw}"
+            );
+        }
     }
 }

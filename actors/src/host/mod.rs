@@ -4,6 +4,8 @@
 pub mod clock;
 pub mod download;
 pub mod fsutil;
+pub mod keystore;
 pub mod metrics;
 pub mod monitoring;
+pub mod notify;
 pub mod proc;

@@ -45,7 +45,6 @@ pub use catalogue::{Artifact, Catalogue, CatalogueError, Layout, ManifestPolicy,
 pub use plan::{Plan, PlanItem, PlanOutcome};
 pub use version::ServiceVersion;
 
-use otp::ExponentialBackoff;
 use crate::host::download::{
     DEFAULT_MAX_SIZE, DownloadError, DownloadErrorKind, DownloadEvent, DownloadOptions,
     DownloadRequest, Downloader,
@@ -53,6 +52,7 @@ use crate::host::download::{
 use crate::services::settings::ServiceSettings;
 use crate::services::{ServiceKind, process};
 use install::{DepsDir, Marker};
+use otp::ExponentialBackoff;
 use serde::Serialize;
 use std::fmt;
 use std::ops::ControlFlow;

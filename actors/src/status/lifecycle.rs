@@ -8,10 +8,12 @@
 //! does not bring the daemon back, and exit 0. On failure the daemon reports
 //! `delete-failed` with the reason and exits with the retryable code.
 //!
-//! Update (`runtime.update`): run the configured update command (it receives
-//! the target version and image); success exits with the updating code so
-//! the service manager starts the new version, failure reports
-//! `update-failed`.
+//! Update (`runtime.update`): run the configured update command, an
+//! argument vector that receives the target version as its last argument
+//! (no shell, the image is not passed: `update::hook`); success exits with
+//! the updating code so the service manager starts the new version,
+//! failure reports `update-failed`. The signed self-update (`update/`)
+//! replaces this in phase 2 where no hook is configured.
 
 use crate::api::vocab::{ActionStage, RuntimeAction};
 use crate::api::{CredentialsCell, Handle, Outbox, SendCommand};
@@ -31,7 +33,7 @@ use volt_protocol::heartbeat::{
 };
 
 /// Longest an update command may run before it counts as failed.
-pub const UPDATE_COMMAND_TIMEOUT: Duration = Duration::from_secs(600);
+pub const UPDATE_COMMAND_TIMEOUT: Duration = crate::update::hook::HOOK_TIMEOUT;
 /// How long the final report to the server may take.
 const REPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -211,40 +213,17 @@ pub async fn uninstall(ctx: &Lifecycle, reason: Option<String>) {
 }
 
 /// Runs the update (see the module docs).
-pub async fn update(ctx: &Lifecycle, version: &str, image: Option<&str>) {
-    let Some(template) = ctx.settings.update_command.clone() else {
+pub async fn update(ctx: &Lifecycle, version: &str, _image: Option<&str>) {
+    let Some(argv) = ctx.settings.update_command.clone() else {
         return;
     };
-    let image = image.unwrap_or_default();
     emit(
         ctx,
         RuntimeAction::Update,
         ActionStage::Started,
         Some(version.to_owned()),
     );
-    let command = template
-        .replace("{version}", version)
-        .replace("{image}", image);
-    let run = tokio::process::Command::new("/bin/sh")
-        .arg("-c")
-        .arg(&command)
-        .env("VOLTD_TARGET_VERSION", version)
-        .env("VOLTD_TARGET_IMAGE", image)
-        .kill_on_drop(true)
-        .output();
-    let outcome = match tokio::time::timeout(UPDATE_COMMAND_TIMEOUT, run).await {
-        Ok(Ok(out)) if out.status.success() => Ok(()),
-        Ok(Ok(out)) => {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            let tail: String = stderr.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
-            Err(format!("update command failed ({}): {tail}", out.status))
-        }
-        Ok(Err(e)) => Err(format!("cannot run the update command: {e}")),
-        Err(_) => Err(format!(
-            "update command did not finish within {} s",
-            UPDATE_COMMAND_TIMEOUT.as_secs()
-        )),
-    };
+    let outcome = crate::update::hook::run(&argv, version, UPDATE_COMMAND_TIMEOUT).await;
     match outcome {
         Ok(()) => {
             emit(

@@ -1,6 +1,7 @@
 //! The actors crate's integration tests, one module per topic.
 
 mod download;
+mod keystore;
 mod mirror;
 mod provision;
 #[path = "../support/mod.rs"]

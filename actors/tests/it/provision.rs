@@ -9,12 +9,12 @@ use crate::mirror::{Mirror, Serve};
 use crate::support;
 use flate2::Compression;
 use flate2::write::GzEncoder;
+use otp::ExponentialBackoff;
 use std::ops::ControlFlow;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use volt_protocol::ClusterStatus;
-use otp::ExponentialBackoff;
 use voltd_actors::host::download::{
     DownloadErrorKind, DownloadEvent, DownloadOptions, Downloader, Sha256Digest,
 };

@@ -215,7 +215,10 @@ impl SioClient {
             )
             .await;
         let reg = self.expect_event(REGISTERED_EVENT).await;
-        assert_eq!(reg, json!({ "teamClusterId": cluster_id }));
+        assert_eq!(
+            reg,
+            json!({ "teamClusterId": cluster_id, "voltdExtensions": ["lifecycle-reason"] })
+        );
         assert_eq!(self.expect_ack(id).await, vec![json!({"ok": true})]);
     }
 
