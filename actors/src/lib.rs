@@ -23,10 +23,10 @@
 pub mod admin;
 pub mod api;
 pub mod cloud;
+pub mod config;
 pub mod daemon;
 pub mod events;
 pub mod host;
 pub mod remote;
 pub mod services;
-pub mod settings;
 pub mod status;

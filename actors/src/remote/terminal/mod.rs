@@ -45,8 +45,8 @@
 
 use crate::api::link::{Link, LinkError};
 use crate::api::{Handle, Outbox, Route, Router};
+use crate::config::TerminalSettings;
 use crate::events::{Delivery, Event, EventBus};
-use crate::settings::TerminalSettings;
 use actix::prelude::*;
 use base64::Engine as _;
 use nix::errno::Errno;
@@ -1434,7 +1434,7 @@ mod tests {
 
     fn settings(shell: &str) -> TerminalSettings {
         TerminalSettings {
-            shell: Some(PathBuf::from(shell)),
+            shell: Some(crate::config::AbsPath::new(shell).unwrap()),
             ..TerminalSettings::default()
         }
     }
