@@ -277,6 +277,7 @@ async fn a_server_that_exits_at_once_hits_the_intensity_limit_then_retries_slowl
     redis.port = Some(free_port());
     redis.restart_base = Duration::from_millis(10);
     redis.restart_max = Duration::from_millis(100);
+    redis.restart_jitter = voltd_actors::config::Jitter::new(0.0).unwrap();
     redis.max_restarts = 3;
     redis.restart_window = Duration::from_secs(60);
     redis.failed_retry = Duration::from_secs(300);

@@ -488,6 +488,7 @@ mod tests {
             unhealthy_after: 2,
             restart_base: Duration::from_secs(1),
             restart_max: Duration::from_secs(2),
+            restart_jitter: Jitter::new(0.0).unwrap(),
             max_restarts: 3,
             restart_window: Duration::from_secs(60),
             failed_retry: Duration::from_secs(60),

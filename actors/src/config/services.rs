@@ -5,7 +5,7 @@
 //! file's starting point), [`ServicesSettings::disabled`] manages nothing
 //! (what `Settings::new` starts from, so an embedder opts in explicitly).
 
-use super::values::{AbsPath, ms, secs};
+use super::values::{AbsPath, Jitter, ms, secs};
 use crate::api::vocab::ServiceKind;
 use otp::Intensity;
 use otp::backoff::ExponentialBackoff;
@@ -126,7 +126,7 @@ pub struct ServiceSettings {
     pub bind: IpAddr,
     /// Host voltd connects to; `None` = loopback (or the bind address when
     /// it is a specific one). Mostly for external mode.
-    #[serde(default, deserialize_with = "super::values::non_blank")]
+    #[serde(default, deserialize_with = "trimmed")]
     pub host: Option<String>,
     /// Data directory; `None` = `<state dir>/services/<name>`.
     pub data_dir: Option<AbsPath>,
@@ -156,6 +156,10 @@ pub struct ServiceSettings {
     /// Longest restart delay.
     #[serde(rename = "restart_max_ms", with = "ms")]
     pub restart_max: Duration,
+    /// Spread of the restart delay: not a config key (always ±20 %);
+    /// tests set 0 to see exact delays.
+    #[serde(skip, default = "default_restart_jitter")]
+    pub restart_jitter: Jitter,
     /// More restarts than this within `restart_window` → `failed`.
     pub max_restarts: u32,
     #[serde(rename = "restart_window_secs", with = "secs")]
@@ -189,6 +193,7 @@ impl fmt::Debug for ServiceSettings {
             .field("unhealthy_after", &self.unhealthy_after)
             .field("restart_base", &self.restart_base)
             .field("restart_max", &self.restart_max)
+            .field("restart_jitter", &self.restart_jitter)
             .field("max_restarts", &self.max_restarts)
             .field("restart_window", &self.restart_window)
             .field("failed_retry", &self.failed_retry)
@@ -309,6 +314,7 @@ impl ServiceSettings {
             unhealthy_after: DEFAULT_UNHEALTHY_AFTER,
             restart_base: DEFAULT_RESTART_BASE,
             restart_max: DEFAULT_RESTART_MAX,
+            restart_jitter: default_restart_jitter(),
             max_restarts: DEFAULT_MAX_RESTARTS,
             restart_window: DEFAULT_RESTART_WINDOW,
             failed_retry: DEFAULT_FAILED_RETRY,
@@ -342,13 +348,13 @@ impl ServiceSettings {
     }
 
     /// The delay before each restart after a crash or an unhealthy spell:
-    /// `restart_base` doubling up to `restart_max`, ±20 %.
+    /// `restart_base` doubling up to `restart_max`, ±`restart_jitter`.
     pub fn try_restart_backoff(&self) -> Result<ExponentialBackoff, String> {
         ExponentialBackoff::try_new(
             self.restart_base,
             self.restart_max,
             2.0,
-            DEFAULT_RESTART_JITTER,
+            self.restart_jitter.get(),
         )
         .map_err(|e| e.to_string())
     }
@@ -444,6 +450,13 @@ impl ServiceSettings {
             ));
         }
         Ok(())
+    }
+}
+
+fn default_restart_jitter() -> Jitter {
+    match Jitter::new(DEFAULT_RESTART_JITTER) {
+        Ok(j) => j,
+        Err(e) => unreachable!("0.2 is within 0..=1: {e}"),
     }
 }
 

@@ -672,6 +672,7 @@ fn unknown_service_keys_and_bad_values_are_clear_errors() {
             "services.redis.restart_window_secs",
         ),
         ("[redis]\ncommand = 5\n", "services.redis.command"),
+        ("[redis]\nhost = \" \"\n", "services.redis.host"),
     ] {
         let e = services(text).unwrap_err();
         assert!(e.contains(needle), "{text}: {e}");
