@@ -22,7 +22,7 @@ impl Args for Overrides {
                 let arg = Arg::new(f.name)
                     .long(f.name)
                     .value_name(f.value_name)
-                    .help(k.meaning);
+                    .help(f.help.unwrap_or(k.meaning));
                 let arg = match k.kind {
                     Kind::WholeNumber => arg.value_parser(whole_number),
                     Kind::Choice(words) => {
@@ -77,35 +77,30 @@ mod tests {
 
     #[test]
     fn every_flag_of_the_key_table_parses() {
-        let p = Probe::try_parse_from([
-            "voltd",
-            "--cloud-url",
-            "http://x",
-            "--cluster-id",
-            "c",
-            "--state-dir",
-            "/s",
-            "--heartbeat-interval-ms",
-            "100",
-            "--log-level",
-            "debug",
-            "--log-format",
-            "json",
-            "--services",
-            "redis,mongo",
-        ])
-        .unwrap();
-        let expected = Flags::new()
-            .with("cloud-url", "http://x")
-            .with("cluster-id", "c")
-            .with("state-dir", "/s")
-            .with("heartbeat-interval-ms", "100")
-            .with("log-level", "debug")
-            .with("log-format", "json")
-            .with("services", "redis,mongo");
+        let mut args = vec!["voltd".to_owned()];
+        let mut expected = Flags::new();
+        for k in KEYS {
+            let Some(f) = k.flag else { continue };
+            let value = match k.kind {
+                Kind::WholeNumber => "100".to_owned(),
+                Kind::Choice(words) => words[words.len() - 1].to_owned(),
+                Kind::Text | Kind::List | Kind::ServiceSelection => format!("{}-value", f.name),
+            };
+            args.push(format!("--{}", f.name));
+            args.push(value.clone());
+            expected.set(f.name, value);
+        }
+        assert!(args.len() > 10, "{args:?}");
+        let p = Probe::try_parse_from(&args).unwrap();
         assert_eq!(p.overrides.0, expected);
-        let n = KEYS.iter().filter(|k| k.flag.is_some()).count();
-        assert_eq!(n, 7, "a new flag: add it to this test");
+        let p = Probe::try_parse_from(["voltd", "--cloud-url", "http://x", "--services", "none"])
+            .unwrap();
+        assert_eq!(
+            p.overrides.0,
+            Flags::new()
+                .with("cloud-url", "http://x")
+                .with("services", "none")
+        );
     }
 
     #[test]

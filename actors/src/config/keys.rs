@@ -49,6 +49,8 @@ pub enum Kind {
 pub struct Flag {
     pub name: &'static str,
     pub value_name: &'static str,
+    /// `--help` text when the key's meaning does not fit the flag.
+    pub help: Option<&'static str>,
 }
 
 /// What a key is when nothing sets it.
@@ -92,7 +94,17 @@ impl Key {
         self
     }
     const fn flag(mut self, name: &'static str, value_name: &'static str) -> Key {
-        self.flag = Some(Flag { name, value_name });
+        self.flag = Some(Flag {
+            name,
+            value_name,
+            help: None,
+        });
+        self
+    }
+    const fn flag_help(mut self, help: &'static str) -> Key {
+        if let Some(f) = &mut self.flag {
+            f.help = Some(help);
+        }
         self
     }
     const fn proxy_env(mut self) -> Key {
@@ -262,6 +274,9 @@ pub const KEYS: &[Key] = &[
         "`native` (voltd runs it), `external` (voltd only probes it) or `disabled`; the flag disables every service it does not name",
     )
     .flag("services", "all|none|LIST")
+    .flag_help(
+        "managed services to run: all (as configured), none, or a comma list such as redis,mongo (the others are disabled)",
+    )
     .kind(Kind::ServiceSelection),
     Key::new(
         "services.*.command",

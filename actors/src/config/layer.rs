@@ -8,7 +8,7 @@
 //! 3. Environment variables, then flags, are written at their key's path,
 //!    as the [`keys::KEYS`] row says.
 //! 4. A few defaults that depend on other keys are filled in
-//!    ([`derive`]: `socket_url`, the proxy from the environment, a
+//!    (`derive`: `socket_url`, the proxy from the environment, a
 //!    service's `restart_max_ms`).
 //! 5. The document is deserialised once into [`Settings`]; an error names
 //!    the key (`services.redis.bind: …`) and, when it came from one, the
