@@ -11,7 +11,7 @@
 //! | `voltd self-check` | a release candidate reads this config and state | 0 fit, 1 not |
 //! | `voltd update-guard [--install-dir D]` | before each start: count trial starts, roll back | always 0 |
 
-use crate::config::{self, Effective, Overrides};
+use crate::flags::Overrides;
 use crate::logging;
 use clap::{Parser, Subcommand};
 use otp::supervisor::Shutdown;
@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use voltd_actors::admin;
 use voltd_actors::cloud::enrollment;
 use voltd_actors::cloud::tls;
+use voltd_actors::config::{self, Loaded};
 use voltd_actors::daemon::{self, StartError};
 use voltd_actors::events::EventBus;
 
@@ -125,7 +126,8 @@ fn fail(code: i32, message: impl std::fmt::Display) -> i32 {
 pub fn main_with(cli: Cli) -> i32 {
     let env = config::process_env();
     match cli.command {
-        Command::Run { overrides } => match config::load(cli.config.as_deref(), &env, &overrides) {
+        Command::Run { overrides } => match config::load(cli.config.as_deref(), &env, &overrides.0)
+        {
             Ok(eff) => run(eff),
             Err(e) => fail(ExitCode::Config.code(), e),
         },
@@ -148,7 +150,7 @@ pub fn main_with(cli: Cli) -> i32 {
             logs(&dir, follow, tail, json)
         }
         Command::Provision { args, overrides } => {
-            match config::load(cli.config.as_deref(), &env, &overrides) {
+            match config::load(cli.config.as_deref(), &env, &overrides.0) {
                 Ok(eff) => crate::provision_cmd::provision(&eff, &args),
                 Err(e) => fail(ExitCode::Config.code(), e),
             }
@@ -160,9 +162,9 @@ pub fn main_with(cli: Cli) -> i32 {
         }
         Command::Config {
             command: ConfigCommand::Show { overrides },
-        } => match config::load(cli.config.as_deref(), &env, &overrides) {
-            Ok(eff) => {
-                print!("{}", config::show(&eff));
+        } => match config::load(cli.config.as_deref(), &env, &overrides.0) {
+            Ok(loaded) => {
+                print!("{}", config::show(&loaded));
                 0
             }
             Err(e) => fail(ExitCode::Config.code(), e),
@@ -172,7 +174,7 @@ pub fn main_with(cli: Cli) -> i32 {
 
 /// `voltd self-check`: the new release's half of the updater's check.
 fn self_check(config_path: Option<&Path>, env: &config::Env) -> i32 {
-    let eff = match config::load(config_path, env, &Overrides::default()) {
+    let eff = match config::load(config_path, env, &Overrides::default().0) {
         Ok(e) => e,
         Err(e) => return fail(1, e),
     };
@@ -209,16 +211,7 @@ fn state_dir_for(config_path: Option<&Path>, env: &config::Env, flag: Option<Pat
     if let Some(d) = flag {
         return d;
     }
-    if let Some(d) = env.get("VOLTD_STATE_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(d);
-    }
-    if let Ok(Some(p)) = config::config_path(config_path, env)
-        && let Ok(f) = config::FileConfig::load(&p)
-        && let Some(d) = f.state_dir
-    {
-        return d;
-    }
-    config::default_state_dir(env)
+    config::layer::state_dir_hint(config_path, env)
 }
 
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
@@ -228,8 +221,8 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 /// `voltd run`.
-pub fn run(eff: Effective) -> i32 {
-    if let Err(e) = logging::init(&eff.log_level, eff.log_format) {
+pub fn run(eff: Loaded) -> i32 {
+    if let Err(e) = logging::init(&eff.settings.log_level, eff.settings.log_format) {
         return fail(ExitCode::Config.code(), e);
     }
     logging::install_panic_hook();
@@ -296,7 +289,7 @@ fn enroll(
     token: Option<String>,
     write_config: Option<PathBuf>,
 ) -> i32 {
-    let mut eff = match config::load(config_path, env, &overrides) {
+    let mut eff = match config::load(config_path, env, &overrides.0) {
         Ok(e) => e,
         Err(e) => return fail(ExitCode::Config.code(), e),
     };
@@ -309,7 +302,7 @@ fn enroll(
             "no enrollment token: pass --token or set TEAM_CLUSTER_ENROLLMENT_TOKEN",
         );
     }
-    let _ = logging::init(&eff.log_level, eff.log_format);
+    let _ = logging::init(&eff.settings.log_level, eff.settings.log_format);
     tls::install_default_provider();
     let settings = eff.settings;
     let rt = match runtime() {
@@ -324,7 +317,7 @@ fn enroll(
         let bus = EventBus::default();
         let resolve = enrollment::resolve(&settings, &client, &bus);
         // The daemon retries forever; an interactive command gives up.
-        let limit = settings.socket.reconnect.max() * ENROLL_CLI_ATTEMPTS;
+        let limit = settings.socket.reconnect().max() * ENROLL_CLI_ATTEMPTS;
         let (creds, source) =
             tokio::time::timeout(limit.max(std::time::Duration::from_secs(60)), resolve)
                 .await
@@ -364,7 +357,7 @@ fn enroll(
 
 /// Writes (or updates) `cloud_url`, `team_cluster_id` and `state_dir` in a
 /// config file, keeping whatever else it holds.
-fn write_client_config(path: &Path, s: &voltd_actors::settings::Settings) -> Result<(), String> {
+fn write_client_config(path: &Path, s: &config::Settings) -> Result<(), String> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -374,7 +367,7 @@ fn write_client_config(path: &Path, s: &voltd_actors::settings::Settings) -> Res
         .parse()
         .map_err(|e| format!("cannot parse {}: {e}", path.display()))?;
     doc["cloud_url"] = toml_edit::value(s.cloud_url.to_string());
-    doc["team_cluster_id"] = toml_edit::value(s.team_cluster_id.clone());
+    doc["team_cluster_id"] = toml_edit::value(s.team_cluster_id.to_string());
     doc["state_dir"] = toml_edit::value(s.state_dir.display().to_string());
     doc.remove("enrollment_token");
     voltd_actors::host::fsutil::write_atomic(path, doc.to_string().as_bytes(), 0o600)
@@ -382,7 +375,7 @@ fn write_client_config(path: &Path, s: &voltd_actors::settings::Settings) -> Res
 }
 
 async fn ask(state_dir: &Path, req: Value) -> Result<admin::AdminClient, i32> {
-    let socket = state_dir.join("voltd.sock");
+    let socket = config::admin_socket(state_dir);
     admin::request(&socket, &req).await.map_err(|e| {
         fail(
             NOT_RUNNING,

@@ -4,8 +4,8 @@
 //! runtime picks them up; command output of the CLI goes to stdout too and
 //! errors to stderr.
 
-use crate::config::LogFormat;
 use tracing_subscriber::EnvFilter;
+use voltd_actors::config::LogFormat;
 
 /// Installs the global subscriber. `level` is a level (`info`) or any
 /// tracing filter (`voltd_actors=debug,info`).

@@ -8,9 +8,9 @@
 //! server; 1 when one cannot (the reason is printed) or the configuration
 //! or catalogue is invalid.
 
-use crate::config::Effective;
 use std::path::PathBuf;
 use voltd_actors::cloud::credentials;
+use voltd_actors::config::Loaded as Effective;
 use voltd_actors::host::download::DownloadEvent;
 use voltd_actors::provision::{
     self, ManifestPolicy, ProvisionEvent, ProvisionSettings, Provisioner, ServiceRequest,

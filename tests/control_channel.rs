@@ -368,13 +368,9 @@ async fn forced_socket_drop_fails_pending_work_and_handlers_answer_after_reconne
     let state = tempfile::tempdir().unwrap();
     let mut s = settings(&plane.base_url(), &created, state.path());
     // A fixed 1 s reconnect delay leaves a window to observe the down state.
-    s.socket.reconnect = otp::backoff::ExponentialBackoff::try_new(
-        Duration::from_secs(1),
-        Duration::from_secs(1),
-        1.0,
-        0.0,
-    )
-    .unwrap();
+    s.socket.reconnect_base = Duration::from_secs(1);
+    s.socket.reconnect_max = Duration::from_secs(1);
+    s.socket.reconnect_jitter = voltd_actors::config::Jitter::new(0.0).unwrap();
     let daemon = start_daemon(s);
     wait_connected(&plane, &id).await;
 

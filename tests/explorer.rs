@@ -35,7 +35,7 @@ async fn cluster_with_services() -> Cluster {
     let mut s = settings(&plane.base_url(), &created, state.path());
     s.services = support::native_services();
     std::fs::create_dir_all(files.path().join("data/runs")).unwrap();
-    s.host_files = voltd_actors::settings::HostFilesSettings::try_new(vec![(
+    s.host_files = voltd_actors::config::HostFilesSettings::try_new(vec![(
         "data".into(),
         files.path().join("data"),
     )])

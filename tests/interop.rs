@@ -16,8 +16,8 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use volt_protocol::ErrorCode;
 use voltd_actors::api::SendCommand;
+use voltd_actors::config::{CloudUrl, ClusterId, Settings};
 use voltd_actors::events::Event;
-use voltd_actors::settings::{CloudUrl, Settings};
 
 const SECS_10: Duration = Duration::from_secs(10);
 const CLUSTER: &str = "interop-cluster";
@@ -139,16 +139,15 @@ impl Drop for NodeServer {
 }
 
 fn daemon_settings(url: &str, state: &std::path::Path, password: &str) -> Settings {
-    let mut s = Settings::new(CloudUrl::parse(url).unwrap(), CLUSTER, state.to_path_buf());
+    let mut s = Settings::new(
+        CloudUrl::parse(url).unwrap(),
+        ClusterId::parse(CLUSTER).unwrap(),
+        state.to_path_buf(),
+    );
     s.daemon_password = Some(password.into());
     s.heartbeat_interval = Duration::from_millis(300);
-    s.socket.reconnect = otp::backoff::ExponentialBackoff::try_new(
-        Duration::from_millis(50),
-        Duration::from_millis(300),
-        2.0,
-        0.3,
-    )
-    .unwrap();
+    s.socket.reconnect_base = Duration::from_millis(50);
+    s.socket.reconnect_max = Duration::from_millis(300);
     s.socket.command_timeout = Duration::from_secs(5);
     s
 }

@@ -72,7 +72,7 @@ async fn services_come_up_with_the_manifest_credentials_and_are_operated_through
     s.services = services;
     s.install.fetch_manifest = true;
     s.install.ports = Some(ports);
-    s.install.install_root = install.path().to_path_buf();
+    s.install.install_root = voltd_actors::config::AbsPath::new(install.path()).unwrap();
     let daemon = start_daemon(s);
     let reg = daemon.services().clone();
 
@@ -254,7 +254,7 @@ async fn uninstall_stops_the_servers_before_deleting_their_data() {
     let state = tempfile::tempdir().unwrap();
     let install = tempfile::tempdir().unwrap();
     let mut s = settings(&plane.base_url(), &created, state.path());
-    s.install.install_root = install.path().to_path_buf();
+    s.install.install_root = voltd_actors::config::AbsPath::new(install.path()).unwrap();
     let mut services = support::native_services();
     services.mongo.mode = ServiceMode::Disabled;
     services.minio.mode = ServiceMode::Disabled;

@@ -21,10 +21,10 @@ use volt_protocol::envelope::{
     SessionData, SessionDetach, SessionEnd, SessionInput, SessionResizeMessage,
 };
 use voltd_actors::api::ChildState;
+use voltd_actors::config::{AbsPath, CloudUrl, Settings, TerminalSettings};
 use voltd_actors::daemon::DaemonHandle;
 use voltd_actors::events::Event;
 use voltd_actors::remote::terminal::ListSessions;
-use voltd_actors::settings::{CloudUrl, Settings, TerminalSettings};
 
 const SECS_10: Duration = Duration::from_secs(10);
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -276,7 +276,7 @@ fn exists(pid: u32) -> bool {
 
 fn sh(shell: &str) -> TerminalSettings {
     TerminalSettings {
-        shell: Some(shell.into()),
+        shell: Some(AbsPath::new(shell).unwrap()),
         ..TerminalSettings::default()
     }
 }
@@ -764,7 +764,7 @@ async fn shell_runs_as_the_configured_user() {
         return;
     }
     let rig = Rig::start(TerminalSettings {
-        user: Some("nobody".into()),
+        user: Some(voltd_actors::config::UserName::parse("nobody").unwrap()),
         ..sh("/bin/sh")
     })
     .await;

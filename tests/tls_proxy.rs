@@ -11,8 +11,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use voltd_actors::api::CredentialOrigin;
+use voltd_actors::config::{CloudUrl, ProxyUrl};
 use voltd_actors::events::Event;
-use voltd_actors::settings::{CloudUrl, ProxySettings};
 
 const SECS_10: Duration = Duration::from_secs(10);
 
@@ -173,11 +173,9 @@ async fn the_control_socket_goes_through_an_http_connect_proxy() {
     let mut s = settings(&plane.base_url(), &created, state.path());
     s.enrollment_token = None;
     s.daemon_password = Some(created.daemon_password.as_str().into());
-    s.socket.proxy = Some(ProxySettings {
-        address: format!("127.0.0.1:{proxy_port}"),
-        basic_auth: Some("user:pass".into()),
-        no_proxy: vec!["example.invalid".into()],
-    });
+    s.socket.proxy =
+        Some(ProxyUrl::parse(&format!("http://user:pass@127.0.0.1:{proxy_port}")).unwrap());
+    s.socket.no_proxy = vec!["example.invalid".into()];
     let daemon = start_daemon(s);
     wait_connected(&plane, &id).await;
     assert_eq!(tunnels.load(Ordering::SeqCst), 1);

@@ -48,12 +48,12 @@ use crate::cloud::dispatch::{DispatchSettings, Dispatcher};
 use crate::cloud::enrollment::{ENROLL_HTTP_TIMEOUT, Enrollment};
 use crate::cloud::heartbeat::Heartbeat;
 use crate::cloud::tls;
+use crate::config::Settings;
 use crate::events::EventBus;
 use crate::host::monitoring::{Monitoring, Sample};
 use crate::remote::terminal::{Attach, ListSessions, Sessions, TerminalWiring};
 use crate::remote::{self, ExtensionRegistry, HandlerContext};
 use crate::services::ServiceRegistry;
-use crate::settings::Settings;
 use crate::status::lifecycle::Lifecycle;
 use crate::status::{GetSnapshot, StatusActor, StatusWiring};
 use actix::Addr;
@@ -106,7 +106,7 @@ pub fn build(settings: Arc<Settings>, w: &Wiring) -> Result<SupervisorSpec, Stri
     tls::install_default_provider();
     let tls = tls::client_config(settings.socket.ca_file.as_deref()).map_err(|e| e.to_string())?;
     let http = tls::http_client(&tls, ENROLL_HTTP_TIMEOUT).map_err(|e| e.to_string())?;
-    settings.services.validate()?;
+    settings.validate()?;
 
     let lifecycle = Rc::new(Lifecycle {
         settings: settings.clone(),
@@ -195,7 +195,7 @@ pub fn build(settings: Arc<Settings>, w: &Wiring) -> Result<SupervisorSpec, Stri
             Ok(spawn_actor(actor).1)
         });
         SupervisorSpec::new("cloud", Strategy::RestForOne)
-            .intensity(settings.intensity)
+            .intensity(settings.supervisor.intensity())
             .child(enrollment)
             .child(dispatcher)
             .child(socket)
@@ -206,7 +206,7 @@ pub fn build(settings: Arc<Settings>, w: &Wiring) -> Result<SupervisorSpec, Stri
     let (s, w1) = (settings.clone(), w.clone());
     let admin = ChildSpec::new("admin", Restart::Permanent, move |env| {
         let actor = Admin::new(
-            s.admin_socket.clone(),
+            s.admin_socket(),
             w1.snapshots.clone(),
             w1.bus.clone(),
             env.exit.clone(),
@@ -237,7 +237,7 @@ pub fn build(settings: Arc<Settings>, w: &Wiring) -> Result<SupervisorSpec, Stri
         Ok(spawn_actor(actor).1)
     });
     let root = SupervisorSpec::new("root", Strategy::OneForOne)
-        .intensity(settings.intensity)
+        .intensity(settings.supervisor.intensity())
         .child(admin)
         .child(monitoring)
         .child(status);

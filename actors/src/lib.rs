@@ -12,8 +12,10 @@
 //! | heartbeat | `heartbeat.rs` | `runtime.heartbeat` every interval |
 //! | sessions | `sessions.rs` (+ `handlers/session.rs`) | host terminal: shell in a PTY per session |
 //! | services supervisor | `services/mod.rs` | one_for_one over the managed services; the service registry |
-//! | redis / mongo / minio | `services/{redis,mongo,minio}.rs` on `services/core.rs` (+ `process.rs`, `resolve.rs`, `settings.rs`) | run, probe, bootstrap and restart one managed service |
+//! | redis / mongo / minio | `services/{redis,mongo,minio}.rs` on `services/core.rs` (+ `process.rs`, `resolve.rs`; settings in `config/services.rs`) | run, probe, bootstrap and restart one managed service |
 //!
+//! Every actor is built with the `config::Settings` it needs (`config/`:
+//! the one configuration model, layered file → environment → flags).
 //! The tree is assembled in `daemon.rs`; every notable occurrence is an
 //! `events::Event` on the supervisor log stream.
 // `deny`, not `forbid`: exactly one function may opt out — the
@@ -23,12 +25,12 @@
 pub mod admin;
 pub mod api;
 pub mod cloud;
+pub mod config;
 pub mod daemon;
 pub mod events;
 pub mod host;
 pub mod provision;
 pub mod remote;
 pub mod services;
-pub mod settings;
 pub mod status;
 pub mod update;

@@ -9,15 +9,13 @@ mod support;
 use mongodb::bson::{Document, doc};
 use mongodb::options::WriteConcern;
 use otp::ExitCode;
-use otp::Intensity;
-use otp::backoff::ExponentialBackoff;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 use support::*;
 use volt_protocol::register::Secret;
+use voltd_actors::config::ServiceSettings;
 use voltd_actors::events::Event;
-use voltd_actors::services::settings::ServiceSettings;
 use voltd_actors::services::{
     CredentialSource, ServiceKind, ServiceMode, ServiceState, ServicesSettings, minio, mongo,
 };
@@ -277,14 +275,11 @@ async fn a_server_that_exits_at_once_hits_the_intensity_limit_then_retries_slowl
     let mut redis = ServiceSettings::defaults(ServiceKind::Redis, ServiceMode::Native);
     redis.command = vec!["/bin/sh".into(), "-c".into(), "exit 3".into()];
     redis.port = Some(free_port());
-    redis.restart_backoff = ExponentialBackoff::try_new(
-        Duration::from_millis(10),
-        Duration::from_millis(100),
-        2.0,
-        0.0,
-    )
-    .unwrap();
-    redis.intensity = Intensity::try_new(3, Duration::from_secs(60)).unwrap();
+    redis.restart_base = Duration::from_millis(10);
+    redis.restart_max = Duration::from_millis(100);
+    redis.restart_jitter = voltd_actors::config::Jitter::new(0.0).unwrap();
+    redis.max_restarts = 3;
+    redis.restart_window = Duration::from_secs(60);
     redis.failed_retry = Duration::from_secs(300);
     services.redis = redis;
     let svcs = Services::start(settings(state.path(), services));

@@ -2,7 +2,6 @@
 //! real actors run; virtual time makes seconds of waiting instant and exact.
 
 use otp::ExitSlot;
-use otp::backoff::ExponentialBackoff;
 use otp::supervisor::spawn_actor;
 use serde_json::json;
 use std::rc::Rc;
@@ -20,10 +19,10 @@ use voltd_actors::cloud::control_socket::ControlSocket;
 use voltd_actors::cloud::credentials::Credentials;
 use voltd_actors::cloud::dispatch::{DispatchSettings, Dispatcher};
 use voltd_actors::cloud::heartbeat::Heartbeat;
+use voltd_actors::config::{CloudUrl, ClusterId, Settings};
 use voltd_actors::daemon::Wiring;
 use voltd_actors::events::{Event, EventBus};
 use voltd_actors::host::monitoring::Monitoring;
-use voltd_actors::settings::{CloudUrl, Settings};
 
 /// tokio's timer has millisecond granularity and rounds each sleep up, so
 /// virtual instants land within a few ms of the exact value.
@@ -38,7 +37,11 @@ fn assert_about(actual: Duration, expected: Duration) {
 
 fn settings(url: &str) -> Settings {
     let dir = std::env::temp_dir().join(format!("voltd-timing-{}", std::process::id()));
-    let mut s = Settings::new(CloudUrl::parse(url).unwrap(), "c1", dir);
+    let mut s = Settings::new(
+        CloudUrl::parse(url).unwrap(),
+        ClusterId::parse("c1").unwrap(),
+        dir,
+    );
     s.heartbeat_interval = Duration::from_secs(10);
     s.socket.command_timeout = Duration::from_secs(30);
     s
@@ -246,9 +249,8 @@ async fn reconnect_attempts_follow_the_jittered_exponential_backoff() {
         .unwrap()
         .port();
     let mut s = settings(&format!("http://127.0.0.1:{port}"));
-    s.socket.reconnect =
-        ExponentialBackoff::try_new(Duration::from_millis(500), Duration::from_secs(4), 2.0, 0.3)
-            .unwrap();
+    s.socket.reconnect_base = Duration::from_millis(500);
+    s.socket.reconnect_max = Duration::from_secs(4);
     let s = Arc::new(s);
     let bus = EventBus::default();
     let wiring = Wiring::new(bus.clone());

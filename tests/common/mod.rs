@@ -2,13 +2,12 @@
 //! voltd either in-process (same actix system) or as the real binary.
 #![allow(dead_code)]
 
-use otp::backoff::ExponentialBackoff;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use volt_plane::{CreateClusterRequest, CreatedCluster, PlaneConfig, PlaneHandle};
+use voltd_actors::config::{CloudUrl, ClusterId, Settings};
 use voltd_actors::daemon::{self, DaemonHandle};
 use voltd_actors::events::{Event, Record};
-use voltd_actors::settings::{CloudUrl, Settings};
 
 /// Polls `f` every 20 ms until it returns `Some`, or panics after `within`.
 pub async fn eventually<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
@@ -51,18 +50,13 @@ pub async fn cluster(plane: &PlaneHandle) -> CreatedCluster {
 pub fn settings(base_url: &str, created: &CreatedCluster, state: &Path) -> Settings {
     let mut s = Settings::new(
         CloudUrl::parse(base_url).unwrap(),
-        created.team_cluster.id.clone(),
+        ClusterId::parse(&created.team_cluster.id).unwrap(),
         state.to_path_buf(),
     );
     s.enrollment_token = Some(created.enrollment_token.as_str().into());
     s.heartbeat_interval = Duration::from_secs(1);
-    s.socket.reconnect = ExponentialBackoff::try_new(
-        Duration::from_millis(50),
-        Duration::from_millis(400),
-        2.0,
-        0.3,
-    )
-    .unwrap();
+    s.socket.reconnect_base = Duration::from_millis(50);
+    s.socket.reconnect_max = Duration::from_millis(400);
     s.socket.command_timeout = Duration::from_secs(5);
     s.socket.register_timeout = Duration::from_secs(5);
     s

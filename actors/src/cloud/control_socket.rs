@@ -18,8 +18,8 @@
 
 use crate::api::link::{Link, OUTBOUND_QUEUE};
 use crate::api::{Credentials, CredentialsCell, Handle, SocketEvent};
+use crate::config::{CloudUrl, ProxyUrl, Settings};
 use crate::events::{Event, EventBus};
-use crate::settings::{CloudUrl, ProxySettings, Settings};
 use actix::prelude::*;
 use base64::Engine as _;
 use futures_util::{SinkExt, StreamExt};
@@ -84,7 +84,8 @@ struct Outcome {
 struct ConnParams {
     url: CloudUrl,
     tls: Arc<rustls::ClientConfig>,
-    proxy: Option<ProxySettings>,
+    /// The proxy for `url` (`no_proxy` already applied).
+    proxy: Option<ProxyUrl>,
     connect_timeout: Duration,
     register_timeout: Duration,
     creds: Credentials,
@@ -155,7 +156,11 @@ impl ControlSocket {
         let params = ConnParams {
             url: self.settings.socket_url.clone(),
             tls: self.tls.clone(),
-            proxy: self.settings.socket.proxy.clone(),
+            proxy: self
+                .settings
+                .socket
+                .proxy_for(self.settings.socket_url.host())
+                .cloned(),
             connect_timeout: self.settings.socket.connect_timeout,
             register_timeout: self.settings.socket.register_timeout,
             creds,
@@ -220,7 +225,7 @@ impl ControlSocket {
         {
             self.attempt = 0;
         }
-        let delay = self.settings.socket.reconnect.delay(self.attempt);
+        let delay = self.settings.socket.reconnect().delay(self.attempt);
         self.attempt = self.attempt.saturating_add(1);
         if was_registered {
             self.failing_logged = true;
@@ -331,8 +336,7 @@ async fn open_stream(p: &ConnParams) -> Result<TcpStream, String> {
         .trim_end_matches(']')
         .to_owned();
     let port = p.url.port();
-    let proxy = p.proxy.as_ref().filter(|px| !px.bypass(&host));
-    let stream = match proxy {
+    let stream = match &p.proxy {
         None => TcpStream::connect((host.as_str(), port))
             .await
             .map_err(|e| format!("connect {host}:{port}: {e}"))?,

@@ -12,10 +12,8 @@ use thiserror::Error;
 use volt_protocol::enrollment::InstallManifest;
 use volt_protocol::register::Secret;
 
-/// File name of the stored credentials inside the state directory.
-pub const CREDENTIALS_FILE: &str = "credentials.json";
-/// File name of the stored install manifest inside the state directory.
-pub const MANIFEST_FILE: &str = "install-manifest.json";
+/// File names inside the state directory (its layout is configuration).
+pub use crate::config::{CREDENTIALS_FILE, MANIFEST_FILE};
 /// Marker left by `runtime.uninstall` so a reboot does not resurrect voltd.
 pub const UNINSTALLED_MARKER: &str = "uninstalled";
 

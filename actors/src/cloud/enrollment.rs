@@ -14,9 +14,9 @@
 
 use crate::api::{CredentialOrigin, Credentials, CredentialsCell};
 use crate::cloud::credentials::{self, StoredCredentials};
+use crate::config::{CloudUrl, Settings};
 use crate::events::{Event, EventBus};
 use crate::host::clock::now_iso;
-use crate::settings::{CloudUrl, Settings};
 use actix::prelude::*;
 use otp::backoff::ExponentialBackoff;
 use otp::supervisor::StopChild;
@@ -166,7 +166,7 @@ fn store(settings: &Settings, password: &Secret) -> Result<(), ExitReason> {
     credentials::save(
         &settings.credentials_file(),
         &StoredCredentials {
-            team_cluster_id: settings.team_cluster_id.clone(),
+            team_cluster_id: settings.team_cluster_id.to_string(),
             daemon_password: password.clone(),
             cloud_url: settings.cloud_url.to_string(),
             enrolled_at: now_iso(),
@@ -199,7 +199,7 @@ pub async fn resolve(
 ) -> Result<(Credentials, Source), ExitReason> {
     let id = settings.team_cluster_id.clone();
     if let Some(stored) = credentials::load(&settings.credentials_file()).map_err(fatal_store)? {
-        if stored.team_cluster_id != id {
+        if stored.team_cluster_id != id.as_str() {
             return Err(ExitReason::fatal(
                 ExitCode::Config,
                 format!(
@@ -217,7 +217,7 @@ pub async fn resolve(
     }
 
     let creds = |password: Secret| Credentials {
-        team_cluster_id: id.clone(),
+        team_cluster_id: id.to_string(),
         daemon_password: password,
     };
 

@@ -10,9 +10,9 @@
 
 use crate::api::vocab::heartbeats_allowed;
 use crate::api::{CommandError, CredentialsCell, Handle, Outbox, SendCommand};
+use crate::config::Settings;
 use crate::events::{Delivery, Event, EventBus};
 use crate::host::monitoring::Sample;
-use crate::settings::Settings;
 use actix::prelude::*;
 use otp::supervisor::StopChild;
 use otp::{ExitCode, ExitReason, ExitSlot};
@@ -86,7 +86,7 @@ impl Heartbeat {
         let epoch = self.epoch;
         let monitoring = self.monitoring.clone();
         let latency = self.last_latency_ms;
-        let installed_version = self.settings.installed_version.clone();
+        let installed_version = self.settings.installed_version.to_string();
         let timeout = self.settings.socket.command_timeout;
         ctx.spawn(
             async move {

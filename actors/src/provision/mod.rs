@@ -45,11 +45,11 @@ pub use catalogue::{Artifact, Catalogue, CatalogueError, Layout, ManifestPolicy,
 pub use plan::{Plan, PlanItem, PlanOutcome};
 pub use version::ServiceVersion;
 
+use crate::config::ServiceSettings;
 use crate::host::download::{
     DEFAULT_MAX_SIZE, DownloadError, DownloadErrorKind, DownloadEvent, DownloadOptions,
     DownloadRequest, Downloader,
 };
-use crate::services::settings::ServiceSettings;
 use crate::services::{ServiceKind, process};
 use install::{DepsDir, Marker};
 use otp::ExponentialBackoff;

@@ -30,9 +30,9 @@ pub use crate::api::reply::{
 };
 
 use crate::api::{CredentialsCell, Handle, Outbox};
+use crate::config::Settings;
 use crate::events::EventBus;
 use crate::services::ServiceRegistry;
-use crate::settings::Settings;
 use crate::status::GetSnapshot;
 use crate::status::lifecycle::Lifecycle;
 use futures_util::future::LocalBoxFuture;

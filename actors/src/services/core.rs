@@ -21,12 +21,12 @@
 //! credentials, the server is restarted with the new ones.
 
 use super::process::{self, ManagedChild, SpawnSpec};
-use super::resolve::{self, Resolved};
-use super::settings::{ServiceMode, ServiceSettings, substitute};
+use super::resolve::{self, Resolved, substitute};
 use super::{Control, ServiceClient, ServiceKind, ServiceRegistry, ServiceState};
+use crate::config::Settings;
+use crate::config::{ServiceMode, ServiceSettings};
 use crate::events::{Event, EventBus};
 use crate::host::fsutil::{PRIVATE_DIR_MODE, SECRET_FILE_MODE, ensure_dir, write_atomic};
-use crate::settings::Settings;
 use actix::prelude::*;
 use otp::supervisor::{ChildSpec, Restart, StopChild, spawn_actor};
 use otp::{Decision, RestartPolicy};
@@ -224,7 +224,7 @@ impl<D: Driver> Core<D> {
         let svc = settings.services.get(D::KIND).clone();
         Core {
             driver,
-            policy: RestartPolicy::new(svc.intensity, svc.restart_backoff),
+            policy: RestartPolicy::new(svc.intensity(), svc.restart_backoff()),
             svc,
             settings,
             registry,

@@ -4,7 +4,6 @@
 //! | piece | file | job |
 //! |---|---|---|
 //! | registry, shared types, tree glue | `services/mod.rs` | what the rest of voltd sees: states, clients, restart/stop |
-//! | settings | `services/settings.rs` | per-service mode, command line, timeouts; production defaults |
 //! | credentials and ports | `services/resolve.rs` | install manifest → config → generated secrets |
 //! | supervision core | `services/core.rs` | the actor, state machine, probe loop, restart backoff and intensity |
 //! | processes | `services/process.rs` | spawn (own process group, parent-death signal), output capture, stop, pid files |
@@ -31,14 +30,14 @@ pub mod mongo;
 pub mod process;
 pub mod redis;
 pub mod resolve;
-pub mod settings;
 
 pub use crate::api::vocab::{ServiceKind, ServiceState};
+/// How each service is configured lives in `config::services`.
+pub use crate::config::{ServiceMode, ServiceSettings, ServicesSettings};
 pub use resolve::CredentialSource;
-pub use settings::{ServiceMode, ServiceSettings, ServicesSettings};
 
+use crate::config::Settings;
 use crate::events::EventBus;
-use crate::settings::Settings;
 use otp::supervisor::{ChildSpec, Restart, Strategy, SupervisorSpec};
 use serde::Serialize;
 use serde_json::Value;
@@ -331,8 +330,8 @@ pub fn supervisor_spec(
     if enabled.is_empty() {
         return None;
     }
-    let mut spec =
-        SupervisorSpec::new("services", Strategy::OneForOne).intensity(settings.intensity);
+    let mut spec = SupervisorSpec::new("services", Strategy::OneForOne)
+        .intensity(settings.supervisor.intensity());
     for kind in enabled {
         let child = match kind {
             ServiceKind::Redis => core::child_spec(

@@ -16,8 +16,8 @@
 
 use super::core::{Driver, Probe, ProbeError, Provisioning};
 use super::resolve::Resolved;
-use super::settings::ServiceSettings;
 use super::{ServiceClient, ServiceKind};
+use crate::config::ServiceSettings;
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::options::{ClientOptions, Credential, ServerAddress};
 use serde_json::{Value, json};

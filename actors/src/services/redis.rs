@@ -170,8 +170,8 @@ impl Driver for Redis {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ServiceMode;
     use crate::services::resolve::CredentialSource;
-    use crate::services::settings::ServiceMode;
     use volt_protocol::register::Secret;
 
     fn resolved() -> Resolved {

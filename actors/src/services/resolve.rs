@@ -12,10 +12,11 @@
 //! state directory so every restart reuses it.
 
 use super::ServiceKind;
-use super::settings::{ServiceMode, ServiceSettings, services_dir};
 use crate::cloud::credentials;
+use crate::config::Settings;
+use crate::config::services::services_dir;
+use crate::config::{ServiceMode, ServiceSettings};
 use crate::host::fsutil::{SECRET_FILE_MODE, write_json_atomic};
-use crate::settings::Settings;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -89,6 +90,17 @@ impl Resolved {
     pub fn pid_file(&self) -> PathBuf {
         self.services_dir.join(format!("{}.pid", self.kind.name()))
     }
+}
+
+/// Replaces every placeholder of `template` with its value (the pairs of
+/// [`Resolved::placeholders`]; `config::services::check_placeholders`
+/// rejected unknown ones at load).
+pub fn substitute(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = template.to_owned();
+    for (name, value) in values {
+        out = out.replace(&format!("{{{name}}}"), value);
+    }
+    out
 }
 
 /// The install manifest's modification time: a change means credentials or
@@ -326,15 +338,24 @@ pub fn resolve(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::CloudUrl;
+    use crate::config::{CloudUrl, ClusterId};
     use volt_protocol::enrollment::{FileMode, ManifestFile, ServicePorts};
 
     fn settings(dir: &Path) -> Settings {
         Settings::new(
             CloudUrl::parse("http://x").unwrap(),
-            "c1",
+            ClusterId::parse("c1").unwrap(),
             dir.to_path_buf(),
         )
+    }
+
+    #[test]
+    fn placeholders_are_substituted() {
+        assert_eq!(
+            substitute("{bind}:{port}", &[("bind", "127.0.0.1"), ("port", "9000")]),
+            "127.0.0.1:9000"
+        );
+        assert_eq!(substitute("{unknown}", &[("port", "1")]), "{unknown}");
     }
 
     fn file(path: &str, contents: &str) -> ManifestFile {

@@ -6,9 +6,9 @@
 
 use super::machine::{ChildView, StatusMachine};
 use crate::api::{CredentialsCell, Handle, Outbox, SendCommand, ServiceKind};
+use crate::config::Settings;
 use crate::events::{Delivery, Event, EventBus, Record};
 use crate::host::clock::now_iso;
-use crate::settings::Settings;
 use actix::prelude::*;
 use otp::supervisor::StopChild;
 use otp::{ExitReason, ExitSlot};
@@ -207,7 +207,7 @@ impl StatusActor {
         };
         let outbox = self.outbox.clone();
         self.reporting = true;
-        let installed_version = self.settings.installed_version.clone();
+        let installed_version = self.settings.installed_version.to_string();
         let bus = self.bus.clone();
         ctx.spawn(
             async move {
@@ -264,7 +264,7 @@ impl StatusActor {
             status,
             reason,
             server_status: self.machine.server_status(),
-            cluster_id: self.settings.team_cluster_id.clone(),
+            cluster_id: self.settings.team_cluster_id.to_string(),
             cloud_url: self.settings.cloud_url.to_string(),
             registered: self.machine.registered(),
             registered_since: self.registered_since.clone(),
@@ -276,7 +276,7 @@ impl StatusActor {
             children: self.machine.children().clone(),
             services: (self.service_details)(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
-            installed_version: self.settings.installed_version.clone(),
+            installed_version: self.settings.installed_version.to_string(),
             pid: std::process::id(),
             started_at: self.started_at.clone(),
             uptime_seconds: self.started.elapsed().as_secs(),

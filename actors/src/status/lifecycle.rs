@@ -17,11 +17,11 @@
 
 use crate::api::vocab::{ActionStage, RuntimeAction};
 use crate::api::{CredentialsCell, Handle, Outbox, SendCommand};
-use crate::cloud::credentials::{CREDENTIALS_FILE, MANIFEST_FILE, UNINSTALLED_MARKER};
+use crate::cloud::credentials::UNINSTALLED_MARKER;
+use crate::config::Settings;
 use crate::events::{Event, EventBus};
 use crate::host::fsutil::{SECRET_FILE_MODE, write_atomic};
 use crate::services::ServiceRegistry;
-use crate::settings::Settings;
 use otp::ExitCode;
 use otp::supervisor::Shutdown;
 use std::path::{Path, PathBuf};
@@ -64,7 +64,7 @@ async fn report_status(ctx: &Lifecycle, status: ClusterStatus, reason: Option<St
         team_cluster_id: creds.team_cluster_id,
         daemon_password: creds.daemon_password,
         status,
-        installed_version: Some(ctx.settings.installed_version.clone()),
+        installed_version: Some(ctx.settings.installed_version.to_string()),
         reason: reason.clone(),
     };
     let Ok(payload) = serde_json::to_value(payload) else {
@@ -129,11 +129,8 @@ pub fn uninstall_targets(ctx: &Lifecycle) -> (Vec<PathBuf>, Vec<PathBuf>) {
     let s = &ctx.settings;
     let mut dirs = vec![s.install_dir()];
     dirs.extend(s.services.owned_data_dirs(&s.state_dir));
-    dirs.push(crate::services::settings::services_dir(&s.state_dir));
-    let files = vec![
-        s.state_dir.join(CREDENTIALS_FILE),
-        s.state_dir.join(MANIFEST_FILE),
-    ];
+    dirs.push(s.services_dir());
+    let files = vec![s.credentials_file(), s.manifest_file()];
     (dirs, files)
 }
 

@@ -8,7 +8,7 @@
 //! the server or starts a service.
 
 use super::UpdateError;
-use crate::settings::Settings;
+use crate::config::Settings;
 use serde::Serialize;
 use std::path::Path;
 use std::process::Stdio;
@@ -55,7 +55,7 @@ pub fn check(settings: &Settings) -> Result<Report, String> {
         .map_err(|e| format!("stored install manifest: {e}"))?;
     Ok(Report {
         version: env!("CARGO_PKG_VERSION").to_owned(),
-        cluster_id: settings.team_cluster_id.clone(),
+        cluster_id: settings.team_cluster_id.to_string(),
         state_dir: dir.display().to_string(),
         enrolled: creds.is_some(),
         manifest: manifest.is_some(),

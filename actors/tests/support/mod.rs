@@ -6,18 +6,16 @@
 
 use actix::Addr;
 use otp::ExitCode;
-use otp::Intensity;
-use otp::backoff::ExponentialBackoff;
 use otp::supervisor::{Shutdown, Supervisor};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
+use voltd_actors::config::{CloudUrl, ClusterId, Settings};
 use voltd_actors::events::{Event, EventBus};
 use voltd_actors::services::{
     self, ServiceKind, ServiceRegistry, ServiceState, ServiceView, ServicesSettings,
 };
-use voltd_actors::settings::{CloudUrl, Settings};
 
 /// Generous: three servers start in parallel with the rest of the suite.
 pub const WITHIN: Duration = Duration::from_secs(60);
@@ -131,14 +129,10 @@ pub fn native_services() -> ServicesSettings {
         svc.start_timeout = Duration::from_secs(45);
         svc.stop_timeout = Duration::from_secs(10);
         svc.unhealthy_after = 5;
-        svc.restart_backoff = ExponentialBackoff::try_new(
-            Duration::from_millis(50),
-            Duration::from_millis(500),
-            2.0,
-            0.2,
-        )
-        .unwrap();
-        svc.intensity = Intensity::try_new(5, Duration::from_secs(60)).unwrap();
+        svc.restart_base = Duration::from_millis(50);
+        svc.restart_max = Duration::from_millis(500);
+        svc.max_restarts = 5;
+        svc.restart_window = Duration::from_secs(60);
         svc.env.clear();
     }
     all.redis.command = redis_command();
@@ -151,7 +145,7 @@ pub fn native_services() -> ServicesSettings {
 pub fn settings(state: &Path, services: ServicesSettings) -> Settings {
     let mut s = Settings::new(
         CloudUrl::parse("http://127.0.0.1:9").unwrap(),
-        "services-test",
+        ClusterId::parse("services-test").unwrap(),
         state.to_path_buf(),
     );
     s.services = services;

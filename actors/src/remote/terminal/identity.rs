@@ -5,7 +5,7 @@
 //! (voltd's own environment may hold the daemon password).
 
 use super::AttachError;
-use crate::settings::TerminalSettings;
+use crate::config::TerminalSettings;
 use nix::unistd::{Uid, User};
 use portable_pty::CommandBuilder;
 use std::ffi::OsString;

@@ -63,8 +63,8 @@ pub use spawn::OUTPUT_QUEUE;
 
 use crate::api::link::Link;
 use crate::api::{Handle, Outbox, Route, Router};
+use crate::config::TerminalSettings;
 use crate::events::{Delivery, Event, EventBus};
-use crate::settings::TerminalSettings;
 use actix::prelude::*;
 use identity::resolve_identity;
 use nix::unistd::Uid;
@@ -626,13 +626,12 @@ impl Handler<StopChild> for Sessions {
 mod tests {
     use super::*;
     use base64::Engine as _;
-    use std::path::PathBuf;
     use tokio::sync::mpsc;
     use tokio_tungstenite::tungstenite::Message as WsMessage;
 
     fn settings(shell: &str) -> TerminalSettings {
         TerminalSettings {
-            shell: Some(PathBuf::from(shell)),
+            shell: Some(crate::config::AbsPath::new(shell).unwrap()),
             ..TerminalSettings::default()
         }
     }

@@ -1,14 +1,15 @@
-//! Per-service settings: how each managed service is run and watched.
+//! `[services.redis]`, `[services.mongo]`, `[services.minio]`: how each
+//! managed service is run and watched.
 //!
-//! The `voltd` binary fills these from `[services.<name>]` in its config
-//! file (`src/service_config.rs`); tests and embedders build them directly.
-//! [`ServicesSettings::native`] holds the production defaults,
-//! [`ServicesSettings::disabled`] manages nothing (the library default, so
-//! an embedder opts in explicitly).
+//! [`ServicesSettings::native`] holds the production defaults (the config
+//! file's starting point), [`ServicesSettings::disabled`] manages nothing
+//! (what `Settings::new` starts from, so an embedder opts in explicitly).
 
-use super::ServiceKind;
+use super::values::{AbsPath, Jitter, ms, secs};
+use crate::api::vocab::ServiceKind;
 use otp::Intensity;
 use otp::backoff::ExponentialBackoff;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
@@ -55,6 +56,10 @@ pub const DEFAULT_BIND: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// provisions the root user, see `services::mongo`).
 pub const DEFAULT_MONGO_AUTH_FLAG: &str = "--auth";
 
+/// The managed services' pid files, configs, secrets and data, inside the
+/// state directory.
+pub const SERVICES_DIR: &str = "services";
+
 /// The placeholders a command line or environment value may use.
 pub const PLACEHOLDERS: [&str; 7] = [
     "port",
@@ -67,7 +72,7 @@ pub const PLACEHOLDERS: [&str; 7] = [
 ];
 
 /// Who runs a service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ServiceMode {
     /// voltd spawns and supervises the server process.
@@ -96,71 +101,84 @@ impl fmt::Display for ServiceMode {
     }
 }
 
-/// How one service is run and watched.
-#[derive(Clone, PartialEq)]
+/// How one service is run and watched (`[services.<name>]`).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ServiceSettings {
     pub mode: ServiceMode,
     /// The command line (native mode), one argument per element, with
     /// `{port}`, `{bind}`, `{host}`, `{data_dir}`, `{user}`, `{password}`
     /// and `{config_file}` replaced at every start. The first element is the
-    /// binary, looked up in `PATH` unless it contains a `/`.
+    /// binary, looked up in `PATH` unless it contains a `/`. The file may
+    /// give one string (split on whitespace) or an array.
+    #[serde(deserialize_with = "command_line")]
     pub command: Vec<String>,
     /// Extra environment of the child (same placeholders). Values may hold
-    /// secrets, so `Debug` shows the keys only.
+    /// secrets, so `Debug` shows the keys only and serialising (`config
+    /// show`) masks secret-looking ones.
+    #[serde(serialize_with = "redact_env")]
     pub env: BTreeMap<String, String>,
     /// Port; `None` = the install manifest's, else `[install] ports`, else
     /// the service's well-known port.
     pub port: Option<u16>,
     /// Address the server listens on (native mode).
+    #[serde(deserialize_with = "ip_address")]
     pub bind: IpAddr,
     /// Host voltd connects to; `None` = loopback (or the bind address when
     /// it is a specific one). Mostly for external mode.
+    #[serde(default, deserialize_with = "trimmed")]
     pub host: Option<String>,
     /// Data directory; `None` = `<state dir>/services/<name>`.
-    pub data_dir: Option<PathBuf>,
+    pub data_dir: Option<AbsPath>,
     /// User name; the install manifest's wins (the VOLT server uses it).
+    #[serde(default, deserialize_with = "trimmed")]
     pub user: Option<String>,
     /// Password; the install manifest's wins. Without either, voltd
     /// generates one and stores it under the state directory.
+    #[serde(default, serialize_with = "super::values::redact")]
     pub password: Option<Secret>,
+    #[serde(rename = "probe_interval_ms", with = "ms")]
     pub probe_interval: Duration,
+    #[serde(rename = "probe_timeout_ms", with = "ms")]
     pub probe_timeout: Duration,
     /// How long a started server may take to answer its first probe.
+    #[serde(rename = "start_timeout_ms", with = "ms")]
     pub start_timeout: Duration,
     /// SIGTERM → SIGKILL grace period.
+    #[serde(rename = "stop_timeout_ms", with = "ms")]
     pub stop_timeout: Duration,
     /// Consecutive failed probes before the service counts as unhealthy.
+    #[serde(deserialize_with = "super::values::at_least_one")]
     pub unhealthy_after: u32,
-    /// Delay before each restart after a crash or an unhealthy spell.
-    pub restart_backoff: ExponentialBackoff,
-    /// More restarts than this within its window → `failed`.
-    pub intensity: Intensity,
+    /// First restart delay; see [`ServiceSettings::restart_backoff`].
+    #[serde(rename = "restart_base_ms", with = "ms")]
+    pub restart_base: Duration,
+    /// Longest restart delay.
+    #[serde(rename = "restart_max_ms", with = "ms")]
+    pub restart_max: Duration,
+    /// Spread of the restart delay: not a config key (always ±20 %);
+    /// tests set 0 to see exact delays.
+    #[serde(skip, default = "default_restart_jitter")]
+    pub restart_jitter: Jitter,
+    /// More restarts than this within `restart_window` → `failed`.
+    pub max_restarts: u32,
+    #[serde(rename = "restart_window_secs", with = "secs")]
+    pub restart_window: Duration,
     /// How often a `failed` service is tried again.
+    #[serde(rename = "failed_retry_secs", with = "secs")]
     pub failed_retry: Duration,
     /// MongoDB only: the argument dropped from the command line while the
-    /// root user is provisioned (`None` = the command has no auth switch).
+    /// root user is provisioned (`None`, or `""` in the file = the command
+    /// has no auth switch).
+    #[serde(default, deserialize_with = "super::values::non_blank")]
     pub auth_flag: Option<String>,
 }
 
 impl fmt::Debug for ServiceSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // A test or stand-in command line may hold the password literally.
-        let password = self
-            .password
-            .as_ref()
-            .map(Secret::expose)
-            .filter(|p| !p.is_empty());
-        let command: Vec<String> = self
-            .command
-            .iter()
-            .map(|a| match password {
-                Some(p) => a.replace(p, "***"),
-                None => a.clone(),
-            })
-            .collect();
         f.debug_struct("ServiceSettings")
             .field("mode", &self.mode)
-            .field("command", &command)
+            .field("command", &self.masked_command())
             .field("env_keys", &self.env.keys().collect::<Vec<_>>())
             .field("port", &self.port)
             .field("bind", &self.bind)
@@ -173,38 +191,72 @@ impl fmt::Debug for ServiceSettings {
             .field("start_timeout", &self.start_timeout)
             .field("stop_timeout", &self.stop_timeout)
             .field("unhealthy_after", &self.unhealthy_after)
-            .field("restart_backoff", &self.restart_backoff)
-            .field("intensity", &self.intensity)
+            .field("restart_base", &self.restart_base)
+            .field("restart_max", &self.restart_max)
+            .field("restart_jitter", &self.restart_jitter)
+            .field("max_restarts", &self.max_restarts)
+            .field("restart_window", &self.restart_window)
             .field("failed_retry", &self.failed_retry)
             .field("auth_flag", &self.auth_flag)
             .finish()
     }
 }
 
+/// A command line: one string split on whitespace, or one argument per
+/// element (for arguments with spaces).
+fn command_line<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum CommandLine {
+        Line(String),
+        Args(Vec<String>),
+    }
+    let line = CommandLine::deserialize(d).map_err(|_: D::Error| {
+        serde::de::Error::custom("must be a string or an array of strings")
+    })?;
+    Ok(match line {
+        CommandLine::Line(l) => l.split_whitespace().map(str::to_owned).collect(),
+        CommandLine::Args(a) => a,
+    })
+}
+
+fn ip_address<'de, D: Deserializer<'de>>(d: D) -> Result<IpAddr, D::Error> {
+    let text = String::deserialize(d)?;
+    text.trim()
+        .parse()
+        .map_err(|_| serde::de::Error::custom(format!("must be an IP address, got {text:?}")))
+}
+
+fn trimmed<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.map(|s| s.trim().to_owned()))
+}
+
+/// Whether an environment variable name suggests a secret value.
+pub fn secret_env_name(name: &str) -> bool {
+    let n = name.to_ascii_uppercase();
+    ["PASS", "SECRET", "TOKEN", "KEY", "CREDENTIAL"]
+        .iter()
+        .any(|w| n.contains(w))
+}
+
+/// Secret-looking values (not placeholders like `{password}`) as `***`.
+fn redact_env<S: Serializer>(env: &BTreeMap<String, String>, s: S) -> Result<S::Ok, S::Error> {
+    let shown: BTreeMap<&str, &str> = env
+        .iter()
+        .map(|(k, v)| {
+            let v = if secret_env_name(k) && !v.starts_with('{') {
+                "***"
+            } else {
+                v.as_str()
+            };
+            (k.as_str(), v)
+        })
+        .collect();
+    shown.serialize(s)
+}
+
 fn args(words: &[&str]) -> Vec<String> {
     words.iter().map(|w| (*w).to_owned()).collect()
-}
-
-/// The default restart backoff (see the constants).
-pub fn default_restart_backoff() -> ExponentialBackoff {
-    match ExponentialBackoff::try_new(
-        DEFAULT_RESTART_BASE,
-        DEFAULT_RESTART_MAX,
-        2.0,
-        DEFAULT_RESTART_JITTER,
-    ) {
-        Ok(b) => b,
-        // 500 ms ≤ 30 s, factor 2, jitter 0.2: valid by construction.
-        Err(e) => unreachable!("default service restart backoff is valid: {e}"),
-    }
-}
-
-/// The default restart intensity (see the constants).
-pub fn default_intensity() -> Intensity {
-    match Intensity::try_new(DEFAULT_MAX_RESTARTS, DEFAULT_RESTART_WINDOW) {
-        Ok(i) => i,
-        Err(e) => unreachable!("default service intensity has a non-zero window: {e}"),
-    }
 }
 
 impl ServiceSettings {
@@ -260,8 +312,11 @@ impl ServiceSettings {
             start_timeout: DEFAULT_START_TIMEOUT,
             stop_timeout: DEFAULT_STOP_TIMEOUT,
             unhealthy_after: DEFAULT_UNHEALTHY_AFTER,
-            restart_backoff: default_restart_backoff(),
-            intensity: default_intensity(),
+            restart_base: DEFAULT_RESTART_BASE,
+            restart_max: DEFAULT_RESTART_MAX,
+            restart_jitter: default_restart_jitter(),
+            max_restarts: DEFAULT_MAX_RESTARTS,
+            restart_window: DEFAULT_RESTART_WINDOW,
             failed_retry: DEFAULT_FAILED_RETRY,
             auth_flag,
         }
@@ -269,13 +324,62 @@ impl ServiceSettings {
 
     /// The data directory: configured, else `<state dir>/services/<name>`.
     pub fn data_dir(&self, kind: ServiceKind, state_dir: &Path) -> PathBuf {
-        self.data_dir
-            .clone()
-            .unwrap_or_else(|| services_dir(state_dir).join(kind.name()))
+        match &self.data_dir {
+            Some(d) => d.to_path_buf(),
+            None => services_dir(state_dir).join(kind.name()),
+        }
+    }
+
+    /// The command line with a literal password replaced by `***` (a test
+    /// or stand-in command line may hold it).
+    pub fn masked_command(&self) -> Vec<String> {
+        let password = self
+            .password
+            .as_ref()
+            .map(Secret::expose)
+            .filter(|p| !p.is_empty());
+        self.command
+            .iter()
+            .map(|a| match password {
+                Some(p) => a.replace(p, "***"),
+                None => a.clone(),
+            })
+            .collect()
+    }
+
+    /// The delay before each restart after a crash or an unhealthy spell:
+    /// `restart_base` doubling up to `restart_max`, ±`restart_jitter`.
+    pub fn try_restart_backoff(&self) -> Result<ExponentialBackoff, String> {
+        ExponentialBackoff::try_new(
+            self.restart_base,
+            self.restart_max,
+            2.0,
+            self.restart_jitter.get(),
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    /// [`Self::try_restart_backoff`], falling back to the defaults only for
+    /// values [`Self::validate`] rejects.
+    pub fn restart_backoff(&self) -> ExponentialBackoff {
+        self.try_restart_backoff()
+            .unwrap_or_else(|_| default_restart_backoff())
+    }
+
+    /// More than `max_restarts` restarts within `restart_window` → `failed`.
+    pub fn try_intensity(&self) -> Result<Intensity, String> {
+        Intensity::try_new(self.max_restarts, self.restart_window)
+    }
+
+    /// [`Self::try_intensity`], falling back to the defaults only for
+    /// values [`Self::validate`] rejects.
+    pub fn intensity(&self) -> Intensity {
+        self.try_intensity().unwrap_or_else(|_| default_intensity())
     }
 
     /// Checks what can be checked without the manifest: the clear error an
     /// operator gets from `voltd run` instead of a service that never starts.
+    /// A disabled service is not checked.
     pub fn validate(&self, kind: ServiceKind) -> Result<(), String> {
         let key = |k: &str| format!("services.{}.{k}", kind.name());
         if self.mode == ServiceMode::Disabled {
@@ -307,11 +411,6 @@ impl ServiceSettings {
         {
             return Err(format!("{} must be a host name or address", key("host")));
         }
-        if let Some(d) = &self.data_dir
-            && !d.is_absolute()
-        {
-            return Err(format!("{} must be an absolute path", key("data_dir")));
-        }
         for (what, value) in [
             ("user", self.user.as_deref()),
             ("password", self.password.as_ref().map(Secret::expose)),
@@ -340,6 +439,10 @@ impl ServiceSettings {
         if self.unhealthy_after == 0 {
             return Err(format!("{} must be at least 1", key("unhealthy_after")));
         }
+        self.try_restart_backoff()
+            .map_err(|e| format!("services.{} restart delay: {e}", kind.name()))?;
+        self.try_intensity()
+            .map_err(|e| format!("services.{}: {e}", kind.name()))?;
         if self.auth_flag.is_some() && kind != ServiceKind::Mongo {
             return Err(format!(
                 "{} only applies to services.mongo",
@@ -347,6 +450,35 @@ impl ServiceSettings {
             ));
         }
         Ok(())
+    }
+}
+
+fn default_restart_jitter() -> Jitter {
+    match Jitter::new(DEFAULT_RESTART_JITTER) {
+        Ok(j) => j,
+        Err(e) => unreachable!("0.2 is within 0..=1: {e}"),
+    }
+}
+
+/// The default restart backoff (see the constants).
+pub fn default_restart_backoff() -> ExponentialBackoff {
+    match ExponentialBackoff::try_new(
+        DEFAULT_RESTART_BASE,
+        DEFAULT_RESTART_MAX,
+        2.0,
+        DEFAULT_RESTART_JITTER,
+    ) {
+        Ok(b) => b,
+        // 500 ms ≤ 30 s, factor 2, jitter 0.2: valid by construction.
+        Err(e) => unreachable!("default service restart backoff is valid: {e}"),
+    }
+}
+
+/// The default restart intensity (see the constants).
+pub fn default_intensity() -> Intensity {
+    match Intensity::try_new(DEFAULT_MAX_RESTARTS, DEFAULT_RESTART_WINDOW) {
+        Ok(i) => i,
+        Err(e) => unreachable!("default service intensity has a non-zero window: {e}"),
     }
 }
 
@@ -373,23 +505,15 @@ pub fn check_placeholders(template: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Replaces every placeholder of `template` with its value.
-pub fn substitute(template: &str, values: &[(&str, &str)]) -> String {
-    let mut out = template.to_owned();
-    for (name, value) in values {
-        out = out.replace(&format!("{{{name}}}"), value);
-    }
-    out
-}
-
 /// `<state dir>/services`: pid files, generated configs and secrets, and
 /// the default data directories.
 pub fn services_dir(state_dir: &Path) -> PathBuf {
-    state_dir.join("services")
+    state_dir.join(SERVICES_DIR)
 }
 
-/// All three services.
-#[derive(Debug, Clone, PartialEq)]
+/// `[services]`: all three services.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ServicesSettings {
     pub redis: ServiceSettings,
     pub mongo: ServiceSettings,
@@ -495,6 +619,8 @@ mod tests {
         );
         assert!(ServicesSettings::disabled().enabled().is_empty());
         assert!(s.validate().is_ok());
+        assert_eq!(s.redis.restart_backoff(), default_restart_backoff());
+        assert_eq!(s.redis.intensity(), default_intensity());
     }
 
     #[test]
@@ -512,11 +638,7 @@ mod tests {
     }
 
     #[test]
-    fn placeholders_are_substituted_and_typos_rejected() {
-        assert_eq!(
-            substitute("{bind}:{port}", &[("bind", "127.0.0.1"), ("port", "9000")]),
-            "127.0.0.1:9000"
-        );
+    fn placeholder_typos_are_rejected() {
         assert!(check_placeholders("--dbpath {data_dir}").is_ok());
         assert!(
             check_placeholders("{\"json\": 1}").is_ok(),
@@ -552,8 +674,15 @@ mod tests {
         assert!(s.validate().unwrap_err().contains("unhealthy_after"));
 
         let mut s = ServicesSettings::native();
-        s.mongo.data_dir = Some(PathBuf::from("relative"));
-        assert!(s.validate().unwrap_err().contains("data_dir"));
+        s.minio.restart_base = Duration::from_millis(500);
+        s.minio.restart_max = Duration::from_millis(100);
+        let err = s.validate().unwrap_err();
+        assert!(err.contains("services.minio restart delay"), "{err}");
+        assert_eq!(s.minio.restart_backoff(), default_restart_backoff());
+
+        let mut s = ServicesSettings::native();
+        s.redis.restart_window = Duration::ZERO;
+        assert!(s.validate().unwrap_err().contains("services.redis"));
 
         // A disabled service is not checked at all.
         let mut s = ServicesSettings::native();
