@@ -27,6 +27,7 @@ pub mod daemon;
 pub mod events;
 pub mod exit;
 pub mod host;
+pub mod jobs;
 pub mod peers;
 pub mod remote;
 pub mod services;
