@@ -315,15 +315,15 @@ pub async fn clear_history(queues: &JobQueues, payload: &Value) -> Result<Value,
     let mut out = Vec::new();
     for id in ids {
         let record = status.get(&id).await?;
-        if let Some(r) = &record {
-            if r.team_id.as_deref() != Some(req.team_id.as_str()) {
-                out.push(JobResult {
-                    job_id: id,
-                    outcome: Outcome::NotFound,
-                    error: None,
-                });
-                continue;
-            }
+        if let Some(r) = &record
+            && r.team_id.as_deref() != Some(req.team_id.as_str())
+        {
+            out.push(JobResult {
+                job_id: id,
+                outcome: Outcome::NotFound,
+                error: None,
+            });
+            continue;
         }
         let found = queues.find(&id).await?;
         if let Some((queue, _)) = &found {

@@ -287,10 +287,10 @@ mod tests {
         ));
         let run = tokio::spawn(async move { ctx.run_process(cmd).await });
         let pid = loop {
-            if let Ok(s) = std::fs::read_to_string(&pidfile) {
-                if let Ok(p) = s.trim().parse::<i32>() {
-                    break p;
-                }
+            if let Ok(s) = std::fs::read_to_string(&pidfile)
+                && let Ok(p) = s.trim().parse::<i32>()
+            {
+                break p;
             }
             tokio::task::yield_now().await;
         };

@@ -311,8 +311,8 @@ impl Inner {
         let deadline = self.executor.deadline(&input);
         let (ctx, mut reports) = JobContext::new(input, token.clone());
         let executor = self.executor.clone();
-        let run = executor.run(ctx);
-        tokio::pin!(run);
+        // Boxed (async_trait), so dropping it below really ends it.
+        let mut run = executor.run(ctx);
         let deadline_at = Instant::now() + deadline;
         let mut expired = false;
         let mut grace_at: Option<Instant> = None;
@@ -385,10 +385,10 @@ impl Inner {
         match report {
             Report::Log(line) => {
                 *logged += 1;
-                if *logged <= MAX_LOG_LINES {
-                    if let Err(e) = job.log(&line).await {
-                        warn!(queue = %self.queue, job_id = job.id(), error = %e, "Could not store a job log line.");
-                    }
+                if *logged <= MAX_LOG_LINES
+                    && let Err(e) = job.log(&line).await
+                {
+                    warn!(queue = %self.queue, job_id = job.id(), error = %e, "Could not store a job log line.");
                 }
             }
             Report::Progress(value) => {

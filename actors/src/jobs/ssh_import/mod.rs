@@ -35,7 +35,7 @@ use s3::Bucket;
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use transfer::{Ledger, Totals, already_uploaded, job_tag, upload, walk};
+use transfer::{Ledger, Target, Totals, already_uploaded, job_tag, upload, walk};
 
 /// The bucket imports land in (volt-protocol.md §7.3).
 pub const DUMPS_BUCKET: &str = "volt-dumps";
@@ -89,6 +89,9 @@ impl SshImport {
     }
 }
 
+/// What `check_server_key` decided, read back after the handshake.
+type Verdict = Arc<Mutex<Option<Result<(Trust, String), HostKeyError>>>>;
+
 enum Policy {
     Known(KnownHosts),
     Tofu(TofuStore),
@@ -98,7 +101,7 @@ struct Client {
     host: String,
     port: u16,
     policy: Arc<Policy>,
-    verdict: Arc<Mutex<Option<Result<(Trust, String), HostKeyError>>>>,
+    verdict: Verdict,
 }
 
 impl client::Handler for Client {
@@ -291,12 +294,15 @@ impl SshImport {
                 ));
                 resumed += 1;
             } else {
+                let target = Target {
+                    bucket: &self.bucket,
+                    key: &key,
+                    tag: &tag,
+                };
                 let sent = upload(
                     sftp,
-                    &self.bucket,
                     file,
-                    &key,
-                    &tag,
+                    &target,
                     ctx,
                     &totals,
                     self.settings.progress_every,

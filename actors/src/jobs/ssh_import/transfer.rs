@@ -263,14 +263,20 @@ pub struct Totals {
     pub bytes_done: u64,
 }
 
-/// Streams one remote file to `key`, reporting progress every
+/// Where one file goes.
+pub struct Target<'a> {
+    pub bucket: &'a Bucket,
+    pub key: &'a str,
+    /// [`job_tag`] of the job.
+    pub tag: &'a str,
+}
+
+/// Streams one remote file to its [`Target`], reporting progress every
 /// `every` and stopping at once on cancellation. Returns bytes sent.
 pub async fn upload(
     sftp: &SftpSession,
-    bucket: &Bucket,
     file: &RemoteFile,
-    key: &str,
-    tag: &str,
+    target: &Target<'_>,
     ctx: &JobContext,
     totals: &Totals,
     every: Duration,
@@ -281,10 +287,11 @@ pub async fn upload(
         .map_err(|e| sftp_err(&format!("opening {}", file.rel), e))?;
     let read = Arc::new(AtomicU64::new(0));
     let mut reader = Counting::new(remote, read.clone());
-    let builder = bucket
-        .put_object_stream_builder(key)
+    let builder = target
+        .bucket
+        .put_object_stream_builder(target.key)
         .with_content_type("application/octet-stream")
-        .with_metadata(TAG_KEY, tag)
+        .with_metadata(TAG_KEY, target.tag)
         .map_err(|e| JobError::Fatal(format!("object metadata: {e}")))?
         .with_max_concurrent_chunks(PARTS_IN_FLIGHT);
     let put = builder.execute_stream(&mut reader);
