@@ -298,12 +298,19 @@ mod tests {
         token.cancel();
         assert_eq!(run.await.unwrap(), Err(JobError::Cancelled));
         assert!(started.elapsed() < Duration::from_secs(2));
-        // The grandchild is gone (or a zombie awaiting init's reaping).
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        assert!(
-            stat.is_empty() || stat.contains(") Z "),
-            "grandchild still alive: {stat}"
-        );
+        // The grandchild dies (or is a zombie awaiting init's reaping);
+        // SIGKILL is delivered asynchronously, so watch for it.
+        loop {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            if stat.is_empty() || stat.contains(") Z ") {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "grandchild still alive: {stat}"
+            );
+            tokio::task::yield_now().await;
+        }
     }
 
     #[test]

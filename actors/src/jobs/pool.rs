@@ -350,6 +350,11 @@ impl Inner {
                 ))
                 .await;
         }
+        if logged > 0
+            && let Err(e) = job.clear_logs(Some(super::queue::KEEP_LOG_LINES)).await
+        {
+            warn!(%queue, %job_id, error = %e, "Could not trim the job log.");
+        }
         if let Ok(mut r) = self.running.lock() {
             r.remove(&job_id);
         }

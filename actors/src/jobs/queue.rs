@@ -40,6 +40,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// 1000`, §4.3): enough history for `jobs.list`/inspection, bounded memory.
 pub const KEEP_FINISHED: usize = 1000;
 
+/// Log lines kept per job across attempts. Not sent as BullMQ's
+/// `keepLogs` option: bullmq-official 1.4.4 does not pack that option
+/// into the job (checked against npm bullmq 6.7.0, which then reads no
+/// `keepLogs`), so the pool trims the log itself after every attempt.
+pub const KEEP_LOG_LINES: u32 = 1000;
+
 /// Attempts when the payload does not ask (the reference dispatches with 1).
 pub const DEFAULT_ATTEMPTS: u32 = 1;
 

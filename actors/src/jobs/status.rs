@@ -88,11 +88,15 @@ pub fn now_iso() -> String {
         .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
 }
 
+/// Longest id taken from a payload into a record (ids become key parts;
+/// a longer one is left out rather than stored).
+pub const MAX_ID_BYTES: usize = 256;
+
 fn str_field(payload: &Value, key: &str) -> Option<String> {
     payload
         .get(key)
         .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
+        .filter(|s| !s.is_empty() && s.len() <= MAX_ID_BYTES)
         .map(str::to_owned)
 }
 

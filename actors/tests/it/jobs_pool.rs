@@ -192,6 +192,15 @@ async fn attempts_retry_retryable_failures_but_not_fatal_ones() {
         .unwrap();
     assert_eq!(rec.status, JobStatus::Failed);
     assert_eq!(rec.error.as_deref(), Some("bad payload"));
+    let avail = pools.availability().await.unwrap();
+    let glb = avail
+        .iter()
+        .find(|a| a.queue == QueueName::TrajectoryGlbConversion)
+        .unwrap();
+    assert_eq!(
+        (glb.worker.as_str(), glb.busy, glb.failed_last_hour),
+        ("flaky", 0, 1)
+    );
 
     // The wire events: running ×3 for glb-1 then completed; glb-2 failed.
     let mut wire = Vec::new();
@@ -383,11 +392,14 @@ async fn concurrency_changes_live_and_remove_running_kills_the_process() {
     assert_eq!(alive, 2);
     pools.close(Duration::from_secs(2)).await;
     for pid in all {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        assert!(
-            stat.is_empty() || stat.contains(") Z "),
-            "sleep {pid} outlived the pool"
-        );
+        eventually(
+            &format!("sleep {pid} to end with the pool"),
+            || async move {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                (stat.is_empty() || stat.contains(") Z ")).then_some(())
+            },
+        )
+        .await;
     }
 }
 
