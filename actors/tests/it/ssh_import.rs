@@ -366,3 +366,57 @@ async fn remove_running_stops_a_running_import_within_two_seconds() {
     );
     pools.close(Duration::from_secs(2)).await;
 }
+
+#[tokio::test]
+async fn an_encrypted_private_key_needs_its_passphrase() {
+    let rig = Rig::start().await;
+    let root = rig.sshd.data_dir();
+    std::fs::write(root.join("one.dump"), bytes(7, 1000)).unwrap();
+    let key = rig.sshd.dir.path().join("locked_key");
+    let ok = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "open sesame", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let mut authorized = std::fs::OpenOptions::new()
+        .append(true)
+        .open(rig.sshd.dir.path().join("authorized_keys"))
+        .unwrap();
+    std::io::Write::write_all(&mut authorized, public.as_bytes()).unwrap();
+    let exec = rig.executor();
+
+    let mut p = rig.payload("enc-1", &root.join("one.dump"));
+    p["privateKey"] = json!(std::fs::read_to_string(&key).unwrap());
+    p["passphrase"] = json!("hunter2-guess");
+    match run(&exec, "enc-1", p.clone()).await.0 {
+        Err(JobError::Fatal(e)) => {
+            assert!(e.contains("cannot be decoded"), "{e}");
+            assert!(
+                !e.contains("hunter2"),
+                "the passphrase leaked into the error"
+            );
+        }
+        other => panic!("expected a fatal error, got {other:?}"),
+    }
+    assert!(
+        rig.s3
+            .bucket()
+            .head_object("team-1/traj-enc-1/one.dump")
+            .await
+            .is_err(),
+        "the refused attempt stored nothing"
+    );
+    p["passphrase"] = json!("open sesame");
+    let (r, _) = run(&exec, "enc-1", p).await;
+    assert_eq!(r.unwrap()["uploaded"], 1);
+    let got = rig
+        .s3
+        .bucket()
+        .get_object("team-1/traj-enc-1/one.dump")
+        .await
+        .unwrap();
+    assert_eq!(got.as_slice(), bytes(7, 1000).as_slice());
+}
