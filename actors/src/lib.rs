@@ -29,6 +29,7 @@ pub mod config;
 pub mod daemon;
 pub mod events;
 pub mod host;
+pub mod jobs;
 pub mod provision;
 pub mod remote;
 pub mod services;
