@@ -1,0 +1,14 @@
+//! volt-plane's integration tests, one binary: one module per topic, all
+//! built on the shared `testkit` (plane-only fixtures, the socket.io test
+//! client and scripted daemon). A new topic is a file here plus its `mod`
+//! line. `log_secrets` stays a binary of its own (see that file).
+
+mod commands;
+mod daemon_socket;
+mod enrollment;
+mod http_api;
+mod lifecycle;
+mod persistence;
+mod remote_access;
+mod terminal;
+mod throughput;
