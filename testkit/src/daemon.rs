@@ -3,7 +3,7 @@
 //! real loopback sockets.
 
 use crate::eventually;
-use crate::plane::{cluster, config};
+use crate::plane::config;
 use std::sync::Arc;
 use std::time::Duration;
 use volt_plane::{CreatedCluster, PlaneConfig, PlaneHandle};
@@ -12,6 +12,8 @@ use voltd_actors::daemon::{self, DaemonHandle};
 use voltd_actors::events::{Event, Record};
 use voltd_actors::exit::ExitCode;
 use voltd_actors::settings::{CloudUrl, Settings};
+
+pub use crate::plane::{cluster, start as start_plane};
 
 /// How long a plane command waits for a real daemon to be registered: a
 /// daemon may be reconnecting (with backoff) when the test sends it.

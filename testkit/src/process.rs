@@ -1,6 +1,6 @@
 //! The host side of tests: free ports, processes, root.
 
-use nix::sys::signal::Signal;
+pub use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 /// A loopback port nobody listens on right now (the kernel picks it; it is

@@ -3,10 +3,9 @@
 //! without systemd, then the installed daemon started with the written
 //! configuration.
 
-mod common;
-
-use common::*;
+use crate::voltd_bin;
 use std::time::Duration;
+use testkit::daemon::*;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 

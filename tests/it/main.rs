@@ -1,0 +1,25 @@
+//! voltd's integration tests, one binary: one module per topic, all built
+//! on the shared `testkit` (plane + daemon fixtures, the real stand-in
+//! servers). A new topic is a file here plus its `mod` line. Root-only
+//! tests sit in a `needs_root` module of their topic, marked
+//! `#[ignore = "needs root"]`; `scripts/test.sh` runs them as root.
+
+mod cli;
+mod control_channel;
+mod explorer;
+mod installer;
+mod interop;
+mod journey;
+mod runtime_actions;
+mod services;
+mod services_binary;
+mod terminal;
+mod tls_proxy;
+
+use std::path::PathBuf;
+
+/// The voltd binary built for these tests (Cargo builds it for the
+/// package's integration tests).
+pub fn voltd_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_voltd"))
+}
