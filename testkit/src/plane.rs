@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 use std::ops::Deref;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 use volt_plane::{CreateClusterRequest, CreatedCluster, PlaneConfig, PlaneHandle};
 
@@ -88,6 +88,7 @@ pub async fn get(url: &str) -> (u16, Value) {
 pub struct PersistentPlane {
     cfg: PlaneConfig,
     running: Option<PlaneHandle>,
+    /// Holds the data file; removed with the plane.
     _dir: tempfile::TempDir,
 }
 
@@ -140,16 +141,6 @@ impl PersistentPlane {
         if self.running.is_some() {
             self.stop().await;
         }
-    }
-
-    /// A copy of the configuration restarts use.
-    pub fn config(&self) -> PlaneConfig {
-        self.cfg.clone()
-    }
-
-    /// Where the data file lives (for tests that look at the directory).
-    pub fn dir(&self) -> PathBuf {
-        self._dir.path().to_owned()
     }
 }
 
