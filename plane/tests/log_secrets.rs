@@ -1,11 +1,11 @@
-//! Secrets never reach a log line. Alone in its own test binary: `tracing`
-//! caches per-callsite interest process-wide, so a thread-scoped capture
-//! subscriber is only reliable when no other test runs beside it.
+//! Secrets never reach a log line. The one plane test outside the `it`
+//! binary, on purpose: `tracing` caches per-callsite interest process-wide,
+//! so a thread-scoped capture subscriber is only reliable when no other test
+//! runs beside it in the same process.
 
-mod common;
-
-use common::*;
 use serde_json::json;
+use testkit::plane::*;
+use testkit::sio::*;
 
 #[tokio::test]
 async fn secrets_never_reach_the_log() {
@@ -31,7 +31,7 @@ async fn secrets_never_reach_the_log() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let plane = start_plane().await;
+    let plane = plane().await;
     let (created, pw) = enrolled_cluster(&plane).await;
     let mut c = SioClient::connect(&plane.base_url()).await;
     let ack = c

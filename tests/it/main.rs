@@ -1,11 +1,26 @@
-//! The voltd crate's integration tests, one module per topic.
+//! voltd's integration tests, one binary: one module per topic, all built
+//! on the shared `testkit` (plane + daemon fixtures, the real stand-in
+//! servers). A new topic is a file here plus its `mod` line. Root-only
+//! tests sit in a `needs_root` module of their topic, marked
+//! `#[ignore = "needs root"]`; `scripts/test.sh` runs them as root.
 
+mod cli;
+mod control_channel;
+mod explorer;
 mod install;
+mod interop;
+mod journey;
 mod provision_cli;
+mod runtime_actions;
+mod services;
+mod services_binary;
+mod terminal;
+mod tls_proxy;
 mod unit;
 mod update;
 
-/// The voltd binary cargo built for these tests.
+/// The voltd binary built for these tests (Cargo builds it for the
+/// package's integration tests).
 pub fn voltd_bin() -> &'static str {
     env!("CARGO_BIN_EXE_voltd")
 }

@@ -18,6 +18,7 @@
 //! The reply types live in [`crate::api::reply`]; the dispatcher gets
 //! [`command_handler`] and knows nothing else of this module.
 
+pub mod context;
 pub mod explorer;
 pub mod object;
 pub mod runtime;
@@ -29,41 +30,10 @@ pub use crate::api::reply::{
     CallInfo, CommandHandler, Reply, Run, StreamReply, accepted, parse_payload,
 };
 
-use crate::api::{CredentialsCell, Handle, Outbox};
-use crate::config::Settings;
-use crate::events::EventBus;
-use crate::services::ServiceRegistry;
-use crate::status::GetSnapshot;
-use crate::status::lifecycle::Lifecycle;
-use futures_util::future::LocalBoxFuture;
-use serde_json::Value;
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::rc::Rc;
-use std::sync::Arc;
-use terminal::Attach;
-use tokio::time::Instant;
+pub use context::{ExtensionHandler, ExtensionRegistry, HandlerContext};
 
-/// What every handler may use: handles, never actor addresses.
-pub struct HandlerContext {
-    pub settings: Arc<Settings>,
-    pub bus: EventBus,
-    /// When the daemon started (uptime).
-    pub started: Instant,
-    /// Commands and messages to the server.
-    pub outbox: Outbox,
-    pub credentials: CredentialsCell,
-    /// The managed services (states, restart, ready clients).
-    pub services: ServiceRegistry,
-    /// The status actor (`runtime.status`).
-    pub status: Handle<GetSnapshot>,
-    /// The terminal sessions actor (`session.attach`).
-    pub terminal: Handle<Attach>,
-    /// Uninstall, update, restart.
-    pub lifecycle: Rc<Lifecycle>,
-    /// Handlers registered at run time.
-    pub extensions: ExtensionRegistry,
-}
+use serde_json::Value;
+use std::rc::Rc;
 
 /// Every built-in command family.
 pub enum Command {
@@ -103,30 +73,6 @@ impl Command {
             Command::Explorer(c) => c.run(ctx, call),
             Command::Object(c) => c.run(ctx, call),
         }
-    }
-}
-
-/// A handler registered at run time (embedding applications, tests).
-pub type ExtensionHandler = Rc<dyn Fn(Value) -> LocalBoxFuture<'static, Reply>>;
-
-/// Run-time registered handlers, by command name.
-#[derive(Default, Clone)]
-pub struct ExtensionRegistry(Rc<RefCell<HashMap<String, ExtensionHandler>>>);
-
-impl ExtensionRegistry {
-    /// Registers (or replaces) the handler for `command`. Built-in commands
-    /// cannot be overridden: they are resolved first.
-    pub fn register<F, Fut>(&self, command: impl Into<String>, handler: F)
-    where
-        F: Fn(Value) -> Fut + 'static,
-        Fut: std::future::Future<Output = Reply> + 'static,
-    {
-        let handler: ExtensionHandler = Rc::new(move |payload| Box::pin(handler(payload)));
-        self.0.borrow_mut().insert(command.into(), handler);
-    }
-
-    pub fn get(&self, command: &str) -> Option<ExtensionHandler> {
-        self.0.borrow().get(command).cloned()
     }
 }
 

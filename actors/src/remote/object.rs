@@ -6,8 +6,9 @@
 //! | `object.list` | `{bucket, prefix?}` | `{keys:[…]}` (every key under the prefix) |
 //! | `object.get` | `{bucket, objectKey}` | stream reply with `content-length` and `content-type`; 404 when missing |
 
+use super::context::HandlerContext;
 use super::explorer::minio::{bucket, failed, stream_object};
-use super::{CallInfo, HandlerContext, Reply, Run, parse_payload};
+use crate::api::reply::{CallInfo, Reply, Run, parse_payload};
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::json;

@@ -8,7 +8,8 @@
 //! | `runtime.uninstall` | `{reason?}` | `{accepted:true}`, then uninstall (see [`crate::status::lifecycle`]) |
 //! | `runtime.update` | `{targetImage?, targetVersion}` | `{accepted:true}` and the configured update command runs, or `{accepted:false, reason}` |
 
-use super::{CallInfo, HandlerContext, Reply, Run, accepted, parse_payload};
+use super::context::HandlerContext;
+use crate::api::reply::{CallInfo, Reply, Run, accepted, parse_payload};
 use crate::api::vocab::{ActionStage, RuntimeAction};
 use crate::status::GetSnapshot;
 use crate::status::lifecycle;

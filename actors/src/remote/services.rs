@@ -12,7 +12,8 @@
 //! (MongoDB: connections and operation counters; Redis: connected clients,
 //! memory, operations per second; MinIO: buckets present).
 
-use super::{CallInfo, HandlerContext, Reply, Run, parse_payload};
+use super::context::HandlerContext;
+use crate::api::reply::{CallInfo, Reply, Run, parse_payload};
 use crate::services::ServiceError;
 use serde::Deserialize;
 use serde_json::{Value, json};

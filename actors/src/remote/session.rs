@@ -25,7 +25,8 @@
 //! `session-detach` in; `session-data`, `session-end` out) is routed to and
 //! from [`crate::remote::terminal`], which documents it.
 
-use super::{CallInfo, HandlerContext, Reply, Run};
+use super::context::HandlerContext;
+use crate::api::reply::{CallInfo, Reply, Run};
 use crate::remote::terminal::Attach;
 use serde_json::Value;
 use std::rc::Rc;

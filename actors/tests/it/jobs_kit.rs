@@ -30,13 +30,7 @@ fn must_exist(path: PathBuf, what: &str) -> PathBuf {
     path
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use testkit::free_port;
 
 /// Waits until something accepts on 127.0.0.1:`port`.
 pub async fn wait_port(port: u16) {

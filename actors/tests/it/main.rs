@@ -1,12 +1,14 @@
-//! The actors crate's integration tests, one module per topic.
+//! voltd-actors' integration tests, one binary: one module per topic, on
+//! the shared `testkit`. A new topic is a file here plus its `mod` line.
 
 mod download;
+mod import_cycles;
 mod jobs_interop;
 mod jobs_kit;
 mod jobs_pool;
 mod keystore;
 mod mirror;
 mod provision;
+mod services;
 mod ssh_import;
-#[path = "../support/mod.rs"]
-mod support;
+mod timing;

@@ -6,7 +6,6 @@
 
 use crate::download::payload;
 use crate::mirror::{Mirror, Serve};
-use crate::support;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use otp::ExponentialBackoff;
@@ -731,8 +730,8 @@ async fn missing_platforms_and_missing_redis_are_reported_as_the_reference_statu
 /// service actors will start them.
 #[tokio::test]
 async fn provisioned_wrappers_run_the_stand_ins() {
-    support::mongo_server();
-    support::s3_server();
+    testkit::standins::mongo_server();
+    testkit::standins::s3_server();
     let rig = Rig::start().await;
     let p = rig.provisioner();
     let minio = p
@@ -766,7 +765,7 @@ async fn provisioned_wrappers_run_the_stand_ins() {
             vec![],
         ),
     ] {
-        let port = support::free_port();
+        let port = testkit::free_port();
         let mut cmd = tokio::process::Command::new(binary);
         cmd.args(&args).kill_on_drop(true);
         if binary == &minio.binary {
@@ -779,7 +778,7 @@ async fn provisioned_wrappers_run_the_stand_ins() {
         cmd.envs(env);
         let mut child = cmd.spawn().unwrap();
         let addr = format!("127.0.0.1:{port}");
-        let deadline = tokio::time::Instant::now() + support::WITHIN;
+        let deadline = tokio::time::Instant::now() + testkit::standins::WITHIN;
         loop {
             if tokio::net::TcpStream::connect(&addr).await.is_ok() {
                 break;
@@ -798,97 +797,102 @@ async fn provisioned_wrappers_run_the_stand_ins() {
     }
 }
 
-/// ENOSPC while downloading and while unpacking is reported as "no space"
-/// (a tmpfs of 256 KiB stands in for a full disk).
-#[tokio::test]
-#[ignore = "needs root"]
-async fn root_a_full_disk_is_reported_as_no_space() {
-    assert!(
-        nix::unistd::Uid::effective().is_root(),
-        "run as root: this test mounts a tmpfs"
-    );
-    let rig = Rig::start().await;
-    let small = rig.dir.path().join("small");
-    std::fs::create_dir(&small).unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
-        .arg(&small)
-        .status()
-        .unwrap();
-    assert!(mounted.success(), "mount tmpfs");
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
+/// Mounting a tmpfs needs root: run by `scripts/test.sh` as root.
+mod needs_root {
+    use super::*;
+
+    /// ENOSPC while downloading and while unpacking is reported as "no space"
+    /// (a tmpfs of 256 KiB stands in for a full disk).
+    #[tokio::test]
+    #[ignore = "needs root"]
+    async fn a_full_disk_is_reported_as_no_space() {
+        assert!(
+            nix::unistd::Uid::effective().is_root(),
+            "run as root: this test mounts a tmpfs"
+        );
+        let rig = Rig::start().await;
+        let small = rig.dir.path().join("small");
+        std::fs::create_dir(&small).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+            .arg(&small)
+            .status()
+            .unwrap();
+        assert!(mounted.success(), "mount tmpfs");
+        struct Unmount(PathBuf);
+        impl Drop for Unmount {
+            fn drop(&mut self) {
+                let _ = std::process::Command::new("umount").arg(&self.0).status();
+            }
         }
+        let _guard = Unmount(small.clone());
+
+        // Download: a 1 MB artifact does not fit.
+        let big = payload(1_000_000);
+        rig.mirror
+            .put(&mirror_path(MINIO_URL), big.clone(), Serve::Normal);
+        let entries = [Entry {
+            service: "minio",
+            version: MINIO_VERSION,
+            url: MINIO_URL,
+            sha256: Sha256Digest::of(&big),
+            tarball: false,
+        }];
+        let mut settings = ProvisionSettings::new(small.join("deps"));
+        settings.download.attempts = 1;
+        let p = Provisioner::new(settings.clone(), catalogue(&rig.mirror, &entries)).unwrap();
+        let e = p
+            .ensure(&rig.request(ServiceKind::Minio), |_| {})
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.step, e.kind()),
+            (Step::Download, FailureKind::NoSpace),
+            "{e}"
+        );
+        assert!(e.reason().contains("no space"), "{}", e.reason());
+        assert!(!small.join("deps/minio").join(MINIO_VERSION).exists());
+        std::fs::remove_dir_all(small.join("deps")).unwrap();
+
+        // Unpack: a small tarball of a big (compressible) file.
+        let bomb = {
+            let mut b = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::best()));
+            for (name, data, mode) in [
+                (
+                    "t/bin/mongod",
+                    mongod_wrapper(MONGO_VERSION).into_bytes(),
+                    0o755,
+                ),
+                ("t/zeros", vec![0u8; 2_000_000], 0o644),
+            ] {
+                let mut h = tar::Header::new_gnu();
+                h.set_size(data.len() as u64);
+                h.set_mode(mode);
+                h.set_cksum();
+                b.append_data(&mut h, name, &data[..]).unwrap();
+            }
+            b.into_inner().unwrap().finish().unwrap()
+        };
+        assert!(bomb.len() < 64_000, "compressed: {}", bomb.len());
+        rig.mirror
+            .put(&mirror_path(MONGO_URL), bomb.clone(), Serve::Normal);
+        let entries = [Entry {
+            service: "mongo",
+            version: MONGO_VERSION,
+            url: MONGO_URL,
+            sha256: Sha256Digest::of(&bomb),
+            tarball: true,
+        }];
+        let p = Provisioner::new(settings, catalogue(&rig.mirror, &entries)).unwrap();
+        let e = p
+            .ensure(&rig.request(ServiceKind::Mongo), |_| {})
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.step, e.kind()),
+            (Step::Unpack, FailureKind::NoSpace),
+            "{e}"
+        );
+        assert!(!small.join("deps/mongo/8.0.11").exists());
     }
-    let _guard = Unmount(small.clone());
-
-    // Download: a 1 MB artifact does not fit.
-    let big = payload(1_000_000);
-    rig.mirror
-        .put(&mirror_path(MINIO_URL), big.clone(), Serve::Normal);
-    let entries = [Entry {
-        service: "minio",
-        version: MINIO_VERSION,
-        url: MINIO_URL,
-        sha256: Sha256Digest::of(&big),
-        tarball: false,
-    }];
-    let mut settings = ProvisionSettings::new(small.join("deps"));
-    settings.download.attempts = 1;
-    let p = Provisioner::new(settings.clone(), catalogue(&rig.mirror, &entries)).unwrap();
-    let e = p
-        .ensure(&rig.request(ServiceKind::Minio), |_| {})
-        .await
-        .unwrap_err();
-    assert_eq!(
-        (e.step, e.kind()),
-        (Step::Download, FailureKind::NoSpace),
-        "{e}"
-    );
-    assert!(e.reason().contains("no space"), "{}", e.reason());
-    assert!(!small.join("deps/minio").join(MINIO_VERSION).exists());
-    std::fs::remove_dir_all(small.join("deps")).unwrap();
-
-    // Unpack: a small tarball of a big (compressible) file.
-    let bomb = {
-        let mut b = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::best()));
-        for (name, data, mode) in [
-            (
-                "t/bin/mongod",
-                mongod_wrapper(MONGO_VERSION).into_bytes(),
-                0o755,
-            ),
-            ("t/zeros", vec![0u8; 2_000_000], 0o644),
-        ] {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(data.len() as u64);
-            h.set_mode(mode);
-            h.set_cksum();
-            b.append_data(&mut h, name, &data[..]).unwrap();
-        }
-        b.into_inner().unwrap().finish().unwrap()
-    };
-    assert!(bomb.len() < 64_000, "compressed: {}", bomb.len());
-    rig.mirror
-        .put(&mirror_path(MONGO_URL), bomb.clone(), Serve::Normal);
-    let entries = [Entry {
-        service: "mongo",
-        version: MONGO_VERSION,
-        url: MONGO_URL,
-        sha256: Sha256Digest::of(&bomb),
-        tarball: true,
-    }];
-    let p = Provisioner::new(settings, catalogue(&rig.mirror, &entries)).unwrap();
-    let e = p
-        .ensure(&rig.request(ServiceKind::Mongo), |_| {})
-        .await
-        .unwrap_err();
-    assert_eq!(
-        (e.step, e.kind()),
-        (Step::Unpack, FailureKind::NoSpace),
-        "{e}"
-    );
-    assert!(!small.join("deps/mongo/8.0.11").exists());
 }

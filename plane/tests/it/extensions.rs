@@ -1,8 +1,9 @@
 //! The `voltdExtensions` announcement and what the plane accepts with and
 //! without it; the Gen A HTTP lifecycle route installers use.
 
-use crate::common::*;
 use serde_json::{Value, json};
+use testkit::plane::*;
+use testkit::sio::*;
 use volt_plane::PlaneConfig;
 use volt_protocol::ClusterStatus;
 use volt_protocol::{REGISTER_EVENT, REGISTERED_EVENT};
@@ -15,7 +16,7 @@ fn lifecycle(id: &str, pw: &str, status: &str) -> Value {
 async fn a_strict_plane_announces_nothing_and_refuses_a_reason() {
     let plane = volt_plane::start(PlaneConfig {
         announce_extensions: false,
-        ..test_config()
+        ..config()
     })
     .await
     .unwrap();
@@ -64,7 +65,7 @@ async fn a_strict_plane_announces_nothing_and_refuses_a_reason() {
 
 #[tokio::test]
 async fn the_default_plane_announces_lifecycle_reason_and_records_it() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let (created, pw) = enrolled_cluster(&plane).await;
     let id = created.team_cluster.id.clone();
     let mut c = SioClient::connect(&plane.base_url()).await;
@@ -85,7 +86,7 @@ async fn the_default_plane_announces_lifecycle_reason_and_records_it() {
 
 #[tokio::test]
 async fn the_http_lifecycle_route_takes_the_gen_a_body_strictly() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let (created, pw) = enrolled_cluster(&plane).await;
     let id = created.team_cluster.id.clone();
     let url = format!("{}/api/team-clusters/{id}/lifecycle", plane.base_url());

@@ -1,15 +1,15 @@
 //! `/downloads/`: signed releases published with the library (what
 //! `volt-plane release publish` calls) and served to installers and daemons.
 
-use crate::common::*;
 use sha2::{Digest, Sha256};
+use testkit::plane::*;
 use volt_plane::{PlaneConfig, ReleaseStore};
 use volt_protocol::release::{Platform, PublicKey, ReleaseManifest};
 
 async fn plane_with_releases(dir: &std::path::Path) -> volt_plane::PlaneHandle {
     volt_plane::start(PlaneConfig {
         releases_dir: Some(dir.to_owned()),
-        ..test_config()
+        ..config()
     })
     .await
     .unwrap()
@@ -105,7 +105,7 @@ async fn unknown_releases_and_bad_paths_are_clear_errors() {
     plane.shutdown().await;
 
     // A plane without a releases directory serves no downloads at all.
-    let plane = start_plane().await;
+    let plane = testkit::plane::plane().await;
     assert_eq!(
         fetch(&format!("{}/downloads/release-key.pub", plane.base_url()))
             .await
@@ -142,7 +142,7 @@ async fn the_install_command_pins_the_release_key_and_carries_no_token() {
 
 #[tokio::test]
 async fn installer_files_are_served_byte_for_byte() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../install");
     for (route, file) in [
         ("install.sh", "install.sh"),

@@ -9,8 +9,9 @@
 //! 64 KiB as text, a directory is `empty`; download → the file, streamed.
 
 use super::{Entry, Node, download_headers, stream};
+use crate::api::reply::Reply;
 use crate::config::HostRoot;
-use crate::remote::{HandlerContext, Reply};
+use crate::remote::context::HandlerContext;
 use futures_util::StreamExt;
 use std::path::{Component, Path, PathBuf};
 use tokio::io::AsyncReadExt;

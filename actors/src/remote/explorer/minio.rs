@@ -6,7 +6,8 @@
 //! alone is an `empty` node). Downloads stream the whole object.
 
 use super::{Entry, Node, download_headers, normalize, stream, unavailable};
-use crate::remote::{HandlerContext, Reply};
+use crate::api::reply::Reply;
+use crate::remote::context::HandlerContext;
 use futures_util::StreamExt;
 use s3::Bucket;
 use s3::error::S3Error;

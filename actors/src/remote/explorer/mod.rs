@@ -17,7 +17,8 @@ pub mod minio;
 pub mod mongo;
 pub mod redis;
 
-use super::{CallInfo, HandlerContext, Reply, Run, StreamReply, parse_payload};
+use crate::api::reply::{CallInfo, Reply, Run, StreamReply, parse_payload};
+use crate::remote::context::HandlerContext;
 use serde::{Deserialize, Serialize};
 use std::rc::Rc;
 use volt_protocol::envelope::Headers;

@@ -7,7 +7,8 @@
 //! collection as JSON lines, streamed from a cursor.
 
 use super::{Entry, MongoDocument, Node, download_headers, normalize, stream, unavailable};
-use crate::remote::{HandlerContext, Reply};
+use crate::api::reply::Reply;
+use crate::remote::context::HandlerContext;
 use base64::Engine as _;
 use futures_util::{StreamExt, TryStreamExt};
 use mongodb::bson::{Bson, Document, doc};

@@ -9,7 +9,8 @@
 //! else as JSON.
 
 use super::{Entry, Node, download_headers, normalize, stream, unavailable};
-use crate::remote::{HandlerContext, Reply};
+use crate::api::reply::Reply;
+use crate::remote::context::HandlerContext;
 use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
 use serde_json::{Map, Value, json};

@@ -1,13 +1,13 @@
 //! The WebSocket terminal relay: tokio-tungstenite plays the browser, a
 //! socket.io test client plays the daemon's session side.
 
-mod common;
-
 use base64::Engine as _;
-use common::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use std::time::Duration;
+use testkit::WAIT;
+use testkit::plane::*;
+use testkit::sio::*;
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -34,7 +34,7 @@ struct Setup {
 }
 
 async fn setup_with(cfg: PlaneConfig) -> Setup {
-    let plane = volt_plane::start(cfg).await.unwrap();
+    let plane = start(cfg).await;
     let (created, pw) = enrolled_cluster(&plane).await;
     let id = created.team_cluster.id.clone();
     let mut daemon = SioClient::connect(&plane.base_url()).await;
@@ -43,7 +43,7 @@ async fn setup_with(cfg: PlaneConfig) -> Setup {
 }
 
 async fn setup() -> Setup {
-    setup_with(test_config()).await
+    setup_with(config()).await
 }
 
 fn ws_url(s: &Setup, query: &str) -> String {
@@ -114,6 +114,28 @@ async fn browser_next(b: &mut Browser) -> Option<WsMessage> {
             Some(Err(_)) | None => return None,
         }
     }
+}
+
+/// Drives the browser until the plane has dropped its connection, i.e.
+/// the relay has returned and dropped its session: whatever the relay sent
+/// the daemon is then ahead of a later ordering marker
+/// ([`SioClient::sync`]).
+async fn relay_ended(b: &mut Browser) {
+    tokio::time::timeout(WAIT, async {
+        // Reading completes the close handshake; the WebSocket then ends.
+        while let Some(Ok(_)) = b.next().await {}
+        let MaybeTlsStream::Plain(tcp) = b.get_mut() else {
+            panic!("the browser talks plain TCP")
+        };
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = tcp.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the plane drops the browser's connection");
 }
 
 fn close_of(m: Option<WsMessage>) -> (u16, String) {
@@ -200,7 +222,8 @@ async fn a_terminal_relays_keystrokes_resizes_output_and_exit() {
         close_of(browser_next(&mut b).await),
         (1000, "exit 3".into())
     );
-    let rest = s.daemon.drain(Duration::from_millis(300)).await;
+    relay_ended(&mut b).await;
+    let rest = s.daemon.sync().await;
     assert!(
         !rest
             .iter()
@@ -224,7 +247,8 @@ async fn closing_the_browser_detaches_the_session() {
         json!({"type": "session-detach", "sessionId": sid})
     );
     // Exactly once.
-    let rest = s.daemon.drain(Duration::from_millis(300)).await;
+    relay_ended(&mut b).await;
+    let rest = s.daemon.sync().await;
     assert!(rest.is_empty(), "{rest:?}");
     s.plane.shutdown().await;
 }
@@ -324,7 +348,7 @@ async fn a_dropped_daemon_socket_closes_with_1011() {
 
 #[tokio::test]
 async fn no_daemon_closes_with_1011() {
-    let plane = volt_plane::start(test_config()).await.unwrap();
+    let plane = plane().await;
     let created = plane.create_cluster(Default::default()).await.unwrap();
     let url = format!(
         "{}/api/clusters/{}/terminal",
@@ -343,7 +367,7 @@ async fn no_daemon_closes_with_1011() {
 async fn a_slow_browser_is_closed_with_1013_and_the_session_detached() {
     let mut s = setup_with(PlaneConfig {
         session_buffer_limit: 64 * 1024,
-        ..test_config()
+        ..config()
     })
     .await;
     let mut b = open_browser(&ws_url(&s, "")).await;

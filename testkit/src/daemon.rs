@@ -1,56 +1,46 @@
-//! Shared helpers of the end-to-end tests: a real volt-plane in-process and
-//! voltd either in-process (same actix system) or as the real binary.
-#![allow(dead_code)]
+//! Plane + daemon fixtures: a real volt-plane and voltd's actor system in
+//! the same process (same actix system; `#[actix_rt::test]`), talking over
+//! real loopback sockets.
 
-use std::path::{Path, PathBuf};
+use crate::eventually;
+use crate::plane::config;
+use otp::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
-use volt_plane::{CreateClusterRequest, CreatedCluster, PlaneConfig, PlaneHandle};
+use volt_plane::{CreatedCluster, PlaneConfig, PlaneHandle};
 use voltd_actors::config::{CloudUrl, ClusterId, Settings};
 use voltd_actors::daemon::{self, DaemonHandle};
 use voltd_actors::events::{Event, Record};
 
-/// Polls `f` every 20 ms until it returns `Some`, or panics after `within`.
-pub async fn eventually<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            panic!("timed out after {within:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+pub use crate::plane::{cluster, start as start_plane};
+
+/// How long a plane command waits for a real daemon to be registered: a
+/// daemon may be reconnecting (with backoff) when the test sends it.
+pub const DAEMON_WAIT: Duration = Duration::from_secs(5);
+
+/// How long a test waits for the daemon to register, to heartbeat, to
+/// report an event.
+pub const WITHIN: Duration = Duration::from_secs(10);
+
+/// The kit's plane configuration ([`config`]) for a real daemon.
+pub fn plane_config() -> PlaneConfig {
+    PlaneConfig {
+        daemon_wait: DAEMON_WAIT,
+        ..config()
     }
 }
 
-/// A plane on a free loopback port, with short timeouts for tests.
+/// A plane for a real daemon ([`plane_config`]).
 pub async fn plane() -> PlaneHandle {
-    plane_with(PlaneConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        daemon_wait: Duration::from_secs(5),
-        command_timeout: Duration::from_secs(5),
-        ..Default::default()
-    })
-    .await
+    crate::plane::start(plane_config()).await
 }
 
-pub async fn plane_with(cfg: PlaneConfig) -> PlaneHandle {
-    volt_plane::start(cfg).await.expect("plane starts")
-}
-
-pub async fn cluster(plane: &PlaneHandle) -> CreatedCluster {
-    plane
-        .create_cluster(CreateClusterRequest::default())
-        .await
-        .expect("cluster created")
-}
-
-/// Settings for a daemon of `cluster` on `plane`: fast reconnects, a
+/// Settings for a daemon of `created` on `base_url`: fast reconnects, a
 /// private state directory, the enrollment token configured.
-pub fn settings(base_url: &str, created: &CreatedCluster, state: &Path) -> Settings {
+pub fn settings(base_url: &str, created: &CreatedCluster, state: &std::path::Path) -> Settings {
     let mut s = Settings::new(
-        CloudUrl::parse(base_url).unwrap(),
-        ClusterId::parse(&created.team_cluster.id).unwrap(),
+        CloudUrl::parse(base_url).expect("the plane's URL"),
+        ClusterId::parse(&created.team_cluster.id).expect("a valid cluster id"),
         state.to_path_buf(),
     );
     s.enrollment_token = Some(created.enrollment_token.as_str().into());
@@ -62,19 +52,19 @@ pub fn settings(base_url: &str, created: &CreatedCluster, state: &Path) -> Setti
     s
 }
 
-/// Starts an in-process daemon (needs an actix system: `#[actix_rt::test]`).
+/// Starts an in-process daemon.
 pub fn start_daemon(s: Settings) -> DaemonHandle {
-    daemon::start(s).expect("daemon starts")
+    daemon::start(s).expect("the daemon starts")
 }
 
-/// The first record matching `pred` once it has been emitted.
+/// The first record matching `pred` once the daemon has emitted it.
 pub async fn wait_event(
     handle: &DaemonHandle,
     within: Duration,
     what: &str,
     pred: impl Fn(&Event) -> bool,
-) -> std::sync::Arc<Record> {
-    eventually(within, what, || {
+) -> Arc<Record> {
+    eventually(within, what, async || {
         handle
             .bus
             .recent(usize::MAX)
@@ -84,6 +74,7 @@ pub async fn wait_event(
     .await
 }
 
+/// How many records of the daemon match `pred` so far.
 pub fn count_events(handle: &DaemonHandle, pred: impl Fn(&Event) -> bool) -> usize {
     handle
         .bus
@@ -95,17 +86,10 @@ pub fn count_events(handle: &DaemonHandle, pred: impl Fn(&Event) -> bool) -> usi
 
 /// Waits until the plane shows a registered daemon for `id`.
 pub async fn wait_connected(plane: &PlaneHandle, id: &str) {
-    eventually(
-        Duration::from_secs(10),
-        "daemon registered on the plane",
-        || plane.cluster(id).filter(|c| c.connected).map(|_| ()),
-    )
+    eventually(WITHIN, "the daemon registered on the plane", async || {
+        plane.cluster(id).filter(|c| c.connected).map(|_| ())
+    })
     .await;
-}
-
-/// The voltd binary built for these tests.
-pub fn voltd_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_voltd"))
 }
 
 /// The usual end-to-end set-up: a plane, a cluster, an in-process daemon
@@ -126,10 +110,15 @@ impl Fixture {
 
     /// Starts everything, letting `tweak` adjust the daemon's settings.
     pub async fn start_with(tweak: impl FnOnce(&mut Settings)) -> Self {
-        let plane = plane().await;
+        Self::start_on(plane().await, tweak).await
+    }
+
+    /// Creates a cluster on `plane` and starts its daemon (`tweak` adjusts
+    /// the settings); returns once it is registered.
+    pub async fn start_on(plane: PlaneHandle, tweak: impl FnOnce(&mut Settings)) -> Self {
         let created = cluster(&plane).await;
         let id = created.team_cluster.id.clone();
-        let state = tempfile::tempdir().expect("state dir");
+        let state = tempfile::tempdir().expect("a state directory");
         let mut s = settings(&plane.base_url(), &created, state.path());
         tweak(&mut s);
         let daemon = start_daemon(s);
@@ -145,8 +134,8 @@ impl Fixture {
 
     /// Stops the daemon (asserting a clean exit) and the plane.
     pub async fn stop(self) {
-        self.daemon.shutdown(otp::ExitCode::Stopped, "test");
-        assert_eq!(self.daemon.wait().await, otp::ExitCode::Stopped);
+        self.daemon.shutdown(ExitCode::Stopped, "test");
+        assert_eq!(self.daemon.wait().await, ExitCode::Stopped);
         self.plane.shutdown().await;
     }
 }

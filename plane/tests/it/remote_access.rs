@@ -1,13 +1,12 @@
 //! Explorer and object routes, with a test daemon on a real socket.io
 //! connection playing the daemon side of `remote.explorer.*` / `object.*`.
 
-mod common;
-
 use base64::Engine as _;
-use common::*;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use std::time::Duration;
+use testkit::WAIT;
+use testkit::plane::*;
+use testkit::sio::*;
 use tokio::sync::mpsc;
 use volt_plane::{MAX_OBJECT_UPLOAD_BYTES, MAX_PAYLOAD, PlaneConfig, PlaneError};
 use volt_protocol::MESSAGE_EVENT;
@@ -133,7 +132,7 @@ fn explorer_script(cmd: &Value) -> Vec<Value> {
 
 #[tokio::test]
 async fn explorer_entries_and_node_forward_target_and_path() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let (id, _daemon, mut seen) = recording_daemon(&plane, explorer_script).await;
     let base = format!("{}/api/clusters/{id}/explorer", plane.base_url());
 
@@ -178,7 +177,7 @@ async fn explorer_entries_and_node_forward_target_and_path() {
 
 #[tokio::test]
 async fn daemon_failures_keep_their_status_and_code() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let (id, _daemon, _seen) = recording_daemon(&plane, explorer_script).await;
     let base = format!("{}/api/clusters/{id}/explorer", plane.base_url());
 
@@ -278,7 +277,7 @@ fn download_script(cmd: &Value) -> Vec<Value> {
 
 #[tokio::test]
 async fn downloads_stream_many_chunks_intact_with_the_daemons_headers() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let (id, _daemon, mut seen) = recording_daemon(&plane, download_script).await;
     let url = format!(
         "{}/api/clusters/{id}/explorer/minio/download?path=big.bin",
@@ -323,7 +322,7 @@ async fn downloads_stream_many_chunks_intact_with_the_daemons_headers() {
 
 #[tokio::test]
 async fn a_failed_stream_end_aborts_the_http_body() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let (id, _daemon, _seen) = recording_daemon(&plane, download_script).await;
     for path in ["broken.bin", "broken-chunked.bin"] {
         let url = format!(
@@ -364,7 +363,7 @@ async fn a_failed_stream_end_aborts_the_http_body() {
 
 #[tokio::test]
 async fn downloads_are_streamed_as_chunks_arrive() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let (created, pw) = enrolled_cluster(&plane).await;
     let id = created.team_cluster.id.clone();
     let mut c = SioClient::connect(&plane.base_url()).await;
@@ -442,12 +441,11 @@ async fn flood_stream(c: &mut SioClient, total: usize) {
 async fn a_client_slower_than_the_buffer_fails_the_download_cleanly() {
     // Far more than loopback socket buffers absorb while the client waits.
     const TOTAL: usize = 16 * 1024 * 1024;
-    let plane = volt_plane::start(PlaneConfig {
+    let plane = start(PlaneConfig {
         stream_buffer_limit: 256 * 1024,
-        ..test_config()
+        ..config()
     })
-    .await
-    .unwrap();
+    .await;
     let (created, pw) = enrolled_cluster(&plane).await;
     let id = created.team_cluster.id.clone();
     let mut c = SioClient::connect(&plane.base_url()).await;
@@ -458,8 +456,9 @@ async fn a_client_slower_than_the_buffer_fails_the_download_cleanly() {
     );
     let request = tokio::spawn(async move { reqwest::get(&url).await });
     flood_stream(&mut c, TOTAL).await;
-    // Only now does the client start reading.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Past the marker the plane has taken every chunk (it handles one
+    // socket's messages in order); only now does the client start reading.
+    c.sync().await;
     let mut got = 0usize;
     let failed = match request.await.unwrap() {
         Err(_) => true,
@@ -483,7 +482,7 @@ async fn a_client_slower_than_the_buffer_fails_the_download_cleanly() {
         flood_stream(&mut c, TOTAL)
     );
     let mut s = s.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.sync().await;
     let err = loop {
         match s.next_chunk().await {
             Some(Ok(_)) => {}
@@ -501,7 +500,7 @@ async fn a_client_slower_than_the_buffer_fails_the_download_cleanly() {
 
 #[tokio::test]
 async fn objects_list_put_and_get() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let (id, _daemon, mut seen) = recording_daemon(&plane, |cmd| match cmd["command"].as_str() {
         Some("object.list") => vec![success_for(cmd, json!({"keys": ["dir/a b.bin", "z"]}))],
         Some("object.upload") => vec![success_for(cmd, json!({"uploaded": true}))],
@@ -600,7 +599,7 @@ async fn put_chunked(addr: std::net::SocketAddr, path: &str, body: &[u8]) -> u16
 
 #[tokio::test]
 async fn uploads_over_the_limit_get_413_and_never_reach_the_daemon() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let (id, _daemon, mut seen) = recording_daemon(&plane, |cmd| {
         vec![success_for(cmd, json!({"uploaded": true}))]
     })
@@ -663,9 +662,21 @@ async fn uploads_over_the_limit_get_413_and_never_reach_the_daemon() {
         "{body}"
     );
 
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(
-        seen.try_recv().is_err(),
+    // A later upload is the ordering marker: commands reach the daemon in
+    // the order the plane sends them, so it is the next one the daemon sees.
+    let r = client
+        .put(format!("{base}/marker.bin"))
+        .body("m")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let next = tokio::time::timeout(WAIT, seen.recv())
+        .await
+        .expect("the marker reaches the daemon")
+        .unwrap();
+    assert_eq!(
+        next["payload"]["objectKey"], "marker.bin",
         "an oversized upload reached the daemon"
     );
     plane.shutdown().await;

@@ -1,12 +1,12 @@
 //! End to end: voltd (in-process actor system) against a real volt-plane
 //! over real sockets.
 
-mod common;
-
-use common::*;
 use otp::ExitCode;
 use serde_json::{Value, json};
 use std::time::Duration;
+use testkit::daemon::*;
+use testkit::eventually;
+use testkit::plane::PersistentPlane;
 use volt_plane::{DaemonReply, PlaneConfig, ResponseType};
 use volt_protocol::ClusterStatus;
 use voltd_actors::api::CredentialOrigin;
@@ -27,7 +27,7 @@ fn json_reply(reply: DaemonReply) -> volt_plane::ResponseMessage {
 async fn enrolls_registers_heartbeats_with_every_metric_and_shows_connected() {
     let f = Fixture::start().await;
     let (plane, id, daemon) = (&f.plane, f.id.as_str(), &f.daemon);
-    let view = eventually(SECS_10, "two heartbeats with metrics", || {
+    let view = eventually(SECS_10, "two heartbeats with metrics", async || {
         plane.cluster(id).filter(|c| c.metrics_count >= 2)
     })
     .await;
@@ -106,20 +106,18 @@ async fn enrolls_registers_heartbeats_with_every_metric_and_shows_connected() {
 
     // The daemon's own view agrees (once it has processed the answers).
     let status = daemon.wiring.snapshots.clone();
-    let mut snap = status
-        .send(voltd_actors::status::GetSnapshot)
-        .await
-        .unwrap();
-    for _ in 0..100 {
-        if snap.heartbeats_ok >= 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        snap = status
-            .send(voltd_actors::status::GetSnapshot)
-            .await
-            .unwrap();
-    }
+    let snap = eventually(
+        SECS_10,
+        "two answered heartbeats in the snapshot",
+        async || {
+            let snap = status
+                .send(voltd_actors::status::GetSnapshot)
+                .await
+                .unwrap();
+            (snap.heartbeats_ok >= 2).then_some(snap)
+        },
+    )
+    .await;
     assert_eq!(snap.status, ClusterStatus::Connected);
     assert_eq!(snap.server_status, Some(ClusterStatus::Connected));
     assert!(snap.registered);
@@ -165,7 +163,7 @@ async fn used_token_gets_409_and_stored_credentials_still_connect() {
         |e| matches!(e, Event::CredentialsReady { source, .. } if *source == CredentialOrigin::Stored),
     )
     .await;
-    eventually(SECS_10, "second registration", || {
+    eventually(SECS_10, "second registration", async || {
         plane
             .cluster(&id)
             .filter(|c| c.registrations >= 2 && c.connected)
@@ -187,7 +185,7 @@ async fn used_token_gets_409_and_stored_credentials_still_connect() {
         |e| matches!(e, Event::CredentialsReady { source, .. } if *source == CredentialOrigin::Config),
     )
     .await;
-    eventually(SECS_10, "third registration", || {
+    eventually(SECS_10, "third registration", async || {
         plane
             .cluster(&id)
             .filter(|c| c.registrations >= 3 && c.connected)
@@ -220,32 +218,21 @@ async fn used_token_without_a_password_ends_with_the_credentials_rejected_code()
 
 #[actix_rt::test]
 async fn plane_restart_makes_the_daemon_register_again() {
-    let data = tempfile::tempdir().unwrap();
-    let cfg = PlaneConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_file: Some(data.path().join("plane.json")),
-        ..Default::default()
-    };
-    let plane = plane_with(cfg.clone()).await;
-    let addr = plane.addr();
+    let mut plane = PersistentPlane::start(plane_config()).await;
     let created = cluster(&plane).await;
     let id = created.team_cluster.id.clone();
     let state = tempfile::tempdir().unwrap();
     let daemon = start_daemon(settings(&plane.base_url(), &created, state.path()));
     wait_connected(&plane, &id).await;
-    plane.shutdown().await;
+    plane.stop().await;
 
     wait_event(&daemon, SECS_10, "socket down", |e| {
         matches!(e, Event::SocketDisconnected { .. })
     })
     .await;
 
-    let plane = plane_with(PlaneConfig {
-        listen: addr,
-        ..cfg
-    })
-    .await;
-    let view = eventually(SECS_10, "registration on the restarted plane", || {
+    plane.restart().await;
+    let view = eventually(SECS_10, "registration on the restarted plane", async || {
         plane
             .cluster(&id)
             .filter(|c| c.connected && c.heartbeat_count >= 1)
@@ -390,7 +377,7 @@ async fn forced_socket_drop_fails_pending_work_and_handlers_answer_after_reconne
     assert_eq!(err.code().as_str(), "SOCKET_NOT_READY");
 
     // The daemon reconnects on its own and serves again.
-    eventually(SECS_10, "re-registration", || {
+    eventually(SECS_10, "re-registration", async || {
         plane
             .cluster(&id)
             .filter(|c| c.connected && c.registrations >= 2)
@@ -448,7 +435,7 @@ async fn outbound_command_errors_carry_the_sdk_codes() {
 
 #[actix_rt::test]
 async fn heartbeat_silence_makes_the_plane_show_disconnected() {
-    let plane = plane_with(PlaneConfig {
+    let plane = start_plane(PlaneConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         heartbeat_timeout: Duration::from_millis(800),
         sweep_interval: Duration::from_millis(100),
@@ -462,11 +449,11 @@ async fn heartbeat_silence_makes_the_plane_show_disconnected() {
     // One heartbeat right after registration, then silence.
     s.heartbeat_interval = Duration::from_secs(3600);
     let daemon = start_daemon(s);
-    eventually(SECS_10, "first heartbeat", || {
+    eventually(SECS_10, "first heartbeat", async || {
         plane.cluster(&id).filter(|c| c.heartbeat_count == 1)
     })
     .await;
-    let view = eventually(SECS_10, "sweep to disconnected", || {
+    let view = eventually(SECS_10, "sweep to disconnected", async || {
         plane
             .cluster(&id)
             .filter(|c| c.status == ClusterStatus::Disconnected)
@@ -482,20 +469,13 @@ async fn heartbeat_silence_makes_the_plane_show_disconnected() {
 
 #[actix_rt::test]
 async fn messages_emitted_while_disconnected_are_delivered_after_registration() {
-    let data = tempfile::tempdir().unwrap();
-    let cfg = PlaneConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_file: Some(data.path().join("plane.json")),
-        ..Default::default()
-    };
-    let plane = plane_with(cfg.clone()).await;
-    let addr = plane.addr();
+    let mut plane = PersistentPlane::start(plane_config()).await;
     let created = cluster(&plane).await;
     let id = created.team_cluster.id.clone();
     let state = tempfile::tempdir().unwrap();
     let daemon = start_daemon(settings(&plane.base_url(), &created, state.path()));
     wait_connected(&plane, &id).await;
-    plane.shutdown().await;
+    plane.stop().await;
     wait_event(&daemon, SECS_10, "socket down", |e| {
         matches!(e, Event::SocketDisconnected { .. })
     })
@@ -516,12 +496,8 @@ async fn messages_emitted_while_disconnected_are_delivered_after_registration() 
     .unwrap();
     daemon.wiring.outbox.emit(snapshot);
 
-    let plane = plane_with(PlaneConfig {
-        listen: addr,
-        ..cfg
-    })
-    .await;
-    let view = eventually(SECS_10, "buffered snapshot delivered", || {
+    plane.restart().await;
+    let view = eventually(SECS_10, "buffered snapshot delivered", async || {
         plane.cluster(&id).filter(|c| !c.exposures.is_empty())
     })
     .await;

@@ -1,69 +1,49 @@
 //! End to end: the host terminal (`session.attach` and the `session-*`
 //! messages) through a real volt-plane, with real PTYs and real shells.
 
-mod common;
-
 use base64::Engine as _;
-use common::*;
-use otp::ExitCode;
 use serde_json::{Value, json};
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tempfile::TempDir;
+use testkit::alive;
+use testkit::daemon::*;
+use testkit::eventually;
+use testkit::process::exists;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use volt_plane::{
-    DaemonReply, Message, PlaneHandle, ResponseMessage, ResponseType, SessionSubscription,
-};
+use volt_plane::{DaemonReply, Message, ResponseMessage, ResponseType, SessionSubscription};
 use volt_protocol::envelope::{
     SessionData, SessionDetach, SessionEnd, SessionInput, SessionResizeMessage,
 };
 use voltd_actors::api::ChildState;
-use voltd_actors::config::{AbsPath, CloudUrl, Settings, TerminalSettings};
-use voltd_actors::daemon::DaemonHandle;
+use voltd_actors::config::AbsPath;
+use voltd_actors::config::{CloudUrl, TerminalSettings};
 use voltd_actors::events::Event;
 use voltd_actors::remote::terminal::ListSessions;
 
 const SECS_10: Duration = Duration::from_secs(10);
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
-/// A plane, a cluster, and a registered in-process daemon.
-struct Rig {
-    plane: PlaneHandle,
-    daemon: DaemonHandle,
-    id: String,
-    _state: TempDir,
+/// A plane, a cluster, and a registered in-process daemon with the given
+/// terminal settings (the kit's [`Fixture`]).
+struct Rig(Fixture);
+
+impl std::ops::Deref for Rig {
+    type Target = Fixture;
+    fn deref(&self) -> &Fixture {
+        &self.0
+    }
 }
 
 impl Rig {
     async fn start(terminal: TerminalSettings) -> Rig {
-        Rig::start_with(terminal, |_| {}).await
-    }
-
-    async fn start_with(terminal: TerminalSettings, tweak: impl FnOnce(&mut Settings)) -> Rig {
-        let plane = plane().await;
-        let created = cluster(&plane).await;
-        let id = created.team_cluster.id.clone();
-        let state = tempfile::tempdir().unwrap();
-        let mut s = settings(&plane.base_url(), &created, state.path());
-        s.terminal = terminal;
-        tweak(&mut s);
-        let daemon = start_daemon(s);
-        wait_connected(&plane, &id).await;
-        Rig {
-            plane,
-            daemon,
-            id,
-            _state: state,
-        }
+        Rig(Fixture::start_with(|s| s.terminal = terminal).await)
     }
 
     async fn stop(self) {
-        self.daemon.shutdown(ExitCode::Stopped, "test");
-        assert_eq!(self.daemon.wait().await, ExitCode::Stopped);
-        self.plane.shutdown().await;
+        self.0.stop().await;
     }
 
     async fn command(&self, command: &str, payload: Value) -> ResponseMessage {
@@ -133,18 +113,11 @@ impl Rig {
 
     /// Waits until the daemon has forgotten every session.
     async fn no_sessions_left(&self) {
-        let deadline = tokio::time::Instant::now() + SECS_10;
-        loop {
+        eventually(SECS_10, "every session forgotten", async || {
             let open = self.open_sessions().await;
-            if open.is_empty() {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "sessions still open: {open:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            if open.is_empty() { Ok(()) } else { Err(open) }
+        })
+        .await;
     }
 }
 
@@ -244,7 +217,7 @@ impl Term {
 /// The number right after `prefix` in `text` (e.g. `pid=` → 1234). The
 /// terminal echoes typed input first (`pid=$$`), so occurrences not
 /// followed by a digit are skipped.
-fn number_after(text: &str, prefix: &str) -> u32 {
+fn number_after(text: &str, prefix: &str) -> i32 {
     text.match_indices(prefix)
         .find_map(|(i, _)| {
             let digits: String = text[i + prefix.len()..]
@@ -254,24 +227,6 @@ fn number_after(text: &str, prefix: &str) -> u32 {
             digits.parse().ok()
         })
         .unwrap_or_else(|| panic!("no number after {prefix} in {text:?}"))
-}
-
-/// Whether `pid` is a live (not zombie) process.
-fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let state = stat
-                .rfind(')')
-                .and_then(|i| stat[i + 1..].split_whitespace().next())
-                .unwrap_or("?");
-            state != "Z" && state != "X"
-        }
-        Err(_) => false,
-    }
-}
-
-fn exists(pid: u32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 fn sh(shell: &str) -> TerminalSettings {
@@ -310,20 +265,14 @@ async fn attach_runs_a_login_shell_with_a_clean_environment_in_the_home_director
     )
     .await;
     let status = rig.daemon.wiring.snapshots.clone();
-    let mut snapshot = status
-        .send(voltd_actors::status::GetSnapshot)
-        .await
-        .unwrap();
-    for _ in 0..100 {
-        if snapshot.terminal_sessions == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        snapshot = status
+    let snapshot = eventually(SECS_10, "the session in the status snapshot", async || {
+        let snapshot = status
             .send(voltd_actors::status::GetSnapshot)
             .await
             .unwrap();
-    }
+        (snapshot.terminal_sessions == 1).then_some(snapshot)
+    })
+    .await;
     assert_eq!(snapshot.terminal_sessions, 1);
     assert_eq!(snapshot.children["sessions"].state, ChildState::Running);
 
@@ -377,7 +326,7 @@ async fn detach_kills_the_shell_and_its_children() {
     rig.detach("term-detach");
     let end = term.ended().await;
     assert_eq!(end.message.as_deref(), Some("detached"));
-    eventually(SECS_10, "the shell reaped and its child dead", || {
+    eventually(SECS_10, "the shell reaped and its child dead", async || {
         (!exists(shell) && !alive(child)).then_some(())
     })
     .await;
@@ -500,20 +449,11 @@ impl WsParser {
 async fn attach_reply_precedes_the_end_of_a_shell_that_exits_at_once() {
     let plane = plane().await;
     let (port, frames) = wire_tap(plane.addr()).await;
-    let created = cluster(&plane).await;
-    let id = created.team_cluster.id.clone();
-    let state = tempfile::tempdir().unwrap();
-    let mut s = settings(&plane.base_url(), &created, state.path());
-    s.socket_url = CloudUrl::parse(&format!("http://127.0.0.1:{port}")).unwrap();
-    s.terminal = sh("/bin/true");
-    let daemon = start_daemon(s);
-    wait_connected(&plane, &id).await;
-    let rig = Rig {
-        plane,
-        daemon,
-        id,
-        _state: state,
-    };
+    let rig = Rig(Fixture::start_on(plane, |s| {
+        s.socket_url = CloudUrl::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+        s.terminal = sh("/bin/true");
+    })
+    .await);
 
     for round in 0..3 {
         let sid = format!("term-true-{round}");
@@ -524,7 +464,7 @@ async fn attach_reply_precedes_the_end_of_a_shell_that_exits_at_once() {
         // On the wire, the reply (the only `attached` response of this
         // session) went out before its session-end.
         let sid_field = format!("\"sessionId\":\"{sid}\"");
-        let wire = eventually(SECS_10, "both frames on the wire", || {
+        let wire = eventually(SECS_10, "both frames on the wire", async || {
             let frames = frames.lock().unwrap();
             let replies: Vec<usize> = frames
                 .iter()
@@ -595,7 +535,7 @@ async fn socket_drop_ends_every_session_and_kills_their_shells() {
         pids.push(pid);
     }
     assert!(rig.plane.disconnect_daemon(&rig.id).await);
-    eventually(SECS_10, "every shell gone", || {
+    eventually(SECS_10, "every shell gone", async || {
         pids.iter().all(|p| !exists(*p)).then_some(())
     })
     .await;
@@ -634,7 +574,10 @@ async fn bad_base64_ends_the_session_with_an_error_and_the_daemon_goes_on() {
         end.error.as_deref(),
         Some("invalid base64 in session-input")
     );
-    eventually(SECS_10, "the shell gone", || (!exists(pid)).then_some(())).await;
+    eventually(SECS_10, "the shell gone", async || {
+        (!exists(pid)).then_some(())
+    })
+    .await;
     let pong = rig.ping().await;
     assert!(pong.ok);
     assert_eq!(pong.data.unwrap()["data"]["pong"], true);
@@ -753,37 +696,36 @@ async fn idle_sessions_are_reaped() {
     rig.stop().await;
 }
 
-#[actix_rt::test]
-async fn shell_runs_as_the_configured_user() {
-    if !std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
-    {
-        eprintln!("skipped: switching users needs root");
-        return;
+/// Switching users needs root: run by `scripts/test.sh` as root (CI).
+mod needs_root {
+    use super::*;
+
+    #[actix_rt::test]
+    #[ignore = "needs root"]
+    async fn shell_runs_as_the_configured_user() {
+        testkit::needs_root();
+        let rig = Rig::start(TerminalSettings {
+            user: Some(voltd_actors::config::UserName::parse("nobody").unwrap()),
+            ..sh("/bin/sh")
+        })
+        .await;
+        let mut term = rig.attach("term-nobody").await;
+        rig.input(
+            "term-nobody",
+            "echo \"uid=$(id -u) user=$USER logname=$LOGNAME cwd=$(pwd) tty=$(stat -c %U $(tty)) end-$((2+3))\"\n",
+        );
+        let out = term.expect("end-5").await;
+        // The last line is the output; the typed command was echoed before it.
+        let line = &out[out.rfind("uid=").unwrap()..];
+        assert!(
+            line.starts_with("uid=65534 user=nobody logname=nobody"),
+            "{line}"
+        );
+        // nobody's home does not exist: the shell starts in /.
+        assert!(line.contains("cwd=/ "), "{line}");
+        assert!(line.contains("tty=nobody"), "{line}");
+        rig.stop().await;
     }
-    let rig = Rig::start(TerminalSettings {
-        user: Some(voltd_actors::config::UserName::parse("nobody").unwrap()),
-        ..sh("/bin/sh")
-    })
-    .await;
-    let mut term = rig.attach("term-nobody").await;
-    rig.input(
-        "term-nobody",
-        "echo \"uid=$(id -u) user=$USER logname=$LOGNAME cwd=$(pwd) tty=$(stat -c %U $(tty)) end-$((2+3))\"\n",
-    );
-    let out = term.expect("end-5").await;
-    // The last line is the output; the typed command was echoed before it.
-    let line = &out[out.rfind("uid=").unwrap()..];
-    assert!(
-        line.starts_with("uid=65534 user=nobody logname=nobody"),
-        "{line}"
-    );
-    // nobody's home does not exist: the shell starts in /.
-    assert!(line.contains("cwd=/ "), "{line}");
-    assert!(line.contains("tty=nobody"), "{line}");
-    rig.stop().await;
 }
 
 #[actix_rt::test]
@@ -817,11 +759,14 @@ async fn flood_arrives_complete_in_frames_under_max_payload_while_pings_are_answ
         done.set(true);
     };
     let ping_loop = async {
+        // The server's pace: a ping every 50 ms while the flood runs.
+        let mut pace = tokio::time::interval(Duration::from_millis(50));
+        pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while !done.get() {
+            pace.tick().await;
             let pong = rig.ping().await;
             assert!(pong.ok, "{pong:?}");
             pings.set(pings.get() + 1);
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
     tokio::join!(flood, ping_loop);

@@ -3,17 +3,15 @@
 //! run it in release mode:
 //!
 //! ```text
-//! cargo test --release -p volt-plane --test throughput -- --ignored --nocapture
+//! cargo test --release -p volt-plane --test it -- --ignored --nocapture throughput::
 //! ```
 
-mod common;
-
-use common::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use testkit::plane::*;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use volt_plane::ResponseType;
 use volt_protocol::envelope::{Message, ResponseMessage};
@@ -100,7 +98,7 @@ async fn fast_daemon(base: &str, id: &str, pw: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "benchmark; run in release mode"]
 async fn thirty_thousand_commands_per_second_at_concurrency_32() {
-    let plane = Arc::new(start_plane().await);
+    let plane = Arc::new(plane().await);
     let (created, pw) = enrolled_cluster(&plane).await;
     let id = created.team_cluster.id.clone();
     fast_daemon(&plane.base_url(), &id, &pw).await;

@@ -1,13 +1,12 @@
 //! The control socket and enrollment over TLS (rustls, custom CA file) and
 //! the control socket through an HTTP CONNECT proxy — real TLS, real proxy.
 
-mod common;
-
-use common::*;
 use otp::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+use testkit::daemon::*;
+use testkit::eventually;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use voltd_actors::api::CredentialOrigin;
@@ -124,7 +123,7 @@ async fn enrolls_and_registers_over_tls_with_a_custom_ca() {
     )
     .await;
     wait_connected(&plane, &id).await;
-    eventually(SECS_10, "heartbeat over wss", || {
+    eventually(SECS_10, "heartbeat over wss", async || {
         plane.cluster(&id).filter(|c| c.heartbeat_count >= 1)
     })
     .await;

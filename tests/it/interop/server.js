@@ -1,5 +1,5 @@
 // A VOLT-like control plane on the reference socket.io server (v4), used by
-// tests/interop.rs to prove voltd's own codec speaks to the reference
+// tests/it/interop.rs to prove voltd's own codec speaks to the reference
 // implementation. It validates registration like the real server (exactly
 // teamClusterId + daemonPassword, ack {ok:false,error} on bad credentials),
 // sends commands with socket.io acks, and exposes a small control API:
@@ -23,6 +23,7 @@ const state = {
   rejectedRegistrations: 0,
   invalidRegistrations: 0,
   registerAcks: 0,
+  pongs: 0,
   daemonCommands: [],
   heartbeats: [],
   disconnects: 0,
@@ -87,6 +88,10 @@ const io = new Server(server, {
 
 io.on("connection", (socket) => {
   state.connections++;
+  // Engine.IO pongs: each answers one of the server's pings.
+  socket.conn.on("packet", (packet) => {
+    if (packet.type === "pong") state.pongs++;
+  });
   socket.on("team-cluster-daemon:register", (payload, ack) => {
     if (typeof ack === "function") state.registerAcks++;
     const keys = Object.keys(payload || {}).sort().join(",");

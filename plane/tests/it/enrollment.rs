@@ -1,10 +1,8 @@
 //! Enrollment and install manifest: the reference HTTP routes an installer
 //! calls, spoken over real HTTP to a real plane.
 
-mod common;
-
-use common::*;
 use serde_json::{Value, json};
+use testkit::plane::*;
 use volt_protocol::ClusterStatus;
 use volt_protocol::enrollment::{ApiSuccess, HealthcheckData, InstallManifestData};
 
@@ -25,7 +23,7 @@ fn ports() -> Value {
 
 #[tokio::test]
 async fn healthcheck_trades_the_token_for_the_daemon_password_once() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let created = plane.create_cluster(Default::default()).await.unwrap();
     let id = &created.team_cluster.id;
     let url = healthcheck_url(&plane.base_url(), id);
@@ -61,7 +59,7 @@ async fn healthcheck_trades_the_token_for_the_daemon_password_once() {
 
 #[tokio::test]
 async fn healthcheck_refuses_a_wrong_token_with_401() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let created = plane.create_cluster(Default::default()).await.unwrap();
     let url = healthcheck_url(&plane.base_url(), &created.team_cluster.id);
     let (status, body) = post(&url, json!({"enrollmentToken": "0".repeat(64)})).await;
@@ -76,7 +74,7 @@ async fn healthcheck_refuses_a_wrong_token_with_401() {
 
 #[tokio::test]
 async fn healthcheck_for_an_unknown_cluster_is_404() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let url = healthcheck_url(&plane.base_url(), "000000000000000000000000");
     let (status, body) = post(&url, json!({"enrollmentToken": "x"})).await;
     assert_eq!(status, 404);
@@ -89,7 +87,7 @@ async fn healthcheck_for_an_unknown_cluster_is_404() {
 
 #[tokio::test]
 async fn healthcheck_body_is_strict() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let created = plane.create_cluster(Default::default()).await.unwrap();
     let url = healthcheck_url(&plane.base_url(), &created.team_cluster.id);
     for bad in [
@@ -120,7 +118,7 @@ async fn healthcheck_body_is_strict() {
 
 #[tokio::test]
 async fn install_manifest_needs_the_daemon_password() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let (created, _) = enrolled_cluster(&plane).await;
     let url = manifest_url(&plane.base_url(), &created.team_cluster.id);
     let (status, body) = post(
@@ -153,7 +151,7 @@ async fn install_manifest_needs_the_daemon_password() {
 
 #[tokio::test]
 async fn install_manifest_has_the_gen_b_files_modes_and_credentials() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let (created, pw) = enrolled_cluster(&plane).await;
     let id = created.team_cluster.id.clone();
     let url = manifest_url(&plane.base_url(), &id);
@@ -229,7 +227,7 @@ async fn install_manifest_has_the_gen_b_files_modes_and_credentials() {
 
 #[tokio::test]
 async fn regenerated_token_enrolls_again() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let (created, _) = enrolled_cluster(&plane).await;
     let id = created.team_cluster.id.clone();
     let (status, body) = post(

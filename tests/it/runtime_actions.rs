@@ -2,12 +2,11 @@
 //! answers `{accepted}` and ends with the documented exit code (or reports
 //! `update-failed`).
 
-mod common;
-
-use common::*;
 use otp::ExitCode;
 use serde_json::json;
 use std::time::Duration;
+use testkit::daemon::*;
+use testkit::eventually;
 use volt_plane::PlaneError;
 use volt_protocol::ClusterStatus;
 use voltd_actors::api::{ActionStage, RuntimeAction};
@@ -42,7 +41,7 @@ async fn an_update_runs_the_configured_command_and_exits_with_code_3() {
         s.update_command = Some(vec![hook, "--channel".into(), "stable".into()]);
     })
     .await;
-    eventually(SECS_15, "a heartbeat", || {
+    eventually(SECS_15, "a heartbeat", async || {
         plane.cluster(&id).filter(|c| c.heartbeat_count >= 1)
     })
     .await;
@@ -75,13 +74,13 @@ async fn a_failing_update_command_reports_update_failed_and_the_daemon_stays() {
     })
     .await;
     let (plane, id) = (&f.plane, f.id.as_str());
-    eventually(SECS_15, "a heartbeat", || {
+    eventually(SECS_15, "a heartbeat", async || {
         plane.cluster(id).filter(|c| c.heartbeat_count >= 1)
     })
     .await;
 
     plane.request_update(id, "2.0.0", false).await.unwrap();
-    let view = eventually(SECS_15, "update-failed on the plane", || {
+    let view = eventually(SECS_15, "update-failed on the plane", async || {
         plane
             .cluster(id)
             .filter(|c| c.status == ClusterStatus::UpdateFailed)
@@ -115,7 +114,7 @@ async fn a_failing_update_command_reports_update_failed_and_the_daemon_stays() {
 async fn without_an_update_command_the_update_is_refused_with_a_reason() {
     let f = Fixture::start().await;
     let (plane, id) = (&f.plane, f.id.as_str());
-    eventually(SECS_15, "a heartbeat", || {
+    eventually(SECS_15, "a heartbeat", async || {
         plane.cluster(id).filter(|c| c.heartbeat_count >= 1)
     })
     .await;

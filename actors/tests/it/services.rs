@@ -4,15 +4,14 @@
 //! `.ci/install-services` installs them; a missing one fails the test with
 //! a pointer to it.
 
-mod support;
-
 use mongodb::bson::{Document, doc};
 use mongodb::options::WriteConcern;
 use otp::ExitCode;
-use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
-use support::*;
+use testkit::process::{Signal, signal};
+use testkit::services::*;
+use testkit::standins::{StandIn, WITHIN, redis_server};
+use testkit::{alive, eventually, free_port};
 use volt_protocol::register::Secret;
 use voltd_actors::config::ServiceSettings;
 use voltd_actors::events::Event;
@@ -29,7 +28,7 @@ async fn redis_con(client: &redis::Client) -> redis::aio::MultiplexedConnection 
 #[actix_rt::test]
 async fn native_services_become_healthy_and_are_bootstrapped() {
     let state = tempfile::tempdir().unwrap();
-    let svcs = Services::start(settings(state.path(), native_services()));
+    let svcs = Services::start(settings_with(state.path(), native_services()));
     let reg = svcs.registry.clone();
     wait_all_healthy(&reg, &ALL).await;
 
@@ -94,7 +93,7 @@ async fn native_services_become_healthy_and_are_bootstrapped() {
     assert!(refused.contains("NOAUTH"), "{refused}");
 
     // Every view has a pid, a probe latency and the service's figures.
-    let minio_view = poll(WITHIN, "minio figures after bootstrap", || {
+    let minio_view = eventually(WITHIN, "minio figures after bootstrap", async || {
         reg.view("minio")
             .filter(|v| v.stats.as_ref().is_some_and(|s| s["buckets"] == 4))
     })
@@ -149,7 +148,7 @@ async fn native_services_become_healthy_and_are_bootstrapped() {
 #[actix_rt::test]
 async fn killed_servers_are_restarted_and_keep_their_data() {
     let state = tempfile::tempdir().unwrap();
-    let svcs = Services::start(settings(state.path(), native_services()));
+    let svcs = Services::start(settings_with(state.path(), native_services()));
     let reg = svcs.registry.clone();
     wait_all_healthy(&reg, &ALL).await;
 
@@ -175,11 +174,15 @@ async fn killed_servers_are_restarted_and_keep_their_data() {
 
     for name in ALL {
         let old = reg.view(name).unwrap().pid.unwrap();
-        kill(old, "KILL");
-        let v = poll(WITHIN, &format!("{name} restarted and healthy"), || {
-            reg.view(name)
-                .filter(|v| v.state == ServiceState::Healthy && v.pid.is_some_and(|p| p != old))
-        })
+        signal(old, Signal::SIGKILL);
+        let v = eventually(
+            WITHIN,
+            format!("{name} restarted and healthy"),
+            async || {
+                reg.view(name)
+                    .filter(|v| v.state == ServiceState::Healthy && v.pid.is_some_and(|p| p != old))
+            },
+        )
         .await;
         assert_eq!(v.restarts, 1, "{name}");
         assert_eq!(v.last_error.as_deref(), Some("killed by SIGKILL"), "{name}");
@@ -230,7 +233,7 @@ async fn a_missing_binary_fails_at_once_and_installing_it_heals_without_a_restar
     services.minio.mode = ServiceMode::Disabled;
     services.redis.command = vec![future_binary.display().to_string(), "{config_file}".into()];
     services.redis.failed_retry = Duration::from_millis(500);
-    let svcs = Services::start(settings(state.path(), services));
+    let svcs = Services::start(settings_with(state.path(), services));
     let reg = svcs.registry.clone();
 
     let v = wait_state(&reg, "redis", ServiceState::Failed).await;
@@ -282,7 +285,7 @@ async fn a_server_that_exits_at_once_hits_the_intensity_limit_then_retries_slowl
     redis.restart_window = Duration::from_secs(60);
     redis.failed_retry = Duration::from_secs(300);
     services.redis = redis;
-    let svcs = Services::start(settings(state.path(), services));
+    let svcs = Services::start(settings_with(state.path(), services));
     let reg = svcs.registry.clone();
 
     let v = wait_state(&reg, "redis", ServiceState::Failed).await;
@@ -324,44 +327,22 @@ async fn a_server_that_exits_at_once_hits_the_intensity_limit_then_retries_slowl
     );
     assert_eq!(reg.view("redis").unwrap().state, ServiceState::Failed);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    poll(WITHIN, "the slow retry", || {
-        (spawned(&svcs) > before).then_some(())
-    })
-    .await;
+    eventually(WITHIN, "the slow retry", async || spawned(&svcs) > before).await;
     tokio::time::resume();
     assert_eq!(svcs.stop().await, ExitCode::Stopped);
 }
 
 /// Servers started by the test itself, for external mode.
 struct External {
-    _dir: tempfile::TempDir,
-    children: Vec<tokio::process::Child>,
+    servers: Vec<StandIn>,
     redis_port: u16,
     mongo_port: u16,
     s3_port: u16,
+    _dir: tempfile::TempDir,
 }
 
 const EXT_USER: &str = "volt_external";
 const EXT_PASSWORD: &str = "external-secret-1";
-
-fn spawn(program: &Path, args: &[&str]) -> tokio::process::Child {
-    tokio::process::Command::new(program)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("{}: {e}", program.display()))
-}
-
-async fn wait_port(port: u16) {
-    poll(WITHIN, &format!("port {port} listening"), || {
-        std::net::TcpStream::connect(("127.0.0.1", port))
-            .ok()
-            .map(|_| ())
-    })
-    .await;
-}
 
 impl External {
     async fn start() -> Self {
@@ -375,58 +356,19 @@ impl External {
         .unwrap();
         let redis_dir = dir.path().join("redis");
         std::fs::create_dir(&redis_dir).unwrap();
-        let redis = spawn(
-            &redis_server(),
-            &[
-                "--port",
-                &redis_port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                redis_dir.to_str().unwrap(),
-                "--aclfile",
-                acl.to_str().unwrap(),
-            ],
+        let redis = StandIn::redis(
+            redis_port,
+            &redis_dir,
+            &["--aclfile", acl.to_str().unwrap()],
         );
         let s3_dir = dir.path().join("s3");
         std::fs::create_dir(&s3_dir).unwrap();
-        let s3 = spawn(
-            &s3_server(),
-            &[
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &s3_port.to_string(),
-                "--access-key",
-                EXT_USER,
-                "--secret-key",
-                EXT_PASSWORD,
-                s3_dir.to_str().unwrap(),
-            ],
-        );
+        let s3 = StandIn::s3(s3_port, &s3_dir, EXT_USER, EXT_PASSWORD);
         // SecantusDB: users are created on a server without auth, which
         // then restarts with --auth.
         let mongo_dir = dir.path().join("mongo");
-        let mongo_args = |auth: bool| {
-            let mut a = vec![
-                "--host".to_owned(),
-                "127.0.0.1".to_owned(),
-                "--port".to_owned(),
-                mongo_port.to_string(),
-                "--storage-path".to_owned(),
-                mongo_dir.display().to_string(),
-            ];
-            if auth {
-                a.push("--auth".to_owned());
-            }
-            a
-        };
-        let args = mongo_args(false);
-        let mut setup = spawn(
-            &mongo_server(),
-            &args.iter().map(String::as_str).collect::<Vec<_>>(),
-        );
-        wait_port(mongo_port).await;
+        let mut setup = StandIn::mongo(mongo_port, &mongo_dir, false);
+        setup.listening().await;
         let client = mongodb::Client::with_options(mongo::client_options(
             "127.0.0.1",
             mongo_port,
@@ -440,22 +382,18 @@ impl External {
             .await
             .unwrap();
         client.shutdown().await;
-        kill(setup.id().unwrap() as i32, "TERM");
-        setup.wait().await.unwrap();
-        let args = mongo_args(true);
-        let mongo = spawn(
-            &mongo_server(),
-            &args.iter().map(String::as_str).collect::<Vec<_>>(),
-        );
-        for port in [redis_port, s3_port, mongo_port] {
-            wait_port(port).await;
+        setup.stop().await;
+        let mongo = StandIn::mongo(mongo_port, &mongo_dir, true);
+        let mut servers = vec![redis, s3, mongo];
+        for server in &mut servers {
+            server.listening().await;
         }
         External {
-            _dir: dir,
-            children: vec![redis, s3, mongo],
+            servers,
             redis_port,
             mongo_port,
             s3_port,
+            _dir: dir,
         }
     }
 
@@ -482,9 +420,7 @@ impl External {
     }
 
     fn alive(&mut self) -> bool {
-        self.children
-            .iter_mut()
-            .all(|c| matches!(c.try_wait(), Ok(None)))
+        self.servers.iter_mut().all(StandIn::running)
     }
 }
 
@@ -492,7 +428,7 @@ impl External {
 async fn external_services_are_probed_and_bootstrapped_but_never_run_by_voltd() {
     let mut ext = External::start().await;
     let state = tempfile::tempdir().unwrap();
-    let svcs = Services::start(settings(state.path(), ext.settings(EXT_PASSWORD)));
+    let svcs = Services::start(settings_with(state.path(), ext.settings(EXT_PASSWORD)));
     let reg = svcs.registry.clone();
     wait_all_healthy(&reg, &ALL).await;
     for name in ALL {
@@ -530,7 +466,10 @@ async fn external_services_are_probed_and_bootstrapped_but_never_run_by_voltd() 
 async fn wrong_credentials_make_every_service_unhealthy_with_an_auth_reason() {
     let ext = External::start().await;
     let state = tempfile::tempdir().unwrap();
-    let svcs = Services::start(settings(state.path(), ext.settings("not-the-password")));
+    let svcs = Services::start(settings_with(
+        state.path(),
+        ext.settings("not-the-password"),
+    ));
     let reg = svcs.registry.clone();
     for name in ALL {
         let v = wait_state(&reg, name, ServiceState::Failed).await;

@@ -1,14 +1,15 @@
 //! The real `voltd` binary: readiness line, status/logs over the admin
 //! socket, exit codes, signals, config handling, secrets kept out of logs.
 
-mod common;
-
-use common::*;
+use crate::voltd_bin;
 use serde_json::Value;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use testkit::daemon::*;
+use testkit::eventually;
+use testkit::process::{Signal, signal};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -60,7 +61,7 @@ impl Voltd {
     }
 
     async fn wait_line(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        eventually(SECS_15, what, || {
+        eventually(SECS_15, what, async || {
             self.lines.lock().unwrap().iter().find(|l| pred(l)).cloned()
         })
         .await
@@ -68,7 +69,7 @@ impl Voltd {
 
     async fn term(&mut self) -> i32 {
         let pid = self.child.id().unwrap() as i32;
-        nix_kill(pid, "TERM");
+        signal(pid, Signal::SIGTERM);
         self.exit_code().await
     }
 
@@ -83,16 +84,6 @@ impl Voltd {
         }
         status.code().unwrap_or(-1)
     }
-}
-
-fn nix_kill(pid: i32, sig: &str) {
-    let ok = std::process::Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -{sig} {pid}");
 }
 
 /// Runs a short `voltd` command to completion.
@@ -126,8 +117,8 @@ fn run_args<'a>(url: &'a str, id: &'a str, state: &'a str) -> Vec<&'a str> {
         state,
         "--heartbeat-interval-ms",
         "300",
-        // These tests are about the daemon itself; tests/services*.rs run
-        // the managed services.
+        // These tests are about the daemon itself; the services and
+        // services_binary topics run the managed services.
         "--services",
         "none",
     ]
@@ -149,7 +140,7 @@ async fn runs_prints_the_readiness_line_answers_status_and_logs_and_stops_on_sig
         l.contains(&format!("cluster-daemon started for team cluster {id}"))
     })
     .await;
-    eventually(SECS_15, "heartbeats", || {
+    eventually(SECS_15, "heartbeats", async || {
         plane.cluster(&id).filter(|c| c.heartbeat_count >= 2)
     })
     .await;
@@ -205,7 +196,7 @@ async fn runs_prints_the_readiness_line_answers_status_and_logs_and_stops_on_sig
         !state.path().join("voltd.sock").exists(),
         "socket removed on exit"
     );
-    eventually(SECS_15, "socket close seen by the plane", || {
+    eventually(SECS_15, "socket close seen by the plane", async || {
         plane.cluster(&id).filter(|c| !c.connected)
     })
     .await;
@@ -231,7 +222,7 @@ async fn json_logs_are_one_object_per_line_and_never_contain_secrets() {
     );
     d.wait_line("readiness line", |l| l.contains("cluster-daemon started"))
         .await;
-    eventually(SECS_15, "heartbeats", || {
+    eventually(SECS_15, "heartbeats", async || {
         plane.cluster(&id).filter(|c| c.heartbeat_count >= 2)
     })
     .await;

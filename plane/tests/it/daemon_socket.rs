@@ -1,18 +1,17 @@
 //! The daemon's control socket: registration and daemon→server commands,
 //! spoken by a real socket.io client over a real WebSocket.
 
-mod common;
-
-use common::*;
 use serde_json::json;
-use std::time::Duration;
+use testkit::plane::*;
+use testkit::sio::*;
+use testkit::{WAIT, eventually};
 use volt_plane::StatusSource;
 use volt_protocol::ClusterStatus;
 use volt_protocol::{MESSAGE_EVENT, REGISTER_EVENT, REGISTERED_EVENT};
 
 #[tokio::test]
 async fn open_packet_advertises_the_reference_max_payload() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let c = SioClient::connect(&plane.base_url()).await;
     assert_eq!(c.max_payload, 1_000_000);
     c.close().await;
@@ -21,7 +20,7 @@ async fn open_packet_advertises_the_reference_max_payload() {
 
 #[tokio::test]
 async fn register_with_a_wrong_password_is_refused_without_registered() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let (created, _) = enrolled_cluster(&plane).await;
     let id = created.team_cluster.id.clone();
     let mut c = SioClient::connect(&plane.base_url()).await;
@@ -35,7 +34,9 @@ async fn register_with_a_wrong_password_is_refused_without_registered() {
         c.expect_ack(ack).await,
         vec![json!({"ok": false, "error": "Invalid daemon credentials"})]
     );
-    let later = c.drain(Duration::from_millis(200)).await;
+    // Anything the refused registration caused was sent before the
+    // marker's answer.
+    let later = c.sync().await;
     assert!(
         !later
             .iter()
@@ -51,7 +52,7 @@ async fn register_with_a_wrong_password_is_refused_without_registered() {
 
 #[tokio::test]
 async fn register_for_an_unknown_cluster_is_refused() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let mut c = SioClient::connect(&plane.base_url()).await;
     let ack = c
         .emit_with_ack(
@@ -68,7 +69,7 @@ async fn register_for_an_unknown_cluster_is_refused() {
 
 #[tokio::test]
 async fn register_with_an_extra_key_gets_a_validation_error_event() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let (created, pw) = enrolled_cluster(&plane).await;
     let mut c = SioClient::connect(&plane.base_url()).await;
     let ack = c
@@ -91,7 +92,7 @@ async fn register_with_an_extra_key_gets_a_validation_error_event() {
 
 #[tokio::test]
 async fn register_connects_the_cluster_and_counts_registrations() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let (created, pw) = enrolled_cluster(&plane).await;
     let id = created.team_cluster.id.clone();
     let mut c = SioClient::connect(&plane.base_url()).await;
@@ -115,7 +116,7 @@ async fn register_connects_the_cluster_and_counts_registrations() {
 
 #[tokio::test]
 async fn register_without_ack_id_still_gets_registered() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let (created, pw) = enrolled_cluster(&plane).await;
     let mut c = SioClient::connect(&plane.base_url()).await;
     c.emit(
@@ -130,7 +131,7 @@ async fn register_without_ack_id_still_gets_registered() {
 
 #[tokio::test]
 async fn heartbeat_command_replies_with_the_dto_and_stores_metrics() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let (created, pw) = enrolled_cluster(&plane).await;
     let id = created.team_cluster.id.clone();
     let mut c = SioClient::connect(&plane.base_url()).await;
@@ -174,7 +175,7 @@ async fn heartbeat_command_replies_with_the_dto_and_stores_metrics() {
 
 #[tokio::test]
 async fn lifecycle_reports_follow_the_reference_rules() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let (created, pw) = enrolled_cluster(&plane).await;
     let id = created.team_cluster.id.clone();
     let mut c = SioClient::connect(&plane.base_url()).await;
@@ -229,7 +230,7 @@ async fn lifecycle_reports_follow_the_reference_rules() {
 
 #[tokio::test]
 async fn unknown_daemon_server_command_is_404_with_the_reference_wording() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let (created, pw) = enrolled_cluster(&plane).await;
     let mut c = SioClient::connect(&plane.base_url()).await;
     c.register(&created.team_cluster.id, &pw).await;
@@ -244,7 +245,7 @@ async fn unknown_daemon_server_command_is_404_with_the_reference_wording() {
 
 #[tokio::test]
 async fn runtime_config_get_returns_the_contract() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let (created, pw) = enrolled_cluster(&plane).await;
     let mut c = SioClient::connect(&plane.base_url()).await;
     c.register(&created.team_cluster.id, &pw).await;
@@ -260,20 +261,22 @@ async fn runtime_config_get_returns_the_contract() {
 
 #[tokio::test]
 async fn commands_from_an_unregistered_socket_are_ignored() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let mut c = SioClient::connect(&plane.base_url()).await;
     c.emit(
         MESSAGE_EVENT,
         &json!({"type": "command", "requestId": "x", "command": "runtime.config.get"}),
     )
     .await;
-    assert!(c.drain(Duration::from_millis(200)).await.is_empty());
+    // An answer would have come before the marker's.
+    let answered = c.sync().await;
+    assert!(answered.is_empty(), "{answered:?}");
     plane.shutdown().await;
 }
 
 #[tokio::test]
 async fn delete_completed_removes_the_record() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let (created, pw) = enrolled_cluster(&plane).await;
     let id = created.team_cluster.id.clone();
     let mut c = SioClient::connect(&plane.base_url()).await;
@@ -293,7 +296,7 @@ async fn delete_completed_removes_the_record() {
 
 #[tokio::test]
 async fn exposure_snapshots_are_kept_and_cleared_on_disconnect() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let (created, pw) = enrolled_cluster(&plane).await;
     let id = created.team_cluster.id.clone();
     let mut c = SioClient::connect(&plane.base_url()).await;
@@ -307,23 +310,32 @@ async fn exposure_snapshots_are_kept_and_cleared_on_disconnect() {
         }]}),
     )
     .await;
-    assert!(eventually(|| plane.cluster(&id).unwrap().exposures.len() == 1).await);
+    eventually(WAIT, "the snapshot stored", async || {
+        plane.cluster(&id).unwrap().exposures.len() == 1
+    })
+    .await;
     assert_eq!(plane.cluster(&id).unwrap().exposures[0].id, "c1:80");
     c.close().await;
-    assert!(eventually(|| !plane.cluster(&id).unwrap().connected).await);
+    eventually(WAIT, "the socket close seen", async || {
+        !plane.cluster(&id).unwrap().connected
+    })
+    .await;
     assert!(plane.cluster(&id).unwrap().exposures.is_empty());
     plane.shutdown().await;
 }
 
 #[tokio::test]
 async fn socket_close_marks_the_cluster_disconnected() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let (created, pw) = enrolled_cluster(&plane).await;
     let id = created.team_cluster.id.clone();
     let mut c = SioClient::connect(&plane.base_url()).await;
     c.register(&id, &pw).await;
     c.close().await;
-    assert!(eventually(|| plane.cluster(&id).unwrap().status == ClusterStatus::Disconnected).await);
+    eventually(WAIT, "disconnected", async || {
+        plane.cluster(&id).unwrap().status == ClusterStatus::Disconnected
+    })
+    .await;
     let view = plane.cluster(&id).unwrap();
     assert!(!view.connected);
     assert!(view.team_cluster.last_disconnect_at.is_some());
@@ -336,7 +348,7 @@ async fn socket_close_marks_the_cluster_disconnected() {
 
 #[tokio::test]
 async fn a_newer_socket_replaces_the_older_one() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let (created, pw) = enrolled_cluster(&plane).await;
     let id = created.team_cluster.id.clone();
     let mut old = SioClient::connect(&plane.base_url()).await;
@@ -345,20 +357,30 @@ async fn a_newer_socket_replaces_the_older_one() {
     new.register(&id, &pw).await;
     assert_eq!(plane.cluster(&id).unwrap().registrations, 2);
     // Closing the replaced socket does not disconnect the cluster.
-    old.close().await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Once the plane has dropped the old connection, its disconnect
+    // handler is queued; on this single-threaded test runtime it runs
+    // before the plane reads the next packet of the new socket, so the
+    // command's answer below comes after it.
+    old.close_and_wait().await;
+    let resp = new.command("n1", "runtime.config.get", json!({})).await;
+    assert_eq!(resp["ok"], true);
     let view = plane.cluster(&id).unwrap();
     assert!(view.connected);
     assert_eq!(view.status, ClusterStatus::Connected);
-    // The old socket is no longer registered: its commands are not served.
-    let resp = new.command("n1", "runtime.config.get", json!({})).await;
-    assert_eq!(resp["ok"], true);
+    assert!(
+        !view
+            .status_history
+            .iter()
+            .any(|h| h.status == ClusterStatus::Disconnected),
+        "{:?}",
+        view.status_history
+    );
     plane.shutdown().await;
 }
 
 #[tokio::test]
 async fn disconnect_daemon_cuts_the_connection_like_a_network_failure() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let (created, pw) = enrolled_cluster(&plane).await;
     let id = created.team_cluster.id.clone();
     let mut c = SioClient::connect(&plane.base_url()).await;
@@ -368,9 +390,9 @@ async fn disconnect_daemon_cuts_the_connection_like_a_network_failure() {
     assert!(!view.connected);
     assert_eq!(view.status, ClusterStatus::Disconnected);
     // The client sees its transport end, not a socket.io DISCONNECT packet.
-    let seen = c.drain(Duration::from_millis(300)).await;
+    let seen = c.closed().await;
     assert!(!seen.contains(&Incoming::Disconnect), "{seen:?}");
-    assert!(c.next(Duration::from_millis(100)).await.is_none());
+    assert!(c.next(WAIT).await.is_none());
     // And it can come back.
     let mut again = SioClient::connect(&plane.base_url()).await;
     again.register(&id, &pw).await;

@@ -1,12 +1,12 @@
 //! Server→daemon commands through the library API and the HTTP API, with a
 //! scripted daemon on a real socket answering them.
 
-mod common;
-
 use base64::Engine as _;
-use common::*;
 use serde_json::{Value, json};
 use std::time::Duration;
+use testkit::WAIT;
+use testkit::plane::*;
+use testkit::sio::*;
 use volt_plane::{DaemonReply, PlaneError, ResponseType};
 
 fn b64(bytes: &[u8]) -> String {
@@ -57,7 +57,7 @@ fn daemon_script(cmd: &Value) -> Vec<Value> {
 
 #[tokio::test]
 async fn json_command_round_trips_with_a_uuid_request_id() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let (created, pw) = enrolled_cluster(&plane).await;
     let id = created.team_cluster.id.clone();
     let daemon = ScriptedDaemon::start(&plane.base_url(), &id, &pw, daemon_script).await;
@@ -94,7 +94,7 @@ async fn json_command_round_trips_with_a_uuid_request_id() {
 
 #[tokio::test]
 async fn buffer_command_returns_body_base64() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let (created, pw) = enrolled_cluster(&plane).await;
     let id = created.team_cluster.id.clone();
     let _daemon = ScriptedDaemon::start(&plane.base_url(), &id, &pw, daemon_script).await;
@@ -111,7 +111,7 @@ async fn buffer_command_returns_body_base64() {
 
 #[tokio::test]
 async fn stream_chunks_are_reassembled_in_order() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let (created, pw) = enrolled_cluster(&plane).await;
     let id = created.team_cluster.id.clone();
     let _daemon = ScriptedDaemon::start(&plane.base_url(), &id, &pw, daemon_script).await;
@@ -145,7 +145,7 @@ async fn stream_chunks_are_reassembled_in_order() {
 
 #[tokio::test]
 async fn stream_end_message_is_an_error_and_foreign_chunks_are_ignored() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let (created, pw) = enrolled_cluster(&plane).await;
     let id = created.team_cluster.id.clone();
     let _daemon = ScriptedDaemon::start(&plane.base_url(), &id, &pw, daemon_script).await;
@@ -184,7 +184,7 @@ async fn stream_end_message_is_an_error_and_foreign_chunks_are_ignored() {
 
 #[tokio::test]
 async fn a_silent_daemon_times_out() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let (created, pw) = enrolled_cluster(&plane).await;
     let id = created.team_cluster.id.clone();
     let _daemon = ScriptedDaemon::start(&plane.base_url(), &id, &pw, daemon_script).await;
@@ -213,7 +213,7 @@ async fn a_silent_daemon_times_out() {
 
 #[tokio::test]
 async fn no_daemon_means_409_daemon_unavailable_after_the_wait() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let (created, _) = enrolled_cluster(&plane).await;
     let id = created.team_cluster.id.clone();
     let started = tokio::time::Instant::now();
@@ -246,35 +246,33 @@ async fn no_daemon_means_409_daemon_unavailable_after_the_wait() {
 
 #[tokio::test]
 async fn a_command_waits_for_a_daemon_that_registers_late() {
-    let mut cfg = test_config();
+    let mut cfg = config();
     cfg.daemon_wait = Duration::from_secs(3);
-    let plane = volt_plane::start(cfg).await.unwrap();
+    let plane = start(cfg).await;
     let (created, pw) = enrolled_cluster(&plane).await;
     let id = created.team_cluster.id.clone();
-    let base = plane.base_url();
-    let (id2, pw2) = (id.clone(), pw.clone());
-    let late = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        ScriptedDaemon::start(&base, &id2, &pw2, daemon_script).await
-    });
-    let reply = plane
-        .send_command(&id, "echo", json!({"late": true}), ResponseType::Json, None)
-        .await
-        .unwrap();
+    let (reply, late) = {
+        let send = plane.send_command(&id, "echo", json!({"late": true}), ResponseType::Json, None);
+        tokio::pin!(send);
+        // Polled once, the command is waiting for a daemon (none yet).
+        assert!(futures_util::poll!(send.as_mut()).is_pending());
+        let late = ScriptedDaemon::start(&plane.base_url(), &id, &pw, daemon_script).await;
+        (send.await.unwrap(), late)
+    };
     assert!(reply.response().ok);
-    late.await.unwrap().stop().await;
+    late.stop().await;
     plane.shutdown().await;
 }
 
 #[tokio::test]
 async fn pending_commands_fail_when_the_daemon_goes_away() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let (created, pw) = enrolled_cluster(&plane).await;
     let id = created.team_cluster.id.clone();
     let daemon = ScriptedDaemon::start(&plane.base_url(), &id, &pw, daemon_script).await;
     let send = plane.send_command(&id, "silent", json!({}), ResponseType::Json, None);
     let cut = async {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        daemon.wait_command("silent").await;
         daemon.stop().await.close().await;
     };
     let (res, ()) = tokio::join!(send, cut);
@@ -284,7 +282,7 @@ async fn pending_commands_fail_when_the_daemon_goes_away() {
 
 #[tokio::test]
 async fn http_commands_return_replies_and_raw_bytes() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let (created, pw) = enrolled_cluster(&plane).await;
     let id = created.team_cluster.id.clone();
     let _daemon = ScriptedDaemon::start(&plane.base_url(), &id, &pw, daemon_script).await;
@@ -371,7 +369,7 @@ async fn http_commands_return_replies_and_raw_bytes() {
 
 #[tokio::test]
 async fn session_messages_reach_their_subscriber() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let (created, pw) = enrolled_cluster(&plane).await;
     let id = created.team_cluster.id.clone();
     let mut c = SioClient::connect(&plane.base_url()).await;
@@ -407,13 +405,13 @@ async fn session_messages_reach_their_subscriber() {
 
 #[tokio::test]
 async fn a_replacing_socket_fails_the_old_sockets_pending_commands() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let (created, pw) = enrolled_cluster(&plane).await;
     let id = created.team_cluster.id.clone();
-    let _old = ScriptedDaemon::start(&plane.base_url(), &id, &pw, daemon_script).await;
+    let old = ScriptedDaemon::start(&plane.base_url(), &id, &pw, daemon_script).await;
     let send = plane.send_command(&id, "silent", json!({}), ResponseType::Json, None);
     let replace = async {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        old.wait_command("silent").await;
         ScriptedDaemon::start(&plane.base_url(), &id, &pw, daemon_script).await
     };
     let (res, _new) = tokio::join!(send, replace);

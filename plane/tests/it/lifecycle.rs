@@ -1,17 +1,17 @@
 //! Timeouts, deletion and update, end to end.
 
-mod common;
-
-use common::*;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use testkit::plane::*;
+use testkit::sio::*;
+use testkit::{WAIT, eventually};
 use volt_plane::{DeleteOutcome, StatusSource};
 use volt_protocol::ClusterStatus;
 
 fn fast_config() -> volt_plane::PlaneConfig {
-    let mut cfg = test_config();
+    let mut cfg = config();
     cfg.heartbeat_timeout = Duration::from_millis(200);
     cfg.sweep_interval = Duration::from_millis(50);
     cfg.delete_timeout = Duration::from_millis(200);
@@ -21,13 +21,16 @@ fn fast_config() -> volt_plane::PlaneConfig {
 
 #[tokio::test]
 async fn no_heartbeat_within_the_timeout_marks_disconnected() {
-    let plane = volt_plane::start(fast_config()).await.unwrap();
+    let plane = start(fast_config()).await;
     let (created, pw) = enrolled_cluster(&plane).await;
     let id = created.team_cluster.id.clone();
     let mut c = SioClient::connect(&plane.base_url()).await;
     c.register(&id, &pw).await;
     assert_eq!(plane.cluster(&id).unwrap().status, ClusterStatus::Connected);
-    assert!(eventually(|| plane.cluster(&id).unwrap().status == ClusterStatus::Disconnected).await);
+    eventually(WAIT, "disconnected by the sweep", async || {
+        plane.cluster(&id).unwrap().status == ClusterStatus::Disconnected
+    })
+    .await;
     let view = plane.cluster(&id).unwrap();
     assert_eq!(
         view.status_history.last().unwrap().source,
@@ -48,13 +51,17 @@ async fn no_heartbeat_within_the_timeout_marks_disconnected() {
 
 #[tokio::test]
 async fn regular_heartbeats_keep_the_cluster_connected() {
-    let plane = volt_plane::start(fast_config()).await.unwrap();
+    let plane = start(fast_config()).await;
     let (created, pw) = enrolled_cluster(&plane).await;
     let id = created.team_cluster.id.clone();
     let mut c = SioClient::connect(&plane.base_url()).await;
     c.register(&id, &pw).await;
+    // A daemon beating every 60 ms, well inside the 200 ms timeout, while
+    // the sweeper runs every 50 ms: the pace is the scenario under test.
+    let mut beat = tokio::time::interval(Duration::from_millis(60));
+    beat.tick().await;
     for i in 0..8 {
-        tokio::time::sleep(Duration::from_millis(60)).await;
+        beat.tick().await;
         c.command(
             &format!("hb{i}"),
             "runtime.heartbeat",
@@ -68,7 +75,7 @@ async fn regular_heartbeats_keep_the_cluster_connected() {
 
 #[tokio::test]
 async fn delete_with_a_daemon_uninstalls_then_completes() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let (created, pw) = enrolled_cluster(&plane).await;
     let id = created.team_cluster.id.clone();
     let seen_reason = Arc::new(std::sync::Mutex::new(Value::Null));
@@ -126,7 +133,7 @@ async fn delete_with_a_daemon_uninstalls_then_completes() {
 
 #[tokio::test]
 async fn a_rejected_uninstall_is_409_and_leaves_the_cluster() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let (created, pw) = enrolled_cluster(&plane).await;
     let id = created.team_cluster.id.clone();
     let _daemon = ScriptedDaemon::start(&plane.base_url(), &id, &pw, |cmd| {
@@ -145,7 +152,7 @@ async fn a_rejected_uninstall_is_409_and_leaves_the_cluster() {
 
 #[tokio::test]
 async fn delete_without_a_daemon_removes_the_record_and_gives_the_manual_command() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let (created, _) = enrolled_cluster(&plane).await;
     let id = created.team_cluster.id.clone();
     let (status, body) = post(
@@ -186,7 +193,7 @@ async fn delete_without_a_daemon_removes_the_record_and_gives_the_manual_command
 
 #[tokio::test]
 async fn deleting_too_long_becomes_delete_failed() {
-    let plane = volt_plane::start(fast_config()).await.unwrap();
+    let plane = start(fast_config()).await;
     let (created, pw) = enrolled_cluster(&plane).await;
     let id = created.team_cluster.id.clone();
     let _daemon = ScriptedDaemon::start(&plane.base_url(), &id, &pw, |cmd| {
@@ -197,7 +204,10 @@ async fn deleting_too_long_becomes_delete_failed() {
         plane.request_delete(&id).await.unwrap(),
         DeleteOutcome::Deleting(_)
     ));
-    assert!(eventually(|| plane.cluster(&id).unwrap().status == ClusterStatus::DeleteFailed).await);
+    eventually(WAIT, "delete-failed", async || {
+        plane.cluster(&id).unwrap().status == ClusterStatus::DeleteFailed
+    })
+    .await;
     assert_eq!(
         plane
             .cluster(&id)
@@ -213,7 +223,7 @@ async fn deleting_too_long_becomes_delete_failed() {
 
 #[tokio::test]
 async fn update_moves_to_updating_and_a_heartbeat_with_the_version_completes_it() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let (created, pw) = enrolled_cluster(&plane).await;
     let id = created.team_cluster.id.clone();
 
@@ -258,7 +268,7 @@ async fn update_moves_to_updating_and_a_heartbeat_with_the_version_completes_it(
 
 #[tokio::test]
 async fn update_rejected_or_unknown_to_the_daemon_is_409() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let (created, pw) = enrolled_cluster(&plane).await;
     let id = created.team_cluster.id.clone();
     let reject = Arc::new(AtomicBool::new(true));
@@ -289,7 +299,7 @@ async fn update_rejected_or_unknown_to_the_daemon_is_409() {
 
 #[tokio::test]
 async fn updating_too_long_becomes_update_failed() {
-    let plane = volt_plane::start(fast_config()).await.unwrap();
+    let plane = start(fast_config()).await;
     let (created, pw) = enrolled_cluster(&plane).await;
     let id = created.team_cluster.id.clone();
     let _daemon = ScriptedDaemon::start(&plane.base_url(), &id, &pw, |cmd| {
@@ -298,6 +308,9 @@ async fn updating_too_long_becomes_update_failed() {
     .await;
     let dto = plane.request_update(&id, "3.0.0", false).await.unwrap();
     assert_eq!(dto.status, ClusterStatus::Updating);
-    assert!(eventually(|| plane.cluster(&id).unwrap().status == ClusterStatus::UpdateFailed).await);
+    eventually(WAIT, "update-failed", async || {
+        plane.cluster(&id).unwrap().status == ClusterStatus::UpdateFailed
+    })
+    .await;
     plane.shutdown().await;
 }

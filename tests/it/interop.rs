@@ -1,18 +1,18 @@
 //! Interop against the reference implementation: the Node `socket.io` v4
-//! server (tests/interop/server.js) talking to voltd's own codec.
+//! server (tests/it/interop/server.js) talking to voltd's own codec.
 //!
 //! Needs `node` and the npm package `socket.io@4.8.4`; `.ci/install-services`
 //! installs it under `$VOLTD_CI_DIR/node_modules` (default
 //! `~/.cache/voltd-ci`). Set `VOLTD_NODE_MODULES` to use another copy.
 
-mod common;
-
-use common::*;
 use otp::ExitCode;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
+use testkit::daemon::*;
+use testkit::eventually;
+use testkit::standins::node_modules;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use volt_protocol::ErrorCode;
 use voltd_actors::api::SendCommand;
@@ -23,18 +23,6 @@ const SECS_10: Duration = Duration::from_secs(10);
 const CLUSTER: &str = "interop-cluster";
 const PASSWORD: &str = "interop-password";
 
-fn node_modules() -> PathBuf {
-    if let Ok(p) = std::env::var("VOLTD_NODE_MODULES") {
-        return PathBuf::from(p);
-    }
-    let base = std::env::var("VOLTD_CI_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/voltd-ci")
-        });
-    base.join("node_modules")
-}
-
 struct NodeServer {
     child: tokio::process::Child,
     port: u16,
@@ -44,12 +32,7 @@ struct NodeServer {
 impl NodeServer {
     async fn start(mode: &str, ping_interval_ms: u64, ping_timeout_ms: u64) -> Self {
         let modules = node_modules();
-        assert!(
-            modules.join("socket.io").exists(),
-            "socket.io is not installed at {} — run .ci/install-services (or set VOLTD_NODE_MODULES)",
-            modules.display()
-        );
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/server.js");
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/interop/server.js");
         let mut child = tokio::process::Command::new("node")
             .arg(script)
             .arg("0")
@@ -117,18 +100,11 @@ impl NodeServer {
     }
 
     async fn wait_state(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = tokio::time::Instant::now() + SECS_10;
-        loop {
+        eventually(SECS_10, what, async || {
             let s = self.state().await;
-            if pred(&s) {
-                return s;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}: {s}"
-            );
-            tokio::time::sleep(Duration::from_millis(30)).await;
-        }
+            if pred(&s) { Ok(s) } else { Err(s) }
+        })
+        .await
     }
 }
 
@@ -155,7 +131,7 @@ fn daemon_settings(url: &str, state: &std::path::Path, password: &str) -> Settin
 #[actix_rt::test]
 async fn registers_answers_pings_and_commands_with_acks_against_node_socket_io() {
     // Fast pings: the server closes any client that misses a pong within
-    // 300 ms, so staying connected for 2 s proves ping/pong works.
+    // 300 ms, so ten pongs on the first connection prove ping/pong works.
     let server = NodeServer::start("answer", 200, 300).await;
     let state = tempfile::tempdir().unwrap();
     let daemon = start_daemon(daemon_settings(&server.url(), state.path(), PASSWORD));
@@ -169,8 +145,11 @@ async fn registers_answers_pings_and_commands_with_acks_against_node_socket_io()
     );
     assert_eq!(s["registerAcks"], 1, "register is sent with an ack id");
 
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let s = server.state().await;
+    let s = server
+        .wait_state("ten pongs and three heartbeats", |s| {
+            s["pongs"].as_u64().unwrap() >= 10 && s["heartbeats"].as_array().unwrap().len() >= 3
+        })
+        .await;
     assert_eq!(s["connections"], 1, "no reconnect: pings were answered");
     assert_eq!(s["registrations"], 1);
     assert!(s["heartbeats"].as_array().unwrap().len() >= 3, "{s}");

@@ -3,15 +3,14 @@
 //! `voltd status` shows them, and a voltd killed with SIGKILL and started
 //! again replaces its servers on the same ports without leaving any behind.
 
-mod common;
-#[path = "../actors/tests/support/mod.rs"]
-mod support;
-
-use common::*;
+use crate::voltd_bin;
 use serde_json::Value;
 use std::path::Path;
 use std::process::Stdio;
-use std::time::Duration;
+use testkit::daemon::*;
+use testkit::process::{Signal, signal};
+use testkit::standins::{WITHIN, mongo_command, redis_command, s3_command};
+use testkit::{alive, eventually, free_port};
 use tokio::process::{Child, Command};
 
 const ALL: [&str; 3] = ["redis", "mongo", "minio"];
@@ -27,14 +26,14 @@ fn write_config(path: &Path, url: &str, id: &str, token: &str, state: &Path) {
         state.display().to_string()
     );
     for (name, command) in [
-        ("redis", support::redis_command()),
-        ("mongo", support::mongo_command()),
-        ("minio", support::s3_command()),
+        ("redis", redis_command()),
+        ("mongo", mongo_command()),
+        ("minio", s3_command()),
     ] {
         text.push_str(&format!(
             "\n[services.{name}]\ncommand = {}\nport = {}\nprobe_interval_ms = 300\nprobe_timeout_ms = 5000\nunhealthy_after = 5\nstart_timeout_ms = 45000\nstop_timeout_ms = 10000\nrestart_base_ms = 50\nrestart_max_ms = 500\n",
             toml_array(&command),
-            support::free_port()
+            free_port()
         ));
     }
     std::fs::write(path, text).unwrap();
@@ -69,20 +68,17 @@ async fn status(config: &Path, json: bool) -> Option<String> {
 /// Polls `voltd status --json` until every service is healthy; returns the
 /// services' views.
 async fn wait_healthy(config: &Path) -> Value {
-    let deadline = tokio::time::Instant::now() + support::WITHIN;
-    loop {
-        if let Some(out) = status(config, true).await
-            && let Ok(v) = serde_json::from_str::<Value>(&out)
-            && ALL.iter().all(|n| v["services"][n]["state"] == "healthy")
-        {
-            return v["services"].clone();
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "services not healthy in time"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(
+        WITHIN,
+        "every service healthy in `voltd status`",
+        async || {
+            let v: Value = serde_json::from_str(&status(config, true).await?).ok()?;
+            ALL.iter()
+                .all(|n| v["services"][n]["state"] == "healthy")
+                .then(|| v["services"].clone())
+        },
+    )
+    .await
 }
 
 fn pids(services: &Value) -> Vec<i32> {
@@ -111,7 +107,7 @@ async fn voltd_killed_and_restarted_replaces_its_servers_without_port_clash_or_o
     let before = wait_healthy(&config).await;
     let old = pids(&before);
     for pid in &old {
-        assert!(support::alive(*pid));
+        assert!(alive(*pid));
     }
 
     // `voltd status` shows every service healthy with its probe latency.
@@ -127,7 +123,7 @@ async fn voltd_killed_and_restarted_replaces_its_servers_without_port_clash_or_o
     }
 
     // SIGKILL: no chance to stop anything.
-    support::kill(first.id().unwrap() as i32, "KILL");
+    signal(first.id().unwrap() as i32, Signal::SIGKILL);
     first.wait().await.unwrap();
 
     let mut second = run(&config);
@@ -135,7 +131,7 @@ async fn voltd_killed_and_restarted_replaces_its_servers_without_port_clash_or_o
     let new = pids(&after);
     for (name, (o, n)) in ALL.iter().zip(old.iter().zip(&new)) {
         assert_ne!(o, n, "{name} is a new process");
-        assert!(!support::alive(*o), "{name}'s old server {o} is gone");
+        assert!(!alive(*o), "{name}'s old server {o} is gone");
         assert_eq!(
             after[name]["port"], before[name]["port"],
             "{name} on the same port"
@@ -146,14 +142,14 @@ async fn voltd_killed_and_restarted_replaces_its_servers_without_port_clash_or_o
         );
     }
 
-    support::kill(second.id().unwrap() as i32, "TERM");
-    let code = tokio::time::timeout(support::WITHIN, second.wait())
+    signal(second.id().unwrap() as i32, Signal::SIGTERM);
+    let code = tokio::time::timeout(WITHIN, second.wait())
         .await
         .expect("voltd stops in time")
         .unwrap();
     assert_eq!(code.code(), Some(0));
     for pid in new {
-        assert!(!support::alive(pid), "{pid} outlived voltd");
+        assert!(!alive(pid), "{pid} outlived voltd");
     }
     for name in ALL {
         assert!(!state.join(format!("services/{name}.pid")).exists());

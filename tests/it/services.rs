@@ -4,14 +4,13 @@
 //! or when one cannot run, the install manifest's credentials, and the
 //! `runtime.services.*` commands.
 
-mod common;
-#[path = "../actors/tests/support/mod.rs"]
-mod support;
-
-use common::*;
 use otp::ExitCode;
 use serde_json::{Value, json};
 use std::time::Duration;
+use testkit::daemon::*;
+use testkit::services::{native_services, wait_state};
+use testkit::standins::WITHIN;
+use testkit::{alive, eventually, free_port};
 use volt_plane::{DaemonReply, ResponseType};
 use volt_protocol::ClusterStatus;
 use volt_protocol::enrollment::ServicePorts;
@@ -62,12 +61,12 @@ async fn services_come_up_with_the_manifest_credentials_and_are_operated_through
     let state = tempfile::tempdir().unwrap();
     let install = tempfile::tempdir().unwrap();
     let mut s = settings(&plane.base_url(), &created, state.path());
-    let mut services = support::native_services();
+    let mut services = native_services();
     let ports = ServicePorts {
         redis: services.redis.port.take().unwrap(),
         mongodb: services.mongo.port.take().unwrap(),
         minio: services.minio.port.take().unwrap(),
-        daemon: support::free_port(),
+        daemon: free_port(),
     };
     s.services = services;
     s.install.fetch_manifest = true;
@@ -78,18 +77,14 @@ async fn services_come_up_with_the_manifest_credentials_and_are_operated_through
 
     // The server sees the environment being prepared, then `connected`
     // once every service is healthy and heartbeats flow again.
-    let view = eventually(
-        support::WITHIN,
-        "connected after the services came up",
-        || {
-            plane.cluster(&id).filter(|c| {
-                c.status == ClusterStatus::Connected
-                    && c.status_history
-                        .iter()
-                        .any(|h| h.status == ClusterStatus::PreparingEnvironment)
-            })
-        },
-    )
+    let view = eventually(WITHIN, "connected after the services came up", async || {
+        plane.cluster(&id).filter(|c| {
+            c.status == ClusterStatus::Connected
+                && c.status_history
+                    .iter()
+                    .any(|h| h.status == ClusterStatus::PreparingEnvironment)
+        })
+    })
     .await;
     let history: Vec<ClusterStatus> = view.status_history.iter().map(|h| h.status).collect();
     let preparing = history
@@ -103,7 +98,7 @@ async fn services_come_up_with_the_manifest_credentials_and_are_operated_through
     );
     assert!(preparing < history.len() - 1, "{history:?}");
     for name in ALL {
-        support::wait_state(&reg, name, ServiceState::Healthy).await;
+        wait_state(&reg, name, ServiceState::Healthy).await;
     }
 
     // Ports and credentials are the install manifest's (the VOLT server
@@ -113,10 +108,10 @@ async fn services_come_up_with_the_manifest_credentials_and_are_operated_through
         ("mongo", ports.mongodb),
         ("minio", ports.minio),
     ] {
-        let v = support::poll(
-            support::WITHIN,
-            &format!("{name} on the manifest's credentials"),
-            || {
+        let v = eventually(
+            WITHIN,
+            format!("{name} on the manifest's credentials"),
+            async || {
                 reg.view(name).filter(|v| {
                     v.state == ServiceState::Healthy
                         && v.credentials == Some(CredentialSource::Manifest)
@@ -169,12 +164,12 @@ async fn services_come_up_with_the_manifest_credentials_and_are_operated_through
     .await;
     assert!(ok, "{data}");
     assert_eq!(data, json!({"accepted": true, "service": "redis"}));
-    support::poll(support::WITHIN, "redis restarted", || {
+    eventually(WITHIN, "redis restarted", async || {
         reg.view("redis")
             .filter(|v| v.state == ServiceState::Healthy && v.pid.is_some_and(|p| p != old))
     })
     .await;
-    assert!(!support::alive(old));
+    assert!(!alive(old));
 
     let (ok, status, message, _) = command(
         &plane,
@@ -200,7 +195,7 @@ async fn services_come_up_with_the_manifest_credentials_and_are_operated_through
     daemon.shutdown(ExitCode::Stopped, "test");
     assert_eq!(daemon.wait().await, ExitCode::Stopped);
     for pid in pids {
-        assert!(!support::alive(pid), "{pid} outlived the daemon");
+        assert!(!alive(pid), "{pid} outlived the daemon");
     }
     plane.shutdown().await;
 }
@@ -212,7 +207,7 @@ async fn a_missing_binary_is_reported_to_the_plane_as_dependency_installation_fa
     let id = created.team_cluster.id.clone();
     let state = tempfile::tempdir().unwrap();
     let mut s = settings(&plane.base_url(), &created, state.path());
-    let mut services = support::native_services();
+    let mut services = native_services();
     services.mongo.mode = ServiceMode::Disabled;
     services.minio.mode = ServiceMode::Disabled;
     services.redis.command = vec!["/nonexistent/redis-server".into(), "{config_file}".into()];
@@ -220,9 +215,9 @@ async fn a_missing_binary_is_reported_to_the_plane_as_dependency_installation_fa
     let daemon = start_daemon(s);
 
     let view = eventually(
-        support::WITHIN,
+        WITHIN,
         "dependency-installation-failed on the plane",
-        || {
+        async || {
             plane
                 .cluster(&id)
                 .filter(|c| c.status == ClusterStatus::DependencyInstallationFailed)
@@ -255,13 +250,13 @@ async fn uninstall_stops_the_servers_before_deleting_their_data() {
     let install = tempfile::tempdir().unwrap();
     let mut s = settings(&plane.base_url(), &created, state.path());
     s.install.install_root = voltd_actors::config::AbsPath::new(install.path()).unwrap();
-    let mut services = support::native_services();
+    let mut services = native_services();
     services.mongo.mode = ServiceMode::Disabled;
     services.minio.mode = ServiceMode::Disabled;
     s.services = services;
     let daemon = start_daemon(s);
     let reg = daemon.services().clone();
-    let v = support::wait_state(&reg, "redis", ServiceState::Healthy).await;
+    let v = wait_state(&reg, "redis", ServiceState::Healthy).await;
     let pid = v.pid.unwrap();
     wait_connected(&plane, &id).await;
     let data = state.path().join("services/redis");
@@ -271,11 +266,11 @@ async fn uninstall_stops_the_servers_before_deleting_their_data() {
         plane.request_delete(&id).await.unwrap(),
         volt_plane::DeleteOutcome::Deleting(_)
     ));
-    let code = tokio::time::timeout(support::WITHIN, daemon.wait())
+    let code = tokio::time::timeout(WITHIN, daemon.wait())
         .await
         .expect("the daemon ends after the uninstall");
     assert_eq!(code, ExitCode::Stopped);
-    assert!(!support::alive(pid), "redis stopped");
+    assert!(!alive(pid), "redis stopped");
     assert!(
         !state.path().join("services").exists(),
         "service data deleted"

@@ -1,10 +1,9 @@
 //! The data file across restarts on the same port.
 
-mod common;
-
-use common::*;
 use serde_json::json;
-use std::time::Duration;
+use testkit::plane::*;
+use testkit::sio::*;
+use testkit::{WAIT, eventually};
 use volt_plane::{PlaneConfig, PlaneError, StatusSource};
 use volt_protocol::ClusterStatus;
 
@@ -12,17 +11,13 @@ fn config_with(data_file: &std::path::Path, listen: std::net::SocketAddr) -> Pla
     PlaneConfig {
         listen,
         data_file: Some(data_file.to_owned()),
-        ..test_config()
+        ..config()
     }
 }
 
 #[tokio::test]
 async fn clusters_survive_a_restart_on_the_same_port_and_daemons_come_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("plane.json");
-    let plane = volt_plane::start(config_with(&file, "127.0.0.1:0".parse().unwrap()))
-        .await
-        .unwrap();
+    let mut plane = PersistentPlane::start(config()).await;
     let addr = plane.addr();
     let (created, pw) = enrolled_cluster(&plane).await;
     let id = created.team_cluster.id.clone();
@@ -34,18 +29,23 @@ async fn clusters_survive_a_restart_on_the_same_port_and_daemons_come_back() {
         json!({"teamClusterId": id, "daemonPassword": pw, "installedVersion": "1.4.0"}),
     )
     .await;
-    plane.shutdown().await;
+    plane.stop().await;
     // The daemon sees its connection drop (no clean socket.io disconnect).
-    assert!(c.next(Duration::from_secs(2)).await.is_none());
+    let seen = c.closed().await;
+    assert!(seen.is_empty(), "{seen:?}");
 
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        let mode = std::fs::metadata(plane.data_file())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600);
     }
 
-    let plane = volt_plane::start(config_with(&file, addr)).await.unwrap();
+    plane.restart().await;
     assert_eq!(plane.addr(), addr);
     let view = plane.cluster(&id).unwrap();
     assert_eq!(view.status, ClusterStatus::Disconnected);
@@ -102,25 +102,26 @@ async fn an_unwritable_data_file_location_is_a_startup_error() {
 
 #[tokio::test]
 async fn creation_and_deletion_reach_the_file_without_a_shutdown() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("plane.json");
-    let plane = volt_plane::start(config_with(&file, "127.0.0.1:0".parse().unwrap()))
-        .await
-        .unwrap();
+    let plane = PersistentPlane::start(config()).await;
     let created = plane.create_cluster(Default::default()).await.unwrap();
     let id = created.team_cluster.id.clone();
-    let read = || std::fs::read_to_string(&file).unwrap_or_default();
-    assert!(eventually(|| read().contains(&id)).await);
+    eventually(WAIT, "the cluster in the file", async || {
+        plane.data_file_text().contains(&id)
+    })
+    .await;
     // The token is stored only as a hash.
-    assert!(!read().contains(&created.enrollment_token));
+    assert!(!plane.data_file_text().contains(&created.enrollment_token));
     plane.request_delete(&id).await.unwrap();
-    assert!(eventually(|| !read().contains(&id)).await);
+    eventually(WAIT, "the cluster gone from the file", async || {
+        !plane.data_file_text().contains(&id)
+    })
+    .await;
     plane.shutdown().await;
 }
 
 #[tokio::test]
 async fn the_port_is_free_right_after_shutdown() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let addr = plane.addr();
     let (created, pw) = enrolled_cluster(&plane).await;
     let mut c = SioClient::connect(&plane.base_url()).await;

@@ -1,13 +1,12 @@
 //! The person-facing HTTP API.
 
-mod common;
-
-use common::*;
 use serde_json::{Value, json};
+use testkit::plane::*;
+use testkit::sio::*;
 
 #[tokio::test]
 async fn healthz_answers_get_and_head() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let (status, body) = get(&format!("{}/healthz", plane.base_url())).await;
     assert_eq!(status, 200);
     assert_eq!(body, json!({"status": "success", "data": {"ok": true}}));
@@ -22,7 +21,7 @@ async fn healthz_answers_get_and_head() {
 
 #[tokio::test]
 async fn install_sh_is_served() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let r = reqwest::get(format!("{}/install.sh", plane.base_url()))
         .await
         .unwrap();
@@ -39,7 +38,7 @@ async fn install_sh_is_served() {
 
 #[tokio::test]
 async fn create_cluster_returns_everything_needed_to_install() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let (status, body) = post(
         &format!("{}/api/clusters", plane.base_url()),
         json!({"name": "lab", "installRoot": "/srv/volt"}),
@@ -87,7 +86,7 @@ async fn create_cluster_returns_everything_needed_to_install() {
 
 #[tokio::test]
 async fn create_accepts_an_empty_body_and_refuses_unknown_keys() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let url = format!("{}/api/clusters", plane.base_url());
     let r = reqwest::Client::new().post(&url).send().await.unwrap();
     assert_eq!(r.status(), 201);
@@ -121,7 +120,7 @@ async fn create_accepts_an_empty_body_and_refuses_unknown_keys() {
 
 #[tokio::test]
 async fn list_and_show_clusters() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let (a, pw) = enrolled_cluster(&plane).await;
     let b = plane.create_cluster(Default::default()).await.unwrap();
     let mut c = SioClient::connect(&plane.base_url()).await;
@@ -191,7 +190,7 @@ async fn list_and_show_clusters() {
 
 #[tokio::test]
 async fn disconnect_route_cuts_the_daemon() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let (created, pw) = enrolled_cluster(&plane).await;
     let id = created.team_cluster.id.clone();
     let mut c = SioClient::connect(&plane.base_url()).await;
@@ -216,7 +215,7 @@ async fn disconnect_route_cuts_the_daemon() {
 
 #[tokio::test]
 async fn unknown_routes_and_methods_get_the_error_envelope() {
-    let plane = start_plane().await;
+    let plane = plane().await;
     let (status, body) = get(&format!("{}/api/nope", plane.base_url())).await;
     assert_eq!(status, 404);
     assert_eq!(body["status"], "error");

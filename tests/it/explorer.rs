@@ -3,16 +3,13 @@
 //! server (s3s-fs) natively; shapes are asserted field by field against the
 //! reference's.
 
-mod common;
-#[path = "../actors/tests/support/mod.rs"]
-mod support;
-
-use common::*;
 use mongodb::bson::doc;
 use otp::ExitCode;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
+use testkit::daemon::*;
+use testkit::services::{native_services, wait_all_healthy};
 use volt_plane::{DaemonReply, PlaneHandle, ResponseType};
 use voltd_actors::daemon::DaemonHandle;
 
@@ -33,7 +30,7 @@ async fn cluster_with_services() -> Cluster {
     let state = tempfile::tempdir().unwrap();
     let files = tempfile::tempdir().unwrap();
     let mut s = settings(&plane.base_url(), &created, state.path());
-    s.services = support::native_services();
+    s.services = native_services();
     std::fs::create_dir_all(files.path().join("data/runs")).unwrap();
     s.host_files = voltd_actors::config::HostFilesSettings::try_new(vec![(
         "data".into(),
@@ -41,7 +38,7 @@ async fn cluster_with_services() -> Cluster {
     )])
     .unwrap();
     let daemon = start_daemon(s);
-    support::wait_all_healthy(daemon.services(), &["redis", "mongo", "minio"]).await;
+    wait_all_healthy(daemon.services(), &["redis", "mongo", "minio"]).await;
     wait_connected(&plane, &id).await;
     Cluster {
         plane,

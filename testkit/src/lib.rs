@@ -1,0 +1,35 @@
+//! The one shared test kit of the workspace's integration tests
+//! (`tests/it/`, `plane/tests/it/`, `actors/tests/it/`).
+//!
+//! | module | what | feature |
+//! |---|---|---|
+//! | [`eventually`], [`WAIT`] | wait on observable state with a deadline and a clear failure | – |
+//! | [`process`] | free ports, live pids, signals, [`needs_root`] | – |
+//! | [`standins`] | where the real servers are; launchers on free loopback ports | – |
+//! | `plane` | plane-only fixtures, [`plane::PersistentPlane`] | `plane` |
+//! | `sio` | a socket.io test client and a scripted daemon | `plane` |
+//! | `services` | the managed-services subtree on its own | `actors` |
+//! | `daemon` | plane + registered in-process daemon ([`daemon::Fixture`]) | `daemon` |
+//!
+//! Rules the kit follows, so tests can rely on them: nothing sleeps to
+//! synchronise (waits poll observable state, or round-trip an ordering
+//! marker, see [`sio::SioClient::sync`]); every server a test starts
+//! listens on loopback only and is stopped by its pid when dropped.
+
+pub mod process;
+pub mod standins;
+mod wait;
+
+#[cfg(feature = "plane")]
+pub mod plane;
+#[cfg(feature = "plane")]
+pub mod sio;
+
+#[cfg(feature = "actors")]
+pub mod services;
+
+#[cfg(feature = "daemon")]
+pub mod daemon;
+
+pub use process::{alive, free_port, is_root, needs_root};
+pub use wait::{Settled, WAIT, eventually};
