@@ -1,23 +1,22 @@
-//! voltd's actor system: a root supervisor and the actors under it.
+//! voltd's actor system: the actors under the root supervisor, the handles
+//! they talk through, and the pieces they use.
 //!
-//! | actor | file | job |
-//! |---|---|---|
-//! | root / cloud supervisors | `supervisor.rs` | OTP-style supervision, exit codes |
-//! | admin | `admin.rs` | local Unix socket for `voltd status` / `voltd logs` |
-//! | monitoring | `monitoring.rs` (+ `host_metrics.rs`) | host metrics for heartbeats |
-//! | status | `status.rs` | status state machine, lifecycle reports |
-//! | enrollment | `enrollment.rs` | token → daemon password, install manifest |
-//! | dispatcher | `dispatch.rs` (+ `handlers/`) | reverse-channel commands and responses |
-//! | control-socket | `control_socket.rs` (+ `link.rs`) | socket.io connection, register, reconnect |
-//! | heartbeat | `heartbeat.rs` | `runtime.heartbeat` every interval |
-//! | sessions | `sessions.rs` (+ `handlers/session.rs`) | host terminal: shell in a PTY per session |
-//! | services supervisor | `services/mod.rs` | one_for_one over the managed services; the service registry |
-//! | redis / mongo / minio | `services/{redis,mongo,minio}.rs` on `services/core.rs` (+ `process.rs`, `resolve.rs`; settings in `config/services.rs`) | run, probe, bootstrap and restart one managed service |
+//! | module | what |
+//! |---|---|
+//! | `api/` | messages and handles actors share (`Handle<M>`, `Outbox`, `Router`, `Link`, reply types, typed event vocabulary) |
+//! | `events.rs` | the supervisor log stream |
+//! | `config/` | the one configuration model |
+//! | `host/` | metrics, monitoring actor, /proc, clock, atomic files, downloads, keystore, sd_notify |
+//! | `cloud/` | enrollment, control socket, dispatcher, heartbeat (actors) |
+//! | `status/` | the pure status machine, its actor, uninstall/update |
+//! | `services/` | the managed services: registry, one actor per service on one core |
+//! | `remote/` | inbound command families (one file each) and the terminal sessions actor |
+//! | `provision/`, `update/`, `jobs/` | provisioning of the services' servers, signed self-update, job queues |
+//! | `admin.rs` | the local admin socket actor |
+//! | `daemon.rs` | builds the tree: the only file that names every actor |
 //!
-//! Every actor is built with the `config::Settings` it needs (`config/`:
-//! the one configuration model, layered file → environment → flags).
-//! The tree is assembled in `daemon.rs`; every notable occurrence is an
-//! `events::Event` on the supervisor log stream.
+//! Supervision itself is the `otp` crate. README "Architecture" maps every
+//! actor to its file.
 // `deny`, not `forbid`: exactly one function may opt out — the
 // parent-death signal of service processes (`services/process.rs`).
 #![deny(unsafe_code)]
