@@ -61,11 +61,17 @@ enum Command {
         /// a client too slow to keep up is closed (1013).
         #[arg(long, default_value_t = volt_plane::DEFAULT_SESSION_BUFFER_LIMIT)]
         session_buffer_limit: usize,
+        /// Another host name the console and person API answer to (besides
+        /// loopback, the listen address and the public URL's host);
+        /// repeatable. Protects against DNS rebinding.
+        #[arg(long = "allowed-host")]
+        allowed_hosts: Vec<String>,
         /// Log format.
         #[arg(long, value_enum, default_value_t = LogFormat::Human)]
         log_format: LogFormat,
     },
-    /// Create a cluster on a running plane and print how to install it.
+    /// Create a cluster on a running plane and print how to install it
+    /// (authenticates with VOLT_PLANE_ADMIN_TOKEN).
     CreateCluster {
         /// Base URL of the plane.
         #[arg(long, default_value = "http://127.0.0.1:8080")]
@@ -77,6 +83,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// The admin token, from the environment (never a flag: flags show in
+/// process lists).
+const ADMIN_TOKEN_ENV: &str = "VOLT_PLANE_ADMIN_TOKEN";
+
+fn admin_token_from_env() -> Result<Option<volt_plane::AdminToken>, String> {
+    match std::env::var(ADMIN_TOKEN_ENV) {
+        Ok(t) if !t.trim().is_empty() => volt_plane::AdminToken::new(t.trim())
+            .map(Some)
+            .map_err(|e| format!("{ADMIN_TOKEN_ENV}: {e}")),
+        _ => Ok(None),
+    }
 }
 
 fn millis(d: Duration) -> u64 {
@@ -108,10 +127,20 @@ async fn main() -> ExitCode {
             command_timeout_ms,
             stream_buffer_limit,
             session_buffer_limit,
+            allowed_hosts,
             log_format,
         } => {
             init_logging(log_format);
+            let admin_token = match admin_token_from_env() {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("volt-plane: {e}");
+                    return ExitCode::from(EXIT_START_FAILED);
+                }
+            };
             let cfg = PlaneConfig {
+                admin_token,
+                allowed_hosts,
                 listen,
                 data_file,
                 public_url,
@@ -137,6 +166,15 @@ async fn serve(cfg: PlaneConfig) -> ExitCode {
             return ExitCode::from(EXIT_START_FAILED);
         }
     };
+    if plane.admin_token_generated()
+        && let Some(token) = plane.admin_token()
+    {
+        // Shown once, on stderr (not in the log): only its hash is kept.
+        eprintln!(
+            "\nvolt-plane: the console's admin token (shown once; only its hash is stored):\n\n    {token}\n\nOpen {} and log in with it; scripts send `Authorization: Bearer <token>`.\nLost it? Stop the plane, delete the \"admin\" entry from the data file, start again.\n",
+            plane.base_url()
+        );
+    }
     wait_for_signal().await;
     tracing::info!("Shutting down.");
     plane.shutdown().await;
@@ -208,8 +246,14 @@ async fn request_cluster(url: &str, name: Option<String>) -> Result<serde_json::
         Some(n) => serde_json::json!({ "name": n }),
         None => serde_json::json!({}),
     };
+    let token = admin_token_from_env()?.ok_or_else(|| {
+        format!(
+            "set {ADMIN_TOKEN_ENV} to the plane's admin token (it printed it at its first start)"
+        )
+    })?;
     let resp = client
         .post(&endpoint)
+        .bearer_auth(token.expose())
         .json(&body)
         .send()
         .await

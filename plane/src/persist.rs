@@ -8,6 +8,7 @@
 //! bookkeeping waits up to [`LAZY_DELAY`], so a busy cluster costs at most
 //! about one write per second.
 
+use crate::auth::AdminRecord;
 use crate::error::PlaneError;
 use crate::store::{ClusterRecord, Durability, Store};
 use serde::{Deserialize, Serialize};
@@ -31,6 +32,8 @@ const DATA_FILE_VERSION: u32 = 1;
 #[derive(Serialize)]
 struct DataFileOut<'a> {
     version: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    admin: Option<&'a AdminRecord>,
     clusters: &'a [&'a ClusterRecord],
 }
 
@@ -38,13 +41,26 @@ struct DataFileOut<'a> {
 #[serde(deny_unknown_fields)]
 struct DataFileIn {
     version: u32,
+    #[serde(default)]
+    admin: Option<AdminRecord>,
     clusters: Vec<ClusterRecord>,
 }
 
+/// What the data file holds.
+#[derive(Debug, Default)]
+pub(crate) struct DataFile {
+    pub admin: Option<AdminRecord>,
+    pub clusters: Vec<ClusterRecord>,
+}
+
 /// Encodes records as the data file's contents.
-pub(crate) fn encode(records: &[&ClusterRecord]) -> Result<Vec<u8>, serde_json::Error> {
+pub(crate) fn encode(
+    admin: Option<&AdminRecord>,
+    records: &[&ClusterRecord],
+) -> Result<Vec<u8>, serde_json::Error> {
     let mut out = serde_json::to_vec_pretty(&DataFileOut {
         version: DATA_FILE_VERSION,
+        admin,
         clusters: records,
     })?;
     out.push(b'\n');
@@ -53,10 +69,10 @@ pub(crate) fn encode(records: &[&ClusterRecord]) -> Result<Vec<u8>, serde_json::
 
 /// Reads the data file. A missing or empty file is an empty plane; anything
 /// unreadable is an error naming the file, and the file is left untouched.
-pub(crate) fn load(path: &Path) -> Result<Vec<ClusterRecord>, PlaneError> {
+pub(crate) fn load(path: &Path) -> Result<DataFile, PlaneError> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(DataFile::default()),
         Err(source) => {
             return Err(PlaneError::DataFile {
                 path: path.to_owned(),
@@ -65,7 +81,7 @@ pub(crate) fn load(path: &Path) -> Result<Vec<ClusterRecord>, PlaneError> {
         }
     };
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Vec::new());
+        return Ok(DataFile::default());
     }
     let file: DataFileIn =
         serde_json::from_slice(&bytes).map_err(|e| PlaneError::CorruptDataFile {
@@ -81,7 +97,10 @@ pub(crate) fn load(path: &Path) -> Result<Vec<ClusterRecord>, PlaneError> {
             ),
         });
     }
-    Ok(file.clusters)
+    Ok(DataFile {
+        admin: file.admin,
+        clusters: file.clusters,
+    })
 }
 
 /// Writes `bytes` to `path` atomically with mode 0600: a reader sees the old
@@ -241,6 +260,7 @@ mod tests {
             updated_at: now,
             status_history: VecDeque::new(),
             pending_update_version: None,
+            rotate_password_on_enroll: false,
         }
     }
 
@@ -248,10 +268,16 @@ mod tests {
     fn round_trip_through_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("plane.json");
-        assert!(load(&path).unwrap().is_empty());
+        assert!(load(&path).unwrap().clusters.is_empty());
         let r = rec("a");
-        write_atomic(&path, &encode(&[&r]).unwrap()).unwrap();
-        let back = load(&path).unwrap();
+        let admin = AdminRecord {
+            token_hash: "$argon2id$x".into(),
+            created_at: Timestamp::now(),
+        };
+        write_atomic(&path, &encode(Some(&admin), &[&r]).unwrap()).unwrap();
+        let file = load(&path).unwrap();
+        assert_eq!(file.admin.unwrap().token_hash, "$argon2id$x");
+        let back = file.clusters;
         assert_eq!(back.len(), 1);
         assert_eq!(back[0].id, "a");
         assert_eq!(back[0].daemon_password, "pw");
@@ -283,6 +309,6 @@ mod tests {
         std::fs::write(&path, r#"{"version":99,"clusters":[]}"#).unwrap();
         assert!(load(&path).is_err());
         std::fs::write(&path, "  \n").unwrap();
-        assert!(load(&path).unwrap().is_empty());
+        assert!(load(&path).unwrap().clusters.is_empty());
     }
 }

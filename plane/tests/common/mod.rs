@@ -18,14 +18,44 @@ use volt_protocol::{MESSAGE_EVENT, REGISTER_EVENT, REGISTERED_EVENT};
 /// How long a test waits for something that should happen at once.
 pub const WAIT: Duration = Duration::from_secs(5);
 
-/// A plane with short timeouts, memory only.
+/// The admin token of every test plane: tests authenticate as the admin
+/// through [`http`] (and [`ws_request`]), the one place that knows it.
+pub const TEST_ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
+
+/// A plane with short timeouts, memory only, the test admin token.
 pub fn test_config() -> PlaneConfig {
     PlaneConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         command_timeout: Duration::from_secs(5),
         daemon_wait: Duration::from_millis(300),
+        admin_token: Some(volt_plane::AdminToken::new(TEST_ADMIN_TOKEN).unwrap()),
         ..PlaneConfig::default()
     }
+}
+
+/// An HTTP client that authenticates as the test admin.
+pub fn http() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {TEST_ADMIN_TOKEN}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
+/// A WebSocket handshake request for `url` that authenticates as the test
+/// admin.
+pub fn ws_request(url: &str) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {TEST_ADMIN_TOKEN}").parse().unwrap(),
+    );
+    req
 }
 
 pub async fn start_plane() -> PlaneHandle {
@@ -305,7 +335,7 @@ pub async fn enrolled_cluster(plane: &PlaneHandle) -> (CreatedCluster, String) {
         plane.base_url(),
         created.team_cluster.id
     );
-    let r = reqwest::Client::new()
+    let r = http()
         .post(url)
         .json(&json!({"enrollmentToken": created.enrollment_token, "installedVersion": "1.0.0"}))
         .send()
@@ -319,18 +349,13 @@ pub async fn enrolled_cluster(plane: &PlaneHandle) -> (CreatedCluster, String) {
 
 /// POSTs JSON and returns (status, body).
 pub async fn post(url: &str, body: Value) -> (u16, Value) {
-    let r = reqwest::Client::new()
-        .post(url)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = http().post(url).json(&body).send().await.unwrap();
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
 pub async fn get(url: &str) -> (u16, Value) {
-    let r = reqwest::get(url).await.unwrap();
+    let r = http().get(url).send().await.unwrap();
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
 }
