@@ -179,7 +179,7 @@ async fn healthcheck(
 ) -> ApiResult {
     let req: HealthcheckRequest = parse_body(&body, false)?;
     req.validate().map_err(PlaneError::InvalidInput)?;
-    let (dto, password) = plane.store.enroll(&id, &req)?;
+    let (dto, password) = plane.enroll(&id, &req)?;
     success(
         StatusCode::OK,
         json!({ "teamCluster": dto, "daemonPassword": password }),

@@ -162,7 +162,7 @@ impl Store {
         &self,
         id: &str,
         req: &HealthcheckRequest,
-    ) -> Result<(TeamClusterDto, String), PlaneError> {
+    ) -> Result<(TeamClusterDto, String, bool), PlaneError> {
         let mut map = self.lock();
         let c = map.get_mut(id).ok_or(PlaneError::NotFound)?;
         let Some(hash) = c.rec.enrollment_token_hash.as_deref() else {
@@ -191,7 +191,7 @@ impl Store {
         }
         c.rec.enrollment_token_hash = None;
         c.rec.updated_at = now;
-        let out = (c.rec.dto(), c.rec.daemon_password.clone());
+        let out = (c.rec.dto(), c.rec.daemon_password.clone(), rotated);
         drop(map);
         self.changed(Durability::Prompt);
         self.events.cluster(
@@ -640,15 +640,30 @@ mod tests {
             enrollment_token: Secret::new(format!(" {} ", c.enrollment_token)),
             installed_version: Some("1.0.0".into()),
         };
-        let (dto, pw) = s.enroll(&c.record.id, &req).unwrap();
+        let (dto, pw, rotated) = s.enroll(&c.record.id, &req).unwrap();
         assert_eq!(dto.status, ClusterStatus::HealthcheckReceived);
         assert_eq!(dto.installed_version.as_deref(), Some("1.0.0"));
+        // The first enrollment hands out the creation password, as the
+        // reference does.
         assert_eq!(pw, c.record.daemon_password);
+        assert!(!rotated);
         assert!(matches!(
             s.enroll(&c.record.id, &req),
             Err(PlaneError::EnrollmentAlreadyCompleted)
         ));
         assert!(matches!(s.enroll("nope", &req), Err(PlaneError::NotFound)));
+        // A regenerated token enrolls with a new password; the old one
+        // stops working.
+        let (token, _) = s.regenerate_token(&c.record.id).unwrap();
+        let req = HealthcheckRequest {
+            enrollment_token: Secret::new(token),
+            installed_version: None,
+        };
+        let (_, new_pw, rotated) = s.enroll(&c.record.id, &req).unwrap();
+        assert!(rotated);
+        assert_ne!(new_pw, pw);
+        assert!(s.authenticate(&c.record.id, &pw).is_err());
+        assert!(s.authenticate(&c.record.id, &new_pw).is_ok());
     }
 
     #[test]

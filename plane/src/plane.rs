@@ -244,6 +244,23 @@ impl Plane {
         })
     }
 
+    /// Enrollment (the installer's healthcheck, or `runtime.healthcheck`):
+    /// the daemon password for a valid single-use token. When the token was
+    /// regenerated the password is a new one, and a daemon still connected
+    /// with the old password is cut off (it can no longer authenticate).
+    pub fn enroll(
+        &self,
+        id: &str,
+        req: &volt_protocol::enrollment::HealthcheckRequest,
+    ) -> Result<(TeamClusterDto, String), PlaneError> {
+        let (dto, password, rotated) = self.store.enroll(id, req)?;
+        if rotated && let Some(conn) = self.channels.get(id) {
+            tracing::info!(cluster_id = %id, "Daemon password replaced; cutting the daemon that used the old one.");
+            conn.cut();
+        }
+        Ok((dto, password))
+    }
+
     pub fn regenerate_token(&self, id: &str) -> Result<RegeneratedToken, PlaneError> {
         let (token, rec) = self.store.regenerate_token(id)?;
         Ok(RegeneratedToken {
