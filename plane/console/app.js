@@ -384,8 +384,12 @@ function drawChart(c, def, series, windowSecs) {
       pts.push(`${(((t - t0) / windowSecs) * W).toFixed(1)},${(H - (v / max) * (H - 14)).toFixed(1)}`);
     });
     count = Math.max(count, pts.length);
-    if (pts.length === 1) pts.push(pts[0].replace(/^[^,]+/, (x) => String(Math.min(W, Number(x) + 4))));
-    if (pts.length) svg.append(s('polyline', { class: 'line', stroke: l.color, points: pts.join(' ') }));
+    if (pts.length) {
+      svg.append(s('polyline', { class: 'line', stroke: l.color, points: pts.join(' ') }));
+      // The newest point as a dot: visible even when it is the only one.
+      const [x, y] = pts[pts.length - 1].split(',');
+      svg.append(s('ellipse', { cx: x, cy: y, rx: 4, ry: 3, fill: l.color }));
+    }
   }
   svg.setAttribute('data-points', count);
   const last = (key) => { const ys = series[key] ?? []; for (let i = ys.length - 1; i >= 0; i--) if (ys[i] !== null) return ys[i]; return null; };
@@ -585,7 +589,7 @@ function explorer(ctx, mount, target, opts = {}) {
   async function open(p) {
     path = p;
     crumbs.replaceChildren(h('button', { type: 'button', onclick: () => open('') }, 'root'),
-      ...p.split('/').filter(Boolean).map((seg, i, all) => [h('span', { 'aria-hidden': 'true' }, '/'),
+      ...p.split('/').filter(Boolean).flatMap((seg, i, all) => [h('span', { 'aria-hidden': 'true' }, '/'),
         h('button', { type: 'button', onclick: () => open(all.slice(0, i + 1).join('/')) }, decodeURIComponent(seg))]));
     list.replaceChildren(h('li', { class: 'muted' }, 'Loading…'));
     let entries;
@@ -780,7 +784,9 @@ async function requestUpdate(id, name) {
   });
   if (!yes || !version.value.trim()) return;
   try {
-    await api('POST', `/api/clusters/${encodeURIComponent(id)}/update-requests`, { targetVersion: version.value.trim() });
+    const r = await api('POST', `/api/clusters/${encodeURIComponent(id)}/update-requests`, { targetVersion: version.value.trim() });
+    const el = document.getElementById('cluster-status');
+    if (el && r.teamCluster) setBadge(el, r.teamCluster.status);
     announce('Update requested');
   } catch (e) { result('Update refused', errorBox(e)); }
 }
@@ -790,6 +796,10 @@ async function requestDelete(id, name) {
   if (!yes) return;
   try {
     const r = await api('POST', `/api/clusters/${encodeURIComponent(id)}/delete-requests`, {});
+    // Show the transition at once: the uninstall may finish before the
+    // next batch of live events.
+    const el = document.getElementById('cluster-status');
+    if (el && r.teamCluster) setBadge(el, r.teamCluster.status);
     announce(r.deleted ? 'Cluster deleted' : 'Uninstall requested: deleting');
     if (r.deleted && r.manualUninstallCommand) result('Cluster removed', h('p', {}, r.message), copyBox('Run this on the host if the stack is still installed', r.manualUninstallCommand, 'manual-uninstall'));
   } catch (e) { result('Delete refused', errorBox(e)); }

@@ -1,0 +1,3 @@
+//! voltd integration tests, one binary (`cargo test --test it`).
+
+mod console;
