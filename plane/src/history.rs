@@ -8,13 +8,12 @@
 //!   [`COARSE_POINTS`] of them = the last 24 hours.
 //!
 //! Heartbeats closer together than a step (tests beat every second) are
-//! averaged into the step's point. A full cluster costs about 21 KiB;
-//! nothing is allocated before its first heartbeat, and nothing here is
-//! persisted.
+//! averaged into the step's point. A cluster costs 20.25 KiB from its first
+//! heartbeat on (both rings are allocated whole then); nothing before, and
+//! nothing here is persisted.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::VecDeque;
 
 /// Width of a fine point: the reference daemon's heartbeat period.
 pub const FINE_STEP_SECS: u32 = 10;
@@ -144,48 +143,87 @@ impl Sample {
     }
 }
 
-/// A bounded ring of points `step` seconds wide.
+/// A bounded ring of points `step` seconds wide, in one allocation made
+/// (and written through) at its first point: a cluster's history costs the
+/// same after a minute as after a day, so a memory measurement taken early
+/// already shows the full cost.
 #[derive(Debug)]
 struct Ring {
-    points: VecDeque<Sample>,
+    buf: Box<[Sample]>,
+    /// Index of the oldest point.
+    head: usize,
+    len: usize,
     cap: usize,
     step: u32,
 }
 
+/// What an unused slot holds (never read: `len` bounds every read).
+const EMPTY: Sample = Sample {
+    t: u32::MAX,
+    n: 0,
+    cpu: MISSING_PERCENT,
+    memory: MISSING_PERCENT,
+    disk: MISSING_PERCENT,
+    latency_ms: f32::NAN,
+    net_in_kbps: f32::NAN,
+    net_out_kbps: f32::NAN,
+    disk_read_mbps: f32::NAN,
+    disk_write_mbps: f32::NAN,
+};
+
 impl Ring {
-    const fn new(cap: usize, step: u32) -> Self {
+    fn new(cap: usize, step: u32) -> Self {
         Ring {
-            points: VecDeque::new(),
+            buf: Box::default(),
+            head: 0,
+            len: 0,
             cap,
             step,
         }
     }
 
+    fn get(&self, i: usize) -> &Sample {
+        &self.buf[(self.head + i) % self.cap]
+    }
+
+    fn last_mut(&mut self) -> Option<&mut Sample> {
+        if self.len == 0 {
+            return None;
+        }
+        let i = (self.head + self.len - 1) % self.cap;
+        Some(&mut self.buf[i])
+    }
+
     /// Adds `s` (already aligned to this ring's step): merged into the
-    /// last point when it falls in the same step, else appended. A sample
-    /// older than the last point (a clock step back) is merged too.
-    /// Returns the point that just closed, if any.
-    fn push(&mut self, s: Sample) -> Option<Sample> {
-        if let Some(last) = self.points.back_mut()
+    /// last point when it falls in the same step, else appended, dropping
+    /// the oldest when full. A sample older than the last point (a clock
+    /// step back) is merged too.
+    fn push(&mut self, s: Sample) {
+        if let Some(last) = self.last_mut()
             && s.t <= last.t
         {
             last.merge(&s);
-            return None;
+            return;
         }
-        if self.points.capacity() == 0 {
-            // One allocation of exactly the ring's size.
-            self.points.reserve_exact(self.cap);
+        if self.buf.is_empty() {
+            self.buf = vec![EMPTY; self.cap].into_boxed_slice();
         }
-        let closed = self.points.back().copied();
-        if self.points.len() >= self.cap {
-            self.points.pop_front();
+        if self.len == self.cap {
+            self.buf[self.head] = s;
+            self.head = (self.head + 1) % self.cap;
+        } else {
+            let i = (self.head + self.len) % self.cap;
+            self.buf[i] = s;
+            self.len += 1;
         }
-        self.points.push_back(s);
-        closed
     }
 
     fn since(&self, t: u32) -> impl Iterator<Item = &Sample> {
-        self.points.iter().filter(move |p| p.t >= t)
+        (0..self.len).map(|i| self.get(i)).filter(move |p| p.t >= t)
+    }
+
+    fn latest(&self) -> Option<&Sample> {
+        (self.len > 0).then(|| self.get(self.len - 1))
     }
 }
 
@@ -203,7 +241,7 @@ impl Default for MetricHistory {
 }
 
 impl MetricHistory {
-    pub const fn new() -> Self {
+    pub fn new() -> Self {
         MetricHistory {
             fine: Ring::new(FINE_POINTS, FINE_STEP_SECS),
             coarse: Ring::new(COARSE_POINTS, COARSE_STEP_SECS),
@@ -237,13 +275,13 @@ impl MetricHistory {
 
     /// Start of the newest fine point, if any.
     pub fn latest(&self) -> Option<u32> {
-        self.fine.points.back().map(|p| p.t)
+        self.fine.latest().map(|p| p.t)
     }
 
     /// Heap bytes held (for the memory budget's arithmetic and tests).
     #[cfg(test)]
     pub fn heap_bytes(&self) -> usize {
-        (self.fine.points.capacity() + self.coarse.points.capacity()) * size_of::<Sample>()
+        (self.fine.buf.len() + self.coarse.buf.len()) * size_of::<Sample>()
     }
 }
 

@@ -157,7 +157,20 @@ async fn main() -> ExitCode {
     }
 }
 
+/// Raises the open-file limit to its hard maximum: one socket per daemon,
+/// and the usual soft limit (1024) is far below a plane's clusters.
+fn raise_nofile() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        tracing::warn!(soft, hard, error = %e, "Cannot raise the open-file limit.");
+    }
+}
+
 async fn serve(cfg: PlaneConfig) -> ExitCode {
+    raise_nofile();
     let plane = match volt_plane::start(cfg).await {
         Ok(p) => p,
         Err(e) => {

@@ -5,3 +5,4 @@ mod common;
 
 mod auth;
 mod console_api;
+mod scale;
