@@ -373,11 +373,17 @@ impl Store {
 
     /// Serialises every record for the data file (sorted by creation).
     pub fn snapshot_json(&self) -> Result<Vec<u8>, serde_json::Error> {
-        let map = self.lock();
-        let mut records: Vec<&ClusterRecord> = map.values().map(|c| &c.rec).collect();
-        records.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-        let admin = self.admin.lock().unwrap_or_else(|e| e.into_inner());
-        crate::persist::encode(admin.as_ref(), &records)
+        self.snapshot().encode()
+    }
+
+    /// A copy of every record (sorted by creation) and the admin
+    /// credential: the lock is held for the copy only, not the encoding.
+    pub fn snapshot(&self) -> crate::persist::Snapshot {
+        let mut clusters: Vec<ClusterRecord> =
+            self.lock().values().map(|c| c.rec.clone()).collect();
+        clusters.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        let admin = self.admin.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        crate::persist::Snapshot { admin, clusters }
     }
 }
 

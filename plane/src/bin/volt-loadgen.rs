@@ -72,6 +72,10 @@ struct Args {
     /// (`runtime.ping`, to daemons picked in turn); 0: none.
     #[arg(long, default_value_t = 0.0)]
     command_rate: f64,
+    /// Start the command driver this many seconds after every daemon
+    /// registered (it then runs until the end).
+    #[arg(long, default_value_t = 0)]
+    command_after_secs: u64,
     /// Daemons connecting at the same time.
     #[arg(long, default_value_t = 1_000)]
     connect_concurrency: usize,
@@ -97,6 +101,7 @@ struct Stats {
     heartbeats_failed: AtomicU64,
     commands_answered: AtomicU64,
     disconnects: AtomicU64,
+    errors_logged: AtomicU64,
 }
 
 fn token() -> Option<String> {
@@ -220,6 +225,9 @@ fn answer(cmd: &Value, i: usize) -> Value {
     };
     match cmd["command"].as_str().unwrap_or_default() {
         "runtime.ping" => ok(json!({"pong": true, "version": "loadgen", "pid": i})),
+        // Accepted: the next heartbeat reports 1.0.0, which completes an
+        // update to 1.0.0 (how the benchmark shows a live status change).
+        "runtime.update" => ok(json!({"accepted": true})),
         "runtime.services.status" => ok(json!({"services": {
             "redis": {"state": "healthy", "mode": "native", "restarts": 0, "probeLatencyMs": 0.4,
                       "stats": {"connectedClients": 3, "usedMemoryBytes": 1_048_576, "opsPerSecond": 12, "totalCommands": 1000}},
@@ -254,6 +262,7 @@ async fn session(
     stats: &Stats,
     gate: &tokio::sync::Semaphore,
     stop: &mut tokio::sync::watch::Receiver<bool>,
+    registered: &mut bool,
 ) -> Result<(), String> {
     let mut config = WebSocketConfig::default();
     config.read_buffer_size = WS_READ_BUFFER;
@@ -278,12 +287,22 @@ async fn session(
         .map_err(|e| e.to_string())?;
         // Events sent before the namespace CONNECT is answered may be
         // dropped: wait for it, as socket.io clients do.
+        // The server's first ping may come first: answer it, or the
+        // server closes the session a ping timeout later.
         loop {
             let text = next_text(&mut ws).await.ok_or("closed before connect")?;
-            if let Ok(engineio::Packet::Message(m)) = engineio::Packet::decode(&text)
-                && socketio::Packet::decode(m).is_ok_and(|p| p.kind == PacketKind::Connect)
-            {
-                break;
+            match engineio::Packet::decode(&text) {
+                Ok(engineio::Packet::Message(m))
+                    if socketio::Packet::decode(m).is_ok_and(|p| p.kind == PacketKind::Connect) =>
+                {
+                    break;
+                }
+                Ok(engineio::Packet::Ping(d)) => {
+                    ws.send(WsMessage::text(engineio::pong_for(d)))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                _ => {}
             }
         }
         send_event(
@@ -296,7 +315,7 @@ async fn session(
         ws
     };
     stats.connects.fetch_add(1, Ordering::Relaxed);
-    let mut registered = false;
+    *registered = false;
     let period = Duration::from_millis(args.heartbeat_ms.max(1));
     let mut next_beat: Option<tokio::time::Instant> = None;
     let mut beat = 0u64;
@@ -340,8 +359,8 @@ async fn session(
                             PacketKind::Event => {
                                 let Ok((name, sargs)) = p.event() else { continue };
                                 let arg: Value = sargs.first().and_then(|r| serde_json::from_str(r.get()).ok()).unwrap_or(Value::Null);
-                                if name == REGISTERED_EVENT && !registered {
-                                    registered = true;
+                                if name == REGISTERED_EVENT && !*registered {
+                                    *registered = true;
                                     stats.registered.fetch_add(1, Ordering::Relaxed);
                                     // The first heartbeat right away, as the reference daemon does.
                                     next_beat = Some(tokio::time::Instant::now());
@@ -404,16 +423,33 @@ async fn daemon(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
-        match session(&url, i, &cred, &args, &stats, &gate, &mut stop).await {
+        let mut registered = false;
+        match session(
+            &url,
+            i,
+            &cred,
+            &args,
+            &stats,
+            &gate,
+            &mut stop,
+            &mut registered,
+        )
+        .await
+        {
             Ok(()) => return,
             Err(e) => {
                 if *stop.borrow() {
                     return;
                 }
-                if stats.connects.load(Ordering::Relaxed) > 0 {
+                if registered {
                     stats.disconnects.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    stats.connect_failures.fetch_add(1, Ordering::Relaxed);
                 }
-                stats.connect_failures.fetch_add(1, Ordering::Relaxed);
+                let seen = stats.errors_logged.fetch_add(1, Ordering::Relaxed);
+                if seen < 5 {
+                    eprintln!("volt-loadgen: daemon {i}: {e}");
+                }
                 if e == "registration refused" {
                     eprintln!("volt-loadgen: daemon {i} ({}): {e}", cred.id);
                     return;
@@ -589,12 +625,18 @@ async fn main() -> ExitCode {
     // daemon going away.
     let (stop_driver, driver_rx) = tokio::sync::watch::channel(false);
     let driver = (args.command_rate > 0.0).then(|| {
-        tokio::spawn(drive_commands(
+        let (base, ids, rate, after) = (
             base.clone(),
             creds.iter().map(|c| c.id.clone()).collect(),
             args.command_rate,
-            driver_rx,
-        ))
+            Duration::from_secs(args.command_after_secs),
+        );
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let started = Instant::now();
+            let out = drive_commands(base, ids, rate, driver_rx).await;
+            (out, started.elapsed())
+        })
     });
     let run = Instant::now();
     if args.duration_secs == 0 {
@@ -604,9 +646,9 @@ async fn main() -> ExitCode {
     }
     let ran = run.elapsed();
     let _ = stop_driver.send(true);
-    let (mut lat, errors) = match driver {
+    let ((mut lat, errors), drove) = match driver {
         Some(d) => d.await.unwrap_or_default(),
-        None => (Vec::new(), 0),
+        None => ((Vec::new(), 0), Duration::ZERO),
     };
     let _ = stop_tx.send(true);
     for t in tasks {
@@ -621,6 +663,7 @@ async fn main() -> ExitCode {
         "registered": s.registered.load(Ordering::Relaxed),
         "connects": s.connects.load(Ordering::Relaxed),
         "disconnects": s.disconnects.load(Ordering::Relaxed),
+        "connectFailures": s.connect_failures.load(Ordering::Relaxed),
         "heartbeatsSent": s.heartbeats_sent.load(Ordering::Relaxed),
         "heartbeatsOk": s.heartbeats_ok.load(Ordering::Relaxed),
         "heartbeatsFailed": s.heartbeats_failed.load(Ordering::Relaxed),
@@ -628,7 +671,8 @@ async fn main() -> ExitCode {
         "httpCommands": {
             "ok": lat.len(),
             "errors": errors,
-            "perSecond": lat.len() as f64 / ran.as_secs_f64().max(1e-9),
+            "seconds": drove.as_secs_f64(),
+            "perSecond": lat.len() as f64 / drove.as_secs_f64().max(1e-9),
             "p50Ms": percentile(&lat, 0.50),
             "p99Ms": percentile(&lat, 0.99),
             "maxMs": lat.last().map_or(0.0, |m| *m as f64 / 1000.0),
