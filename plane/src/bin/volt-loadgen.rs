@@ -252,18 +252,31 @@ async fn send_event(ws: &mut Ws, event: &str, arg: &Value, ack: Option<u64>) -> 
         .map_err(|e| e.to_string())
 }
 
+/// What every simulated daemon shares.
+struct Shared {
+    url: String,
+    args: Args,
+    stats: Stats,
+    /// Bounds the daemons connecting at the same time.
+    gate: tokio::sync::Semaphore,
+}
+
 /// One connection's life: connect, register, beat and answer until the
-/// connection drops (→ `Err`) or `stop` flips.
+/// connection drops (→ `Err`) or `stop` flips. `registered` says whether
+/// it got as far as registering.
 async fn session(
-    url: &str,
+    shared: &Shared,
     i: usize,
     cred: &Cred,
-    args: &Args,
-    stats: &Stats,
-    gate: &tokio::sync::Semaphore,
     stop: &mut tokio::sync::watch::Receiver<bool>,
     registered: &mut bool,
 ) -> Result<(), String> {
+    let Shared {
+        url,
+        args,
+        stats,
+        gate,
+    } = shared;
     let mut config = WebSocketConfig::default();
     config.read_buffer_size = WS_READ_BUFFER;
     config.write_buffer_size = 0;
@@ -414,28 +427,15 @@ async fn next_text(ws: &mut Ws) -> Option<String> {
 }
 
 async fn daemon(
-    url: String,
+    shared: Arc<Shared>,
     i: usize,
     cred: Cred,
-    args: Arc<Args>,
-    stats: Arc<Stats>,
-    gate: Arc<tokio::sync::Semaphore>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let stats = &shared.stats;
     loop {
         let mut registered = false;
-        match session(
-            &url,
-            i,
-            &cred,
-            &args,
-            &stats,
-            &gate,
-            &mut stop,
-            &mut registered,
-        )
-        .await
-        {
+        match session(&shared, i, &cred, &mut stop, &mut registered).await {
             Ok(()) => return,
             Err(e) => {
                 if *stop.borrow() {
@@ -576,19 +576,21 @@ async fn main() -> ExitCode {
         volt_protocol::SOCKET_IO_PATH,
         volt_protocol::SOCKET_IO_QUERY
     );
-    let stats = Arc::new(Stats::default());
-    let gate = Arc::new(tokio::sync::Semaphore::new(args.connect_concurrency.max(1)));
+    let shared = Arc::new(Shared {
+        url: ws_url,
+        args: (*args).clone(),
+        stats: Stats::default(),
+        gate: tokio::sync::Semaphore::new(args.connect_concurrency.max(1)),
+    });
+    let stats = &shared.stats;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(creds.len());
     for (i, cred) in creds.iter().cloned().enumerate() {
         tasks.push(tokio::spawn(daemon(
-            ws_url.clone(),
+            shared.clone(),
             i,
             cred,
-            args.clone(),
-            stats.clone(),
-            gate.clone(),
             stop_rx.clone(),
         )));
     }
@@ -655,7 +657,7 @@ async fn main() -> ExitCode {
         let _ = t.await;
     }
     lat.sort_unstable();
-    let s = &stats;
+    let s = stats;
     let summary = json!({
         "daemons": n,
         "allRegisteredSeconds": all_registered.as_secs_f64(),

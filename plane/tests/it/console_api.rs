@@ -142,7 +142,7 @@ async fn heartbeats_become_chart_points_and_live_events() {
     assert_eq!(s["latencyMs"], json!([3.0]));
     assert_eq!(s["netInKbps"], json!([10.0]));
     let (_, day) = get(&format!("{base}/api/clusters/{id}/metrics?minutes=1440")).await;
-    assert_eq!(day["data"]["stepSeconds"], 300);
+    assert_eq!(day["data"]["stepSeconds"], 900);
     let (status, _) = get(&format!(
         "{base}/api/clusters/000000000000000000000000/metrics"
     ))
