@@ -330,7 +330,7 @@ impl Auth {
 
     fn host_allowed(&self, host: &str) -> bool {
         let h = host_part(host);
-        self.allowed_hosts.iter().any(|a| *a == h)
+        self.allowed_hosts.contains(&h)
     }
 }
 
