@@ -16,7 +16,7 @@ function h(tag, attrs = {}, ...children) {
     else if (v === true) el.setAttribute(k, '');
     else el.setAttribute(k, String(v));
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined || c === false) continue;
     el.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -511,7 +511,7 @@ async function tabMonitoring(ctx) {
   const draw = () => {
     for (const c of charts) drawChart(c, c.def, series, minutes * 60);
     const n = series?.t.length ?? 0;
-    note.textContent = n ? `${n} points, one per ${series.stepSeconds} s` : 'No heartbeat with metrics yet.';
+    note.textContent = n ? `${n} point${n === 1 ? '' : 's'}, one per ${series.stepSeconds} s` : 'No heartbeat with metrics yet.';
   };
   const load = async () => {
     try { series = await api('GET', `/api/clusters/${encodeURIComponent(ctx.id)}/metrics?minutes=${minutes}`); draw(); } catch (e) { note.replaceChildren(errorBox(e)); }

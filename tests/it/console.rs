@@ -330,6 +330,13 @@ async fn a_person_runs_a_cluster_from_the_console() {
         "return document.querySelector('[data-service=redis] .badge')?.textContent === 'healthy'",
     )
     .await;
+    let card = b.css("[data-service=redis]").await.text().await.unwrap();
+    assert!(
+        card.contains("Connected clients")
+            && card.contains("Memory used")
+            && !card.contains("[object"),
+        "{card}"
+    );
     b.shot("06-services").await;
 
     // A key in Redis, opened in the explorer.
