@@ -486,10 +486,8 @@ pub(crate) mod tests {
             );
         }
         assert_eq!(c.rt.metrics_count, 5);
-        assert_eq!(
-            c.rt.last_metrics.as_deref(),
-            Some(r#"{"cpuUsagePercent":7,"i":4}"#)
-        );
+        let last: Value = serde_json::from_str(c.rt.last_metrics.as_deref().unwrap()).unwrap();
+        assert_eq!(last, serde_json::json!({"cpuUsagePercent": 7, "i": 4}));
         assert!(c.rt.history.latest().is_some());
     }
 
