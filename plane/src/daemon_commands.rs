@@ -133,7 +133,7 @@ pub(crate) fn handle(plane: &Plane, conn: &DaemonConn, cmd: CommandMessage) {
                 installed_version: h.installed_version,
             };
             req.validate().map_err(PlaneError::InvalidInput)?;
-            let (dto, password) = store.enroll(&h.team_cluster_id, &req)?;
+            let (dto, password) = plane.enroll(&h.team_cluster_id, &req)?;
             Ok(json!({ "teamCluster": dto, "daemonPassword": password }))
         })),
         c if REPORT_COMMANDS.contains(&c) => Some(

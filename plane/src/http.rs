@@ -17,7 +17,7 @@
 use crate::Plane;
 use crate::error::PlaneError;
 use crate::manifest;
-use crate::plane::{CreateClusterRequest, DeleteOutcome};
+use crate::plane::{CreateClusterRequest, DeleteOutcome, ListQuery};
 use crate::reverse_channel::DaemonReply;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -75,14 +75,44 @@ fn parse_body<T: DeserializeOwned>(body: &Bytes, empty_ok: bool) -> Result<T, Ap
 }
 
 /// Builds the router; the socket.io layer is added by the caller.
+///
+/// Three groups: public routes (liveness, the installer, signed releases), the daemon-facing
+/// reference routes (exactly as the VOLT server: no login, no Host check),
+/// and everything a person uses (the console and its API), which
+/// `auth::guard` protects.
 pub(crate) fn router(plane: Arc<Plane>) -> Router {
     Router::new()
+        .merge(public_routes())
+        .merge(daemon_routes())
+        .merge(person_routes(plane.clone()))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(plane)
+}
+
+/// Open to anyone who can reach the plane.
+fn public_routes() -> Router<Arc<Plane>> {
+    Router::new()
         .route("/healthz", get(healthz))
+        .merge(crate::releases::routes())
+        .merge(crate::installer_http::routes())
+}
+
+/// The reference server's daemon/installer routes (socket.io is a layer
+/// around the whole router).
+fn daemon_routes() -> Router<Arc<Plane>> {
+    Router::new()
         .route("/api/team-clusters/{id}/healthcheck", post(healthcheck))
         .route(
             "/api/team-clusters/{id}/install-manifest",
             post(install_manifest),
         )
+}
+
+/// The console and the person API, behind `auth::guard` (login, Host and
+/// Origin checks, JSON content type).
+fn person_routes(plane: Arc<Plane>) -> Router<Arc<Plane>> {
+    Router::new()
         .route("/api/clusters", post(create_cluster).get(list_clusters))
         .route("/api/clusters/{id}", get(show_cluster))
         .route("/api/clusters/{id}/commands", post(send_command))
@@ -95,11 +125,13 @@ pub(crate) fn router(plane: Arc<Plane>) -> Router {
         .route("/api/clusters/{id}/update-requests", post(update_request))
         .merge(crate::remote_http::routes())
         .merge(crate::terminal::routes())
-        .merge(crate::releases::routes())
-        .merge(crate::installer_http::routes())
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .with_state(plane)
+        .merge(crate::console::api_routes())
+        .merge(crate::console::routes())
+        .merge(crate::auth::routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            plane,
+            crate::auth::guard,
+        ))
 }
 
 async fn not_found() -> ApiError {
@@ -135,7 +167,7 @@ async fn healthcheck(
 ) -> ApiResult {
     let req: HealthcheckRequest = parse_body(&body, false)?;
     req.validate().map_err(PlaneError::InvalidInput)?;
-    let (dto, password) = plane.store.enroll(&id, &req)?;
+    let (dto, password) = plane.enroll(&id, &req)?;
     success(
         StatusCode::OK,
         json!({ "teamCluster": dto, "daemonPassword": password }),
@@ -178,13 +210,25 @@ async fn create_cluster(State(plane): State<Arc<Plane>>, body: Bytes) -> ApiResu
     success(StatusCode::CREATED, plane.create_cluster(req)?)
 }
 
-/// `GET /api/clusters`: every cluster's DTO plus `connected`.
+/// `GET /api/clusters`: every cluster's DTO plus `connected`, oldest
+/// first. With any of `limit`, `offset`, `q` (name substring, any case, or
+/// id prefix), `status`: one page of at most 500, plus `total`, `offset`,
+/// `limit` and `counts` (per status, among the name matches).
 ///
 /// ```text
-/// curl -s http://127.0.0.1:8080/api/clusters
+/// curl -s -H "authorization: Bearer $TOKEN" http://127.0.0.1:8080/api/clusters
+/// curl -s -H "authorization: Bearer $TOKEN" "http://127.0.0.1:8080/api/clusters?q=lab&status=connected&limit=50&offset=0"
 /// ```
-async fn list_clusters(State(plane): State<Arc<Plane>>) -> ApiResult {
-    success(StatusCode::OK, json!({ "teamClusters": plane.list() }))
+async fn list_clusters(
+    State(plane): State<Arc<Plane>>,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let Query(q) =
+        q.map_err(|e| ApiError(PlaneError::InvalidInput(format!("Invalid query: {e}"))))?;
+    if q == ListQuery::default() {
+        return success(StatusCode::OK, json!({ "teamClusters": plane.list() }));
+    }
+    success(StatusCode::OK, plane.list_page(&q))
 }
 
 /// `GET /api/clusters/{id}`: DTO, status history, last metrics, counters,

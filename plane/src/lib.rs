@@ -104,11 +104,15 @@
 //! `listener` cuttable TCP.
 #![forbid(unsafe_code)]
 
+mod auth;
 mod budget;
 mod clock;
+mod console;
 mod credentials;
 mod daemon_commands;
 mod error;
+mod events;
+mod history;
 mod http;
 mod installer_http;
 mod lifecycle;
@@ -124,13 +128,17 @@ mod socket;
 mod store;
 mod terminal;
 
+pub use auth::{AdminToken, SESSION_COOKIE, SESSION_LIFETIME};
 pub use clock::Timestamp;
+pub use console::{XTERM_BUNDLED, XTERM_VERSION};
 pub use credentials::{ServiceAccount, ServiceCredentials};
 pub use error::{DAEMON_REQUEST_FAILED, PlaneError};
+pub use events::{EventKind, PlaneEvent};
+pub use history::Series;
 pub use installer_http::{INSTALL_PS1, INSTALL_SH, VOLTD_SERVICE};
 pub use plane::{
-    ClusterListEntry, ClusterView, CreateClusterRequest, CreatedCluster, DeleteOutcome,
-    RegeneratedToken,
+    ClusterListEntry, ClusterPage, ClusterView, CreateClusterRequest, CreatedCluster,
+    DeleteOutcome, ListQuery, MAX_PAGE_SIZE, RegeneratedToken,
 };
 pub use releases::ReleaseStore;
 pub use remote_http::MAX_OBJECT_UPLOAD_BYTES;
@@ -160,7 +168,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// Where `volt-plane serve` listens by default: loopback only, since the
-/// HTTP API is unauthenticated and the data file holds passwords.
+/// data file holds passwords and the daemon routes are open by design.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080));
 /// The reference's `TEAM_CLUSTER_HEARTBEAT_TIMEOUT_MS`: six missed 10 s
 /// heartbeats before a cluster counts as disconnected.
@@ -227,6 +235,14 @@ pub struct PlaneConfig {
     /// e.g. `reason` on lifecycle reports). Off, the plane behaves like a
     /// strict reference server: a `reason` key is refused.
     pub announce_extensions: bool,
+    /// The admin token people log in with (kept in memory only). `None`:
+    /// the one stored (hashed) in the data file, or a new one generated,
+    /// stored and returned once by [`PlaneHandle::admin_token`].
+    pub admin_token: Option<AdminToken>,
+    /// Host names the console and person API answer to besides loopback,
+    /// the listen address and the public URL's host (DNS-rebinding
+    /// protection).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for PlaneConfig {
@@ -245,6 +261,8 @@ impl Default for PlaneConfig {
             session_buffer_limit: DEFAULT_SESSION_BUFFER_LIMIT,
             releases_dir: None,
             announce_extensions: true,
+            admin_token: None,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -290,6 +308,11 @@ impl PlaneConfig {
 /// data file to be flushed.
 pub struct PlaneHandle {
     plane: Arc<Plane>,
+    /// The admin token when this process knows it (configured, or
+    /// generated at this start).
+    admin_token: Option<String>,
+    /// The token was generated at this start (print it once).
+    admin_token_generated: bool,
     addr: SocketAddr,
     io: SocketIo,
     conns: Arc<ConnRegistry>,
@@ -304,13 +327,14 @@ pub struct PlaneHandle {
 /// runs the heartbeat sweeper and the persister.
 pub async fn start(cfg: PlaneConfig) -> Result<PlaneHandle, PlaneError> {
     cfg.validate()?;
-    let records = match &cfg.data_file {
+    let file = match &cfg.data_file {
         Some(p) => persist::load(p)?,
-        None => Vec::new(),
+        None => persist::DataFile::default(),
     };
-    let loaded = records.len();
+    let loaded = file.clusters.len();
     let signal = Arc::new(PersistSignal::new(cfg.data_file.is_some()));
-    let store = Arc::new(Store::new(records, signal.clone()));
+    let events = Arc::new(events::EventLog::new());
+    let store = Arc::new(Store::new(file.clusters, signal.clone(), events.clone()));
     let restarted = store.disconnect_all_after_restart();
 
     let listener = tokio::net::TcpListener::bind(cfg.listen)
@@ -328,6 +352,16 @@ pub async fn start(cfg: PlaneConfig) -> Result<PlaneHandle, PlaneError> {
         .as_deref()
         .map(|u| u.trim_end_matches('/').to_owned())
         .unwrap_or_else(|| format!("http://{addr}"));
+
+    let setup = auth::Auth::setup(
+        cfg.admin_token.as_ref(),
+        file.admin.as_ref(),
+        addr,
+        &public_url,
+        &cfg.allowed_hosts,
+    )?;
+    let admin_token_generated = setup.new_record.is_some();
+    store.set_admin(setup.new_record.or(file.admin));
 
     // Write once now: a data file that cannot be written is a startup
     // error, not a surprise at the first change.
@@ -352,6 +386,7 @@ pub async fn start(cfg: PlaneConfig) -> Result<PlaneHandle, PlaneError> {
         public_url,
         store: store.clone(),
         channels: Arc::new(Channels::new(cfg_session_buffer_limit)),
+        auth: setup.auth,
     });
     let (sio_layer, io) = socket::layer(plane.clone());
     let app = http::router(plane.clone()).layer(sio_layer);
@@ -386,8 +421,11 @@ pub async fn start(cfg: PlaneConfig) -> Result<PlaneHandle, PlaneError> {
     });
 
     tracing::info!(%addr, public_url = %plane.public_url, clusters = loaded, marked_disconnected = restarted, "Control plane listening.");
+    events.emit(None, events::EventKind::PlaneStarted { clusters: loaded });
     Ok(PlaneHandle {
         plane,
+        admin_token: setup.token,
+        admin_token_generated,
         addr,
         io,
         conns,
@@ -423,6 +461,26 @@ impl PlaneHandle {
     /// `http://<bound address>`: where local clients and tests connect.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The admin token, when this process knows it: given in
+    /// [`PlaneConfig::admin_token`], or generated at this start (a plane
+    /// whose data file already holds a hashed token does not know it).
+    pub fn admin_token(&self) -> Option<&str> {
+        self.admin_token.as_deref()
+    }
+
+    /// True when this start generated the admin token (first start): show
+    /// it to the operator once.
+    pub fn admin_token_generated(&self) -> bool {
+        self.admin_token_generated
+    }
+
+    /// An HTTP client for the person API: it sends the admin token as a
+    /// bearer token when [`PlaneHandle::admin_token`] knows it. The one way
+    /// tests, the journey and benchmarks authenticate.
+    pub fn client(&self) -> reqwest::Client {
+        auth::client(self.admin_token())
     }
 
     /// The URL put in install commands and manifests (`VOLT_CLOUD_URL`).
@@ -527,12 +585,14 @@ impl PlaneHandle {
         self.plane.send_message(cluster_id, message)
     }
 
-    /// Receives the `session-*` / `tunnel-*` messages of one session (the
-    /// low-level hook; its queue is unbounded, so read it promptly).
-    /// [`PlaneHandle::attach_session`] does the attach too, with a bounded
-    /// queue.
-    pub fn subscribe_session(&self, session_id: &str) -> SessionSubscription {
-        self.plane.subscribe_session(session_id)
+    /// Receives the `session-*` / `tunnel-*` messages of one session of
+    /// `cluster_id`'s daemon (the low-level hook; its queue is unbounded,
+    /// so read it promptly). Messages for that session id from any other
+    /// cluster's daemon are dropped. [`PlaneHandle::attach_session`] does
+    /// the attach too, with a bounded queue, and accepts messages from the
+    /// attaching daemon socket only.
+    pub fn subscribe_session(&self, cluster_id: &str, session_id: &str) -> SessionSubscription {
+        self.plane.subscribe_session(cluster_id, session_id)
     }
 
     /// A new enrollment token, as `POST …/enrollment-token/regenerate`.

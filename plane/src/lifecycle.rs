@@ -134,6 +134,7 @@ impl Store {
             updated_at: now,
             status_history: VecDeque::new(),
             pending_update_version: None,
+            rotate_password_on_enroll: false,
         };
         let mut cluster = Cluster::new(rec);
         cluster.record(
@@ -143,8 +144,11 @@ impl Store {
             now,
         );
         let record = cluster.rec.clone();
+        let name = record.name.clone();
         self.lock().insert(id.clone(), cluster);
         self.changed(Durability::Prompt);
+        self.events
+            .cluster(&id, crate::events::EventKind::ClusterCreated { name });
         tracing::info!(cluster_id = %id, "Cluster created.");
         Ok(Created {
             record,
@@ -158,7 +162,7 @@ impl Store {
         &self,
         id: &str,
         req: &HealthcheckRequest,
-    ) -> Result<(TeamClusterDto, String), PlaneError> {
+    ) -> Result<(TeamClusterDto, String, bool), PlaneError> {
         let mut map = self.lock();
         let c = map.get_mut(id).ok_or(PlaneError::NotFound)?;
         let Some(hash) = c.rec.enrollment_token_hash.as_deref() else {
@@ -174,16 +178,29 @@ impl Store {
             StatusSource::Enrollment,
             None,
             now,
+            &self.events,
         );
         if let Some(v) = non_blank(req.installed_version.clone()) {
             c.rec.installed_version = Some(v);
         }
+        // A regenerated token gets a new password: the current one may be
+        // in use by a daemon the token holder must not impersonate.
+        let rotated = std::mem::take(&mut c.rec.rotate_password_on_enroll);
+        if rotated {
+            c.rec.daemon_password = credentials::new_password();
+        }
         c.rec.enrollment_token_hash = None;
         c.rec.updated_at = now;
-        let out = (c.rec.dto(), c.rec.daemon_password.clone());
+        let out = (c.rec.dto(), c.rec.daemon_password.clone(), rotated);
         drop(map);
         self.changed(Durability::Prompt);
-        tracing::info!(cluster_id = %id, "Enrollment completed.");
+        self.events.cluster(
+            id,
+            crate::events::EventKind::EnrollmentCompleted {
+                password_rotated: rotated,
+            },
+        );
+        tracing::info!(cluster_id = %id, password_rotated = rotated, "Enrollment completed.");
         Ok(out)
     }
 
@@ -225,7 +242,7 @@ impl Store {
         let c = map.get_mut(id)?;
         let now = Timestamp::now();
         let next = c.rec.status.after_heartbeat();
-        c.transition(next, StatusSource::Registration, None, now);
+        c.transition(next, StatusSource::Registration, None, now, &self.events);
         c.rec.last_heartbeat_at = Some(now);
         c.rec.last_disconnect_at = None;
         c.rec.updated_at = now;
@@ -234,6 +251,8 @@ impl Store {
         let status = c.rec.status;
         drop(map);
         self.changed(Durability::Prompt);
+        self.events
+            .cluster(id, crate::events::EventKind::DaemonRegistered);
         Some(status)
     }
 
@@ -246,13 +265,15 @@ impl Store {
         };
         let now = Timestamp::now();
         if c.rec.status == ClusterStatus::Connected {
-            c.transition(ClusterStatus::Disconnected, source, None, now);
+            c.transition(ClusterStatus::Disconnected, source, None, now, &self.events);
         }
         c.rec.last_disconnect_at = Some(now);
         c.rec.updated_at = now;
         c.rt.exposures.clear();
         drop(map);
         self.changed(Durability::Prompt);
+        self.events
+            .cluster(id, crate::events::EventKind::DaemonDisconnected);
     }
 
     /// `runtime.heartbeat` (`recordHeartbeat`).
@@ -281,7 +302,7 @@ impl Store {
         } else {
             (cur.after_heartbeat(), None)
         };
-        let status_changed = c.transition(next, StatusSource::Heartbeat, reason, now);
+        let status_changed = c.transition(next, StatusSource::Heartbeat, reason, now, &self.events);
         if update_done && status_changed == Transition::Applied {
             c.rec.pending_update_version = None;
         }
@@ -293,7 +314,7 @@ impl Store {
         c.rt.last_seen = Some(Instant::now());
         c.rt.heartbeats += 1;
         if let Some(m) = hb.metrics.filter(|m| !m.is_null()) {
-            c.push_metrics(m);
+            c.push_metrics(m, now);
         }
         let dto = c.rec.dto();
         drop(map);
@@ -332,7 +353,7 @@ impl Store {
         check_password(c, &lc.daemon_password)?;
         let now = Timestamp::now();
         let reason = non_blank(lc.reason);
-        let applied = c.transition(status, StatusSource::Lifecycle, reason, now);
+        let applied = c.transition(status, StatusSource::Lifecycle, reason, now, &self.events);
         let mut changed = applied == Transition::Applied;
         if applied != Transition::Refused {
             if let Some(v) = non_blank(lc.installed_version) {
@@ -368,6 +389,8 @@ impl Store {
         map.remove(id);
         drop(map);
         self.changed(Durability::Prompt);
+        self.events
+            .cluster(id, crate::events::EventKind::ClusterDeleted);
         tracing::info!(cluster_id = %id, "Cluster deleted after the daemon's uninstall.");
         Ok(())
     }
@@ -383,7 +406,7 @@ impl Store {
     ) -> Result<TeamClusterDto, PlaneError> {
         let mut map = self.lock();
         let c = map.get_mut(id).ok_or(PlaneError::NotFound)?;
-        if c.transition(to, source, reason, Timestamp::now()) == Transition::Applied
+        if c.transition(to, source, reason, Timestamp::now(), &self.events) == Transition::Applied
             && pending_update_version.is_some()
         {
             c.rec.pending_update_version = pending_update_version;
@@ -399,6 +422,8 @@ impl Store {
         let removed = self.lock().remove(id).map(|c| c.rec);
         if removed.is_some() {
             self.changed(Durability::Prompt);
+            self.events
+                .cluster(id, crate::events::EventKind::ClusterDeleted);
             tracing::info!(cluster_id = %id, "Cluster deleted.");
         }
         removed
@@ -419,10 +444,15 @@ impl Store {
         }
         let token = credentials::new_enrollment_token();
         c.rec.enrollment_token_hash = Some(credentials::hash_token(&token));
+        // Whoever enrolls with the new token gets a new daemon password,
+        // never the one a running daemon holds (see `enroll`).
+        c.rec.rotate_password_on_enroll = true;
         c.rec.updated_at = Timestamp::now();
         let rec = c.rec.clone();
         drop(map);
         self.changed(Durability::Prompt);
+        self.events
+            .cluster(id, crate::events::EventKind::TokenRegenerated);
         tracing::info!(cluster_id = %id, "Enrollment token regenerated.");
         Ok((token, rec))
     }
@@ -471,7 +501,7 @@ impl Store {
             let Some((to, source, reason)) = timed_out else {
                 continue;
             };
-            if c.transition(to, source, reason, now) != Transition::Applied {
+            if c.transition(to, source, reason, now, &self.events) != Transition::Applied {
                 continue;
             }
             match to {
@@ -503,6 +533,7 @@ impl Store {
                     StatusSource::SocketClose,
                     Some("Control plane restarted".into()),
                     now,
+                    &self.events,
                 ) == Transition::Applied
             {
                 c.rec.last_disconnect_at = Some(now);
@@ -576,7 +607,11 @@ mod tests {
     use volt_protocol::register::Secret;
 
     fn store() -> Store {
-        Store::new(Vec::new(), Arc::new(PersistSignal::new(false)))
+        Store::new(
+            Vec::new(),
+            Arc::new(PersistSignal::new(false)),
+            Arc::new(crate::events::EventLog::new()),
+        )
     }
 
     fn hb(id: &str, pw: &str, version: Option<&str>) -> HeartbeatIn {
@@ -605,15 +640,30 @@ mod tests {
             enrollment_token: Secret::new(format!(" {} ", c.enrollment_token)),
             installed_version: Some("1.0.0".into()),
         };
-        let (dto, pw) = s.enroll(&c.record.id, &req).unwrap();
+        let (dto, pw, rotated) = s.enroll(&c.record.id, &req).unwrap();
         assert_eq!(dto.status, ClusterStatus::HealthcheckReceived);
         assert_eq!(dto.installed_version.as_deref(), Some("1.0.0"));
+        // The first enrollment hands out the creation password, as the
+        // reference does.
         assert_eq!(pw, c.record.daemon_password);
+        assert!(!rotated);
         assert!(matches!(
             s.enroll(&c.record.id, &req),
             Err(PlaneError::EnrollmentAlreadyCompleted)
         ));
         assert!(matches!(s.enroll("nope", &req), Err(PlaneError::NotFound)));
+        // A regenerated token enrolls with a new password; the old one
+        // stops working.
+        let (token, _) = s.regenerate_token(&c.record.id).unwrap();
+        let req = HealthcheckRequest {
+            enrollment_token: Secret::new(token),
+            installed_version: None,
+        };
+        let (_, new_pw, rotated) = s.enroll(&c.record.id, &req).unwrap();
+        assert!(rotated);
+        assert_ne!(new_pw, pw);
+        assert!(s.authenticate(&c.record.id, &pw).is_err());
+        assert!(s.authenticate(&c.record.id, &new_pw).is_ok());
     }
 
     #[test]

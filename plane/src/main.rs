@@ -69,6 +69,11 @@ enum Command {
         /// (daemons then send only reference payload shapes).
         #[arg(long)]
         no_extensions: bool,
+        /// Another host name the console and person API answer to (besides
+        /// loopback, the listen address and the public URL's host);
+        /// repeatable. Protects against DNS rebinding.
+        #[arg(long = "allowed-host")]
+        allowed_hosts: Vec<String>,
         /// Log format.
         #[arg(long, value_enum, default_value_t = LogFormat::Human)]
         log_format: LogFormat,
@@ -78,7 +83,8 @@ enum Command {
         #[command(subcommand)]
         command: ReleaseCommand,
     },
-    /// Create a cluster on a running plane and print how to install it.
+    /// Create a cluster on a running plane and print how to install it
+    /// (authenticates with VOLT_PLANE_ADMIN_TOKEN).
     CreateCluster {
         /// Base URL of the plane.
         #[arg(long, default_value = "http://127.0.0.1:8080")]
@@ -121,6 +127,19 @@ enum ReleaseCommand {
     },
 }
 
+/// The admin token, from the environment (never a flag: flags show in
+/// process lists).
+const ADMIN_TOKEN_ENV: &str = "VOLT_PLANE_ADMIN_TOKEN";
+
+fn admin_token_from_env() -> Result<Option<volt_plane::AdminToken>, String> {
+    match std::env::var(ADMIN_TOKEN_ENV) {
+        Ok(t) if !t.trim().is_empty() => volt_plane::AdminToken::new(t.trim())
+            .map(Some)
+            .map_err(|e| format!("{ADMIN_TOKEN_ENV}: {e}")),
+        _ => Ok(None),
+    }
+}
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -152,10 +171,20 @@ async fn main() -> ExitCode {
             session_buffer_limit,
             releases_dir,
             no_extensions,
+            allowed_hosts,
             log_format,
         } => {
             init_logging(log_format);
+            let admin_token = match admin_token_from_env() {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("volt-plane: {e}");
+                    return ExitCode::from(EXIT_START_FAILED);
+                }
+            };
             let cfg = PlaneConfig {
+                admin_token,
+                allowed_hosts,
                 listen,
                 data_file,
                 public_url,
@@ -240,7 +269,20 @@ fn release(command: ReleaseCommand) -> ExitCode {
     }
 }
 
+/// Raises the open-file limit to its hard maximum: one socket per daemon,
+/// and the usual soft limit (1024) is far below a plane's clusters.
+fn raise_nofile() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        tracing::warn!(soft, hard, error = %e, "Cannot raise the open-file limit.");
+    }
+}
+
 async fn serve(cfg: PlaneConfig) -> ExitCode {
+    raise_nofile();
     let plane = match volt_plane::start(cfg).await {
         Ok(p) => p,
         Err(e) => {
@@ -249,6 +291,15 @@ async fn serve(cfg: PlaneConfig) -> ExitCode {
             return ExitCode::from(EXIT_START_FAILED);
         }
     };
+    if plane.admin_token_generated()
+        && let Some(token) = plane.admin_token()
+    {
+        // Shown once, on stderr (not in the log): only its hash is kept.
+        eprintln!(
+            "\nvolt-plane: the console's admin token (shown once; only its hash is stored):\n\n    {token}\n\nOpen {} and log in with it; scripts send `Authorization: Bearer <token>`.\nLost it? Stop the plane, delete the \"admin\" entry from the data file, start again.\n",
+            plane.base_url()
+        );
+    }
     wait_for_signal().await;
     tracing::info!("Shutting down.");
     plane.shutdown().await;
@@ -320,8 +371,14 @@ async fn request_cluster(url: &str, name: Option<String>) -> Result<serde_json::
         Some(n) => serde_json::json!({ "name": n }),
         None => serde_json::json!({}),
     };
+    let token = admin_token_from_env()?.ok_or_else(|| {
+        format!(
+            "set {ADMIN_TOKEN_ENV} to the plane's admin token (it printed it at its first start)"
+        )
+    })?;
     let resp = client
         .post(&endpoint)
+        .bearer_auth(token.expose())
         .json(&body)
         .send()
         .await

@@ -117,6 +117,40 @@ pub struct ClusterListEntry {
     pub connected: bool,
 }
 
+/// A page of the cluster list (`GET /api/clusters?limit=…`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListQuery {
+    /// Case-insensitive substring of the name (or a prefix of the id).
+    #[serde(default)]
+    pub q: Option<String>,
+    /// Only clusters in this status.
+    #[serde(default)]
+    pub status: Option<ClusterStatus>,
+    #[serde(default)]
+    pub offset: Option<usize>,
+    /// Page size, at most [`MAX_PAGE_SIZE`]; no limit (and no other
+    /// parameter) lists every cluster, as before paging existed.
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// Largest page of the cluster list.
+pub const MAX_PAGE_SIZE: usize = 500;
+
+/// One page of clusters, oldest first, with the totals a pager needs.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterPage {
+    pub team_clusters: Vec<ClusterListEntry>,
+    /// Clusters matching the filter.
+    pub total: usize,
+    pub offset: usize,
+    pub limit: usize,
+    /// Clusters matching the name filter, per status (for filter chips).
+    pub counts: std::collections::BTreeMap<ClusterStatus, usize>,
+}
+
 /// What a delete request did.
 #[derive(Debug, Clone)]
 pub enum DeleteOutcome {
@@ -137,6 +171,22 @@ pub(crate) struct Plane {
     pub public_url: String,
     pub store: Arc<Store>,
     pub channels: Arc<Channels>,
+    /// Who may use the console and the person API.
+    pub auth: crate::auth::Auth,
+}
+
+/// `haystack` contains the lowercase `needle`, ignoring ASCII case
+/// (allocation-free: the list filter runs over every cluster).
+fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
+    let (h, n) = (haystack.as_bytes(), needle.as_bytes());
+    if n.is_empty() {
+        return true;
+    }
+    if !needle.is_ascii() {
+        return haystack.to_lowercase().contains(needle);
+    }
+    h.windows(n.len())
+        .any(|w| w.iter().zip(n).all(|(a, b)| a.to_ascii_lowercase() == *b))
 }
 
 /// Quotes `s` for a POSIX shell unless it is made of safe characters only.
@@ -210,6 +260,23 @@ impl Plane {
         })
     }
 
+    /// Enrollment (the installer's healthcheck, or `runtime.healthcheck`):
+    /// the daemon password for a valid single-use token. When the token was
+    /// regenerated the password is a new one, and a daemon still connected
+    /// with the old password is cut off (it can no longer authenticate).
+    pub fn enroll(
+        &self,
+        id: &str,
+        req: &volt_protocol::enrollment::HealthcheckRequest,
+    ) -> Result<(TeamClusterDto, String), PlaneError> {
+        let (dto, password, rotated) = self.store.enroll(id, req)?;
+        if rotated && let Some(conn) = self.channels.get(id) {
+            tracing::info!(cluster_id = %id, "Daemon password replaced; cutting the daemon that used the old one.");
+            conn.cut();
+        }
+        Ok((dto, password))
+    }
+
     pub fn regenerate_token(&self, id: &str) -> Result<RegeneratedToken, PlaneError> {
         let (token, rec) = self.store.regenerate_token(id)?;
         Ok(RegeneratedToken {
@@ -227,7 +294,11 @@ impl Plane {
             status: c.rec.status,
             install_root: c.rec.install_root.clone(),
             status_history: c.rec.status_history.iter().cloned().collect(),
-            last_metrics: c.rt.last_metrics.clone(),
+            last_metrics: c
+                .rt
+                .last_metrics
+                .as_deref()
+                .and_then(|m| serde_json::from_str(m).ok()),
             metrics_count: c.rt.metrics_count,
             heartbeat_count: c.rt.heartbeats,
             registrations: c.rt.registrations,
@@ -253,6 +324,71 @@ impl Plane {
                 team_cluster: dto,
             })
             .collect()
+    }
+
+    /// One page of the cluster list, filtered by name and status. Only the
+    /// page's records are copied; the rest is compared in place.
+    pub fn list_page(&self, q: &ListQuery) -> ClusterPage {
+        let needle =
+            q.q.as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_lowercase);
+        let limit = q.limit.unwrap_or(MAX_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE);
+        let offset = q.offset.unwrap_or(0);
+        let mut counts = std::collections::BTreeMap::new();
+        let map = self.store.lock();
+        let mut hits: Vec<(Timestamp, &str)> = Vec::new();
+        for c in map.values() {
+            if let Some(n) = &needle
+                && !c.rec.id.starts_with(n.as_str())
+                && !contains_ignore_case(&c.rec.name, n)
+            {
+                continue;
+            }
+            *counts.entry(c.rec.status).or_insert(0) += 1;
+            if q.status.is_none_or(|s| s == c.rec.status) {
+                hits.push((c.rec.created_at, &c.rec.id));
+            }
+        }
+        hits.sort_unstable();
+        let total = hits.len();
+        let page: Vec<TeamClusterDto> = hits
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .filter_map(|(_, id)| map.get(*id).map(|c| c.rec.dto()))
+            .collect();
+        drop(map);
+        ClusterPage {
+            team_clusters: page
+                .into_iter()
+                .map(|dto| ClusterListEntry {
+                    connected: self.channels.get(&dto.id).is_some(),
+                    team_cluster: dto,
+                })
+                .collect(),
+            total,
+            offset,
+            limit,
+            counts,
+        }
+    }
+
+    /// The charts' points of one cluster (see `history.rs`).
+    pub fn metrics(
+        &self,
+        id: &str,
+        minutes: u32,
+        after: Option<u32>,
+    ) -> Result<crate::history::Series, PlaneError> {
+        let now = u32::try_from(Timestamp::now().unix_millis() / 1000).unwrap_or(u32::MAX);
+        self.store
+            .read(id, |c| {
+                let (step, points) = c.rt.history.window(minutes, after, now);
+                crate::history::Series::new(step, &points)
+            })
+            .ok_or(PlaneError::NotFound)
     }
 
     /// Sends a command, waiting up to `daemon_wait` for a daemon to register.
@@ -354,7 +490,9 @@ impl Plane {
             .channels
             .wait_for(id, self.cfg.daemon_wait, &self.store)
             .await?;
-        let sub = self.channels.try_subscribe_session(&attach.session_id)?;
+        let sub = self
+            .channels
+            .try_subscribe_session(&conn, &attach.session_id)?;
         session::attach(conn, sub, attach).await
     }
 
@@ -370,8 +508,8 @@ impl Plane {
         conn.emit(message)
     }
 
-    pub fn subscribe_session(&self, session_id: &str) -> SessionSubscription {
-        self.channels.subscribe_session(session_id)
+    pub fn subscribe_session(&self, cluster_id: &str, session_id: &str) -> SessionSubscription {
+        self.channels.subscribe_session(cluster_id, session_id)
     }
 
     /// Cuts the daemon's connection; true if one was registered.
@@ -427,6 +565,9 @@ impl Plane {
                     reason.unwrap_or_else(|| "The daemon rejected the uninstall request.".into()),
                 ));
             }
+            self.store
+                .events
+                .cluster(id, crate::events::EventKind::DeleteRequested);
             return match self.store.mark_status(
                 id,
                 ClusterStatus::Deleting,
@@ -512,6 +653,12 @@ impl Plane {
             ));
         }
         tracing::info!(cluster_id = %id, %target_version, %target_image, "Cluster update requested.");
+        self.store.events.cluster(
+            id,
+            crate::events::EventKind::UpdateRequested {
+                target_version: target_version.to_owned(),
+            },
+        );
         self.store.mark_status(
             id,
             ClusterStatus::Updating,
@@ -568,6 +715,14 @@ fn rejection(value: &Value) -> Option<Option<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn name_filter_ignores_case() {
+        assert!(contains_ignore_case("Lab-Cluster", "cluster"));
+        assert!(contains_ignore_case("lab", ""));
+        assert!(!contains_ignore_case("lab", "labs"));
+        assert!(contains_ignore_case("Écluse", "écl"));
+    }
 
     #[test]
     fn shell_quoting_leaves_safe_words_alone() {

@@ -102,9 +102,15 @@ enum Pending {
     },
 }
 
+/// Source of [`DaemonConn::id`].
+static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
+
 /// One registered daemon socket.
 pub(crate) struct DaemonConn {
     pub cluster_id: String,
+    /// Unique per connection: sessions attached over this socket accept
+    /// messages from it alone.
+    pub id: u64,
     socket: SocketRef,
     pending: Mutex<HashMap<String, Pending>>,
     active: AtomicBool,
@@ -117,6 +123,7 @@ impl DaemonConn {
     pub fn new(cluster_id: String, socket: SocketRef, kill: Option<Arc<KillSwitch>>) -> Self {
         DaemonConn {
             cluster_id,
+            id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
             socket,
             pending: Mutex::new(HashMap::new()),
             active: AtomicBool::new(true),
@@ -354,6 +361,18 @@ struct SessionSlot {
     token: u64,
     tx: mpsc::UnboundedSender<Message>,
     budget: Arc<Budget>,
+    /// The cluster whose daemon owns the session: messages for it from any
+    /// other daemon are dropped (a daemon that learns another cluster's
+    /// session id must not write into that terminal).
+    cluster_id: String,
+    /// The daemon socket the session was attached over, when known.
+    conn_id: Option<u64>,
+}
+
+impl SessionSlot {
+    fn owned_by(&self, conn: &DaemonConn) -> bool {
+        self.cluster_id == conn.cluster_id && self.conn_id.is_none_or(|id| id == conn.id)
+    }
 }
 
 type SessionMap = HashMap<String, SessionSlot>;
@@ -472,6 +491,8 @@ impl Channels {
         self: &Arc<Self>,
         session_id: &str,
         limit: usize,
+        cluster_id: &str,
+        conn_id: Option<u64>,
     ) -> (SessionSlot, SessionSubscription) {
         let (tx, rx) = mpsc::unbounded_channel();
         let token = self.next_token.fetch_add(1, Ordering::Relaxed);
@@ -480,6 +501,8 @@ impl Channels {
             token,
             tx,
             budget: budget.clone(),
+            cluster_id: cluster_id.to_owned(),
+            conn_id,
         };
         let sub = SessionSubscription {
             session_id: session_id.to_owned(),
@@ -491,19 +514,24 @@ impl Channels {
         (slot, sub)
     }
 
-    /// Subscribes to one session's messages (replacing an older
-    /// subscriber), with an unbounded queue: the low-level hook, whose
-    /// callers read as fast as they want.
-    pub fn subscribe_session(self: &Arc<Self>, session_id: &str) -> SessionSubscription {
-        let (slot, sub) = self.new_subscription(session_id, usize::MAX);
+    /// Subscribes to one session of `cluster_id`'s daemon (replacing an
+    /// older subscriber), with an unbounded queue: the low-level hook,
+    /// whose callers read as fast as they want.
+    pub fn subscribe_session(
+        self: &Arc<Self>,
+        cluster_id: &str,
+        session_id: &str,
+    ) -> SessionSubscription {
+        let (slot, sub) = self.new_subscription(session_id, usize::MAX, cluster_id, None);
         self.sessions().insert(session_id.to_owned(), slot);
         sub
     }
 
-    /// Subscribes to a session that nobody else follows (409 otherwise),
-    /// with a queue bounded by `session_buffer_limit`.
+    /// Subscribes to a session on `conn` that nobody else follows (409
+    /// otherwise), with a queue bounded by `session_buffer_limit`.
     pub fn try_subscribe_session(
         self: &Arc<Self>,
+        conn: &DaemonConn,
         session_id: &str,
     ) -> Result<SessionSubscription, PlaneError> {
         let mut sessions = self.sessions();
@@ -513,18 +541,28 @@ impl Channels {
                 format!("Session {session_id} is already attached"),
             ));
         }
-        let (slot, sub) = self.new_subscription(session_id, self.session_buffer_limit);
+        let (slot, sub) = self.new_subscription(
+            session_id,
+            self.session_buffer_limit,
+            &conn.cluster_id,
+            Some(conn.id),
+        );
         sessions.insert(session_id.to_owned(), slot);
         Ok(sub)
     }
 
-    /// Queues `msg` for the session's subscriber within its budget.
-    fn deliver_session(&self, session_id: &str, msg: Message) {
+    /// Queues `msg`, sent by `conn`, for the session's subscriber within
+    /// its budget, if `conn` owns the session.
+    fn deliver_session(&self, conn: &DaemonConn, session_id: &str, msg: Message) {
         let mut sessions = self.sessions();
         let Some(slot) = sessions.get(session_id) else {
             tracing::debug!(session_id = %session_id, kind = msg.type_str(), "Session message without a subscriber ignored.");
             return;
         };
+        if !slot.owned_by(conn) {
+            tracing::warn!(cluster_id = %conn.cluster_id, session_id = %session_id, kind = msg.type_str(), "Session message from a daemon that does not own the session dropped.");
+            return;
+        }
         if !slot.budget.try_take(session_cost(&msg)) {
             tracing::warn!(session_id = %session_id, limit = slot.budget.limit(), "Session subscriber too slow; its buffer is full, delivery stopped.");
             sessions.remove(session_id);
@@ -543,7 +581,7 @@ impl Channels {
                 // keeps its order relative to the session's messages.
                 if let Some(r) = conn.resolve_response(r) {
                     let id = r.request_id.clone();
-                    self.deliver_session(&id, Message::Response(r));
+                    self.deliver_session(conn, &id, Message::Response(r));
                 }
             }
             Message::Stream(c) => conn.stream_chunk(c, packet_len),
@@ -554,7 +592,7 @@ impl Channels {
             other => match session_key(&other) {
                 Some(id) => {
                     let id = id.to_owned();
-                    self.deliver_session(&id, other);
+                    self.deliver_session(conn, &id, other);
                 }
                 None => {
                     tracing::debug!(cluster_id = %conn.cluster_id, kind = other.type_str(), "Daemon message ignored.")

@@ -8,6 +8,8 @@
 
 use crate::clock::Timestamp;
 use crate::credentials::ServiceCredentials;
+use crate::events::{EventKind, EventLog};
+use crate::history::{MetricHistory, Sample};
 use crate::persist::PersistSignal;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -20,9 +22,6 @@ use volt_protocol::envelope::Exposure;
 /// Status changes kept per cluster. A cluster that flaps every few seconds
 /// still shows its last several minutes; older entries are dropped first.
 pub const STATUS_HISTORY_LIMIT: usize = 200;
-/// Metrics snapshots kept per cluster: 120 × the reference's 10 s heartbeat
-/// is the last 20 minutes, enough for a test or a quick look; never persisted.
-pub const METRICS_HISTORY_LIMIT: usize = 120;
 
 /// What caused a status change (recorded in the history).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,13 +98,22 @@ pub(crate) struct ClusterRecord {
     /// heartbeat reporting it moves `updating` back to `connected`).
     #[serde(default)]
     pub pending_update_version: Option<String>,
+    /// Set when an enrollment token is regenerated: the enrollment that
+    /// uses it replaces the daemon password instead of handing out the
+    /// current one (whoever holds a regenerated token must not learn the
+    /// password a running daemon uses).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rotate_password_on_enroll: bool,
 }
 
 /// The parts of a cluster that only exist while the plane runs.
 #[derive(Debug)]
 pub(crate) struct ClusterRuntime {
-    pub last_metrics: Option<Value>,
-    pub metrics: VecDeque<Value>,
+    /// The latest heartbeat's metrics as compact JSON (shown as sent; a
+    /// string costs a fraction of a parsed `Value`).
+    pub last_metrics: Option<Box<str>>,
+    /// The charts' history (see `history.rs`).
+    pub history: MetricHistory,
     /// Heartbeats that carried metrics since start.
     pub metrics_count: u64,
     /// Accepted `runtime.heartbeat` commands since start.
@@ -124,7 +132,7 @@ impl ClusterRuntime {
     pub fn new() -> Self {
         ClusterRuntime {
             last_metrics: None,
-            metrics: VecDeque::new(),
+            history: MetricHistory::new(),
             metrics_count: 0,
             heartbeats: 0,
             registrations: 0,
@@ -172,13 +180,15 @@ impl Cluster {
     }
 
     /// Moves to `to` if the reference's transition table allows it, recording
-    /// the change. Illegal transitions are ignored, as the reference does.
+    /// the change in the history and the plane's log. Illegal transitions
+    /// are ignored, as the reference does.
     pub fn transition(
         &mut self,
         to: ClusterStatus,
         source: StatusSource,
         reason: Option<String>,
         now: Timestamp,
+        events: &EventLog,
     ) -> Transition {
         let from = self.rec.status;
         if from == to {
@@ -191,7 +201,16 @@ impl Cluster {
         self.rec.status = to;
         self.rec.updated_at = now;
         self.rt.status_since = Instant::now();
-        self.record(to, source, reason, now);
+        self.record(to, source, reason.clone(), now);
+        events.cluster(
+            &self.rec.id,
+            EventKind::StatusChanged {
+                from,
+                to,
+                source,
+                reason,
+            },
+        );
         tracing::info!(cluster_id = %self.rec.id, %from, %to, ?source, "Cluster status changed.");
         Transition::Applied
     }
@@ -216,14 +235,14 @@ impl Cluster {
         });
     }
 
-    /// Keeps the latest metrics and a bounded history of them.
-    pub fn push_metrics(&mut self, metrics: Value) {
-        while self.rt.metrics.len() >= METRICS_HISTORY_LIMIT {
-            self.rt.metrics.pop_front();
-        }
-        self.rt.metrics.push_back(metrics.clone());
+    /// Keeps the latest metrics and adds them to the charts' history.
+    pub fn push_metrics(&mut self, metrics: Value, now: Timestamp) {
+        let secs = u32::try_from(now.unix_millis() / 1000).unwrap_or(u32::MAX);
+        self.rt.history.record(Sample::from_metrics(&metrics, secs));
         self.rt.metrics_count += 1;
-        self.rt.last_metrics = Some(metrics);
+        self.rt.last_metrics = serde_json::to_string(&metrics)
+            .ok()
+            .map(String::into_boxed_str);
     }
 }
 
@@ -303,10 +322,18 @@ pub(crate) enum Durability {
 pub(crate) struct Store {
     clusters: Mutex<HashMap<String, Cluster>>,
     persist: Arc<PersistSignal>,
+    /// The plane's log: status changes and lifecycle events land here.
+    pub events: Arc<EventLog>,
+    /// The persisted admin credential (written with the records).
+    admin: Mutex<Option<crate::auth::AdminRecord>>,
 }
 
 impl Store {
-    pub fn new(records: Vec<ClusterRecord>, persist: Arc<PersistSignal>) -> Self {
+    pub fn new(
+        records: Vec<ClusterRecord>,
+        persist: Arc<PersistSignal>,
+        events: Arc<EventLog>,
+    ) -> Self {
         let clusters = records
             .into_iter()
             .map(|r| (r.id.clone(), Cluster::new(r)))
@@ -314,7 +341,14 @@ impl Store {
         Store {
             clusters: Mutex::new(clusters),
             persist,
+            events,
+            admin: Mutex::new(None),
         }
+    }
+
+    /// Sets the admin credential persisted with the records.
+    pub fn set_admin(&self, admin: Option<crate::auth::AdminRecord>) {
+        *self.admin.lock().unwrap_or_else(|e| e.into_inner()) = admin;
     }
 
     /// The map, even if a panicking thread poisoned the lock (every edit
@@ -339,10 +373,17 @@ impl Store {
 
     /// Serialises every record for the data file (sorted by creation).
     pub fn snapshot_json(&self) -> Result<Vec<u8>, serde_json::Error> {
-        let map = self.lock();
-        let mut records: Vec<&ClusterRecord> = map.values().map(|c| &c.rec).collect();
-        records.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-        crate::persist::encode(&records)
+        self.snapshot().encode()
+    }
+
+    /// A copy of every record (sorted by creation) and the admin
+    /// credential: the lock is held for the copy only, not the encoding.
+    pub fn snapshot(&self) -> crate::persist::Snapshot {
+        let mut clusters: Vec<ClusterRecord> =
+            self.lock().values().map(|c| c.rec.clone()).collect();
+        clusters.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        let admin = self.admin.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        crate::persist::Snapshot { admin, clusters }
     }
 }
 
@@ -369,15 +410,23 @@ pub(crate) mod tests {
             updated_at: now,
             status_history: VecDeque::new(),
             pending_update_version: None,
+            rotate_password_on_enroll: false,
         }
     }
 
     #[test]
     fn legal_transitions_are_recorded_illegal_ones_ignored() {
+        let log = EventLog::new();
         let mut c = Cluster::new(record("a", ClusterStatus::Connected));
         let now = Timestamp::now();
         assert_eq!(
-            c.transition(ClusterStatus::Connected, StatusSource::Heartbeat, None, now),
+            c.transition(
+                ClusterStatus::Connected,
+                StatusSource::Heartbeat,
+                None,
+                now,
+                &log
+            ),
             Transition::Unchanged
         );
         assert_eq!(
@@ -385,28 +434,41 @@ pub(crate) mod tests {
                 ClusterStatus::PreparingEnvironment,
                 StatusSource::Lifecycle,
                 None,
-                now
+                now,
+                &log
             ),
             Transition::Refused
         );
         assert_eq!(c.rec.status, ClusterStatus::Connected);
         assert!(c.rec.status_history.is_empty());
+        assert!(log.recent(0, 10, None).is_empty());
         assert_eq!(
             c.transition(
                 ClusterStatus::Disconnected,
                 StatusSource::SocketClose,
                 Some("bye".into()),
-                now
+                now,
+                &log
             ),
             Transition::Applied
         );
         let last = c.rec.status_history.back().unwrap();
         assert_eq!(last.status, ClusterStatus::Disconnected);
         assert_eq!(last.reason.as_deref(), Some("bye"));
+        let logged = log.recent(0, 10, Some("a"));
+        assert_eq!(logged.len(), 1);
+        assert!(matches!(
+            logged[0].kind,
+            EventKind::StatusChanged {
+                to: ClusterStatus::Disconnected,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn history_and_metrics_are_bounded() {
+        let log = EventLog::new();
         let mut c = Cluster::new(record("a", ClusterStatus::Connected));
         for i in 0..(STATUS_HISTORY_LIMIT + 10) {
             let to = if i % 2 == 0 {
@@ -414,18 +476,19 @@ pub(crate) mod tests {
             } else {
                 ClusterStatus::Connected
             };
-            c.transition(to, StatusSource::Heartbeat, None, Timestamp::now());
+            c.transition(to, StatusSource::Heartbeat, None, Timestamp::now(), &log);
         }
         assert_eq!(c.rec.status_history.len(), STATUS_HISTORY_LIMIT);
-        for i in 0..(METRICS_HISTORY_LIMIT + 5) {
-            c.push_metrics(serde_json::json!({ "i": i }));
+        for i in 0..5 {
+            c.push_metrics(
+                serde_json::json!({ "i": i, "cpuUsagePercent": 7 }),
+                Timestamp::now(),
+            );
         }
-        assert_eq!(c.rt.metrics.len(), METRICS_HISTORY_LIMIT);
-        assert_eq!(c.rt.metrics_count, (METRICS_HISTORY_LIMIT + 5) as u64);
-        assert_eq!(
-            c.rt.last_metrics.as_ref().unwrap()["i"],
-            METRICS_HISTORY_LIMIT + 4
-        );
+        assert_eq!(c.rt.metrics_count, 5);
+        let last: Value = serde_json::from_str(c.rt.last_metrics.as_deref().unwrap()).unwrap();
+        assert_eq!(last, serde_json::json!({"cpuUsagePercent": 7, "i": 4}));
+        assert!(c.rt.history.latest().is_some());
     }
 
     #[test]

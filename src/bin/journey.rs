@@ -134,12 +134,19 @@ async fn main() {
         "listening on {url} (data in {})",
         dir.join("plane.json").display()
     ));
+    if let Some(token) = plane.admin_token() {
+        info(format!(
+            "console: open {url}/ and log in with the admin token {token}"
+        ));
+    }
 
     step(
         2,
         "Creating a cluster over the plane's HTTP API (POST /api/clusters)",
     );
-    let http = reqwest::Client::new();
+    // The person API needs the admin token; the handle knows the one this
+    // first start generated.
+    let http = plane.client();
     let created = http_json(
         http.post(format!("{url}/api/clusters"))
             .json(&json!({"name": "journey"})),

@@ -1,6 +1,7 @@
 //! Plane-only fixtures: a volt-plane on a free loopback port, clusters
 //! (created, or enrolled with their daemon password), a plane with a data
-//! file that can be restarted, and small HTTP helpers.
+//! file that can be restarted, and small HTTP helpers that authenticate as
+//! the test admin (the one place that knows the token).
 
 use serde_json::{Value, json};
 use std::ops::Deref;
@@ -17,8 +18,44 @@ pub fn config() -> PlaneConfig {
         listen: "127.0.0.1:0".parse().expect("a socket address"),
         command_timeout: Duration::from_secs(5),
         daemon_wait: Duration::from_millis(300),
+        admin_token: Some(
+            volt_plane::AdminToken::new(TEST_ADMIN_TOKEN).expect("a valid admin token"),
+        ),
         ..PlaneConfig::default()
     }
+}
+
+/// The admin token of every test plane: tests authenticate through
+/// [`http`] (and [`ws_request`]).
+pub const TEST_ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
+
+/// An HTTP client that authenticates as the test admin.
+pub fn http() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {TEST_ADMIN_TOKEN}")
+            .parse()
+            .expect("a header value"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("an HTTP client")
+}
+
+/// A WebSocket handshake request for `url` that authenticates as the test
+/// admin.
+pub fn ws_request(url: &str) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = url.into_client_request().expect("a WebSocket URL");
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {TEST_ADMIN_TOKEN}")
+            .parse()
+            .expect("a header value"),
+    );
+    req
 }
 
 /// Starts a plane with `cfg`.
@@ -63,7 +100,7 @@ pub async fn enrolled_cluster(plane: &PlaneHandle) -> (CreatedCluster, String) {
 
 /// POSTs JSON; returns the status and the JSON body (null if none).
 pub async fn post(url: &str, body: Value) -> (u16, Value) {
-    let r = reqwest::Client::new()
+    let r = http()
         .post(url)
         .json(&body)
         .send()
@@ -75,7 +112,9 @@ pub async fn post(url: &str, body: Value) -> (u16, Value) {
 
 /// GETs; returns the status and the JSON body (null if none).
 pub async fn get(url: &str) -> (u16, Value) {
-    let r = reqwest::get(url)
+    let r = http()
+        .get(url)
+        .send()
         .await
         .unwrap_or_else(|e| panic!("GET {url}: {e}"));
     let status = r.status().as_u16();

@@ -65,15 +65,23 @@ impl SioClient {
             max_payload: open.max_payload,
             pending: VecDeque::new(),
         };
-        // Wait for the CONNECT answer.
+        // Wait for the CONNECT answer; the server's first ping may come
+        // first and must be answered (or the server closes the session a
+        // ping timeout later).
         loop {
             let text = c.read_text().await.expect("socket.io connect");
-            if let engineio::Packet::Message(m) =
-                engineio::Packet::decode(&text).expect("an engine.io packet")
-            {
-                let p = socketio::Packet::decode(m).expect("a socket.io packet");
-                assert_eq!(p.kind, PacketKind::Connect, "{m}");
-                break;
+            match engineio::Packet::decode(&text).unwrap() {
+                engineio::Packet::Message(m) => {
+                    let p = socketio::Packet::decode(m).unwrap();
+                    assert_eq!(p.kind, PacketKind::Connect, "{m}");
+                    break;
+                }
+                engineio::Packet::Ping(d) => {
+                    c.ws.send(WsMessage::text(engineio::pong_for(d)))
+                        .await
+                        .unwrap();
+                }
+                _ => {}
             }
         }
         c

@@ -5,6 +5,7 @@
 //! `#[ignore = "needs root"]`; `scripts/test.sh` runs them as root.
 
 mod cli;
+mod console;
 mod control_channel;
 mod explorer;
 mod install;

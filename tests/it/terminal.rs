@@ -65,7 +65,7 @@ impl Rig {
     /// Subscribes, then attaches a host terminal (subscribing first, so no
     /// output is missed).
     async fn attach(&self, session_id: &str) -> Term {
-        let term = Term::new(self.plane.subscribe_session(session_id));
+        let term = Term::new(self.plane.subscribe_session(&self.id, session_id));
         let reply = self
             .attach_payload(
                 json!({"sessionId": session_id, "kind": "terminal", "terminalTarget": "host"}),
@@ -583,7 +583,7 @@ async fn bad_base64_ends_the_session_with_an_error_and_the_daemon_goes_on() {
     assert_eq!(pong.data.unwrap()["data"]["pong"], true);
 
     // Messages for sessions that do not exist are answered with an end.
-    let mut ghost = Term::new(rig.plane.subscribe_session("term-ghost"));
+    let mut ghost = Term::new(rig.plane.subscribe_session(&rig.id, "term-ghost"));
     rig.input("term-ghost", "ls\n");
     assert_eq!(
         ghost.ended().await.error.as_deref(),

@@ -319,7 +319,7 @@ async fn http_commands_return_replies_and_raw_bytes() {
         .unwrap();
     assert_eq!(decoded.len(), 300_006);
 
-    let r = reqwest::Client::new()
+    let r = http()
         .post(format!("{url}?raw=1"))
         .json(&json!({"command": "download", "responseType": "stream"}))
         .send()
@@ -335,7 +335,7 @@ async fn http_commands_return_replies_and_raw_bytes() {
     assert_eq!(&bytes[..3], b"abc");
     assert_eq!(bytes.len(), 300_006);
 
-    let r = reqwest::Client::new()
+    let r = http()
         .post(format!("{url}?raw=1"))
         .json(&json!({"command": "blob", "responseType": "buffer"}))
         .send()
@@ -374,7 +374,7 @@ async fn session_messages_reach_their_subscriber() {
     let id = created.team_cluster.id.clone();
     let mut c = SioClient::connect(&plane.base_url()).await;
     c.register(&id, &pw).await;
-    let mut sub = plane.subscribe_session("sess-1");
+    let mut sub = plane.subscribe_session(&id, "sess-1");
     c.emit(
         volt_protocol::MESSAGE_EVENT,
         &json!({"type": "session-data", "sessionId": "sess-1", "chunkBase64": b64(b"$ "), "isBinary": true}),

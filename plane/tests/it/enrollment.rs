@@ -100,7 +100,7 @@ async fn healthcheck_body_is_strict() {
         assert_eq!(status, 400, "{bad}");
         assert_eq!(body["code"], "Validation::InvalidInput", "{bad}");
     }
-    let r = reqwest::Client::new()
+    let r = http()
         .post(&url)
         .header("content-type", "application/json")
         .body("{not json")

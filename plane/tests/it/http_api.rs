@@ -10,7 +10,7 @@ async fn healthz_answers_get_and_head() {
     let (status, body) = get(&format!("{}/healthz", plane.base_url())).await;
     assert_eq!(status, 200);
     assert_eq!(body, json!({"status": "success", "data": {"ok": true}}));
-    let r = reqwest::Client::new()
+    let r = http()
         .head(format!("{}/healthz", plane.base_url()))
         .send()
         .await
@@ -88,7 +88,12 @@ async fn create_cluster_returns_everything_needed_to_install() {
 async fn create_accepts_an_empty_body_and_refuses_unknown_keys() {
     let plane = plane().await;
     let url = format!("{}/api/clusters", plane.base_url());
-    let r = reqwest::Client::new().post(&url).send().await.unwrap();
+    let r = http()
+        .post(&url)
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
     let body: Value = r.json().await.unwrap();
     assert!(
@@ -100,8 +105,9 @@ async fn create_accepts_an_empty_body_and_refuses_unknown_keys() {
     let (status, body) = post(&url, json!({"nmae": "typo"})).await;
     assert_eq!(status, 400);
     assert_eq!(body["code"], "Validation::InvalidInput");
-    let r = reqwest::Client::new()
+    let r = http()
         .post(&url)
+        .header("content-type", "application/json")
         .body("[1,2")
         .send()
         .await
@@ -219,7 +225,7 @@ async fn unknown_routes_and_methods_get_the_error_envelope() {
     let (status, body) = get(&format!("{}/api/nope", plane.base_url())).await;
     assert_eq!(status, 404);
     assert_eq!(body["status"], "error");
-    let r = reqwest::Client::new()
+    let r = http()
         .delete(format!("{}/api/clusters", plane.base_url()))
         .send()
         .await

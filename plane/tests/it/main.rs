@@ -3,7 +3,9 @@
 //! client and scripted daemon). A new topic is a file here plus its `mod`
 //! line. `log_secrets` stays a binary of its own (see that file).
 
+mod auth;
 mod commands;
+mod console_api;
 mod daemon_socket;
 mod enrollment;
 mod extensions;
@@ -12,5 +14,6 @@ mod lifecycle;
 mod persistence;
 mod releases;
 mod remote_access;
+mod scale;
 mod terminal;
 mod throughput;

@@ -283,7 +283,7 @@ async fn downloads_stream_many_chunks_intact_with_the_daemons_headers() {
         "{}/api/clusters/{id}/explorer/minio/download?path=big.bin",
         plane.base_url()
     );
-    let r = reqwest::get(&url).await.unwrap();
+    let r = http().get(&url).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "application/x-test");
     assert_eq!(
@@ -310,7 +310,9 @@ async fn downloads_stream_many_chunks_intact_with_the_daemons_headers() {
     );
 
     // Without a content-length the body is chunked, and still intact.
-    let r = reqwest::get(url.replace("big.bin", "chunked.bin"))
+    let r = http()
+        .get(url.replace("big.bin", "chunked.bin"))
+        .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
@@ -332,7 +334,7 @@ async fn a_failed_stream_end_aborts_the_http_body() {
         // Either the body breaks off, or (when the failure comes before
         // hyper flushed the head) the response itself does: never a
         // complete-looking file.
-        match reqwest::get(&url).await {
+        match http().get(&url).send().await {
             Ok(r) => {
                 assert_eq!(r.status(), 200, "{path}");
                 assert!(
@@ -349,7 +351,9 @@ async fn a_failed_stream_end_aborts_the_http_body() {
         plane.base_url()
     );
     assert_eq!(
-        reqwest::get(&url)
+        http()
+            .get(&url)
+            .send()
             .await
             .unwrap()
             .bytes()
@@ -373,7 +377,7 @@ async fn downloads_are_streamed_as_chunks_arrive() {
         plane.base_url()
     );
     let client = tokio::spawn(async move {
-        let mut r = reqwest::get(&url).await.unwrap();
+        let mut r = http().get(&url).send().await.unwrap();
         let first = r.chunk().await.unwrap().unwrap();
         (r, first)
     });
@@ -454,7 +458,7 @@ async fn a_client_slower_than_the_buffer_fails_the_download_cleanly() {
         "{}/api/clusters/{id}/explorer/minio/download?path=x",
         plane.base_url()
     );
-    let request = tokio::spawn(async move { reqwest::get(&url).await });
+    let request = tokio::spawn(async move { http().get(&url).send().await });
     flood_stream(&mut c, TOTAL).await;
     // Past the marker the plane has taken every chunk (it handles one
     // socket's messages in order); only now does the client start reading.
@@ -527,7 +531,7 @@ async fn objects_list_put_and_get() {
 
     // Any bytes, under a key with slashes and spaces.
     let content: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
-    let r = reqwest::Client::new()
+    let r = http()
         .put(format!("{base}/volt-dumps/dir/sub%20dir/a%20b+c.bin"))
         .body(content.clone())
         .send()
@@ -547,7 +551,9 @@ async fn objects_list_put_and_get() {
     assert_eq!(unb64(&cmd["payload"]["content"]), content);
 
     // GET streams the object with its headers; a missing one is 404.
-    let r = reqwest::get(format!("{base}/volt-dumps/dir/a%20b.bin"))
+    let r = http()
+        .get(format!("{base}/volt-dumps/dir/a%20b.bin"))
+        .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
@@ -576,7 +582,7 @@ async fn put_chunked(addr: std::net::SocketAddr, path: &str, body: &[u8]) -> u16
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let head = format!(
-        "PUT {path} HTTP/1.1\r\nhost: {addr}\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+        "PUT {path} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {TEST_ADMIN_TOKEN}\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
     );
     s.write_all(head.as_bytes()).await.unwrap();
     for c in body.chunks(100_000) {
@@ -605,7 +611,7 @@ async fn uploads_over_the_limit_get_413_and_never_reach_the_daemon() {
     })
     .await;
     let base = format!("{}/api/clusters/{id}/objects/b", plane.base_url());
-    let client = reqwest::Client::new();
+    let client = http();
 
     // Exactly the limit fits in one packet.
     let r = client

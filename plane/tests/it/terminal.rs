@@ -55,7 +55,9 @@ fn ws_url(s: &Setup, query: &str) -> String {
 }
 
 async fn open_browser(url: &str) -> Browser {
-    let (ws, resp) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let (ws, resp) = tokio_tungstenite::connect_async(ws_request(url))
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 101);
     ws
 }
@@ -418,10 +420,10 @@ async fn bad_requests_get_json_errors_before_any_upgrade() {
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["code"], "Route::WebSocketRequired");
     // Unknown cluster.
-    let err = tokio_tungstenite::connect_async(format!(
+    let err = tokio_tungstenite::connect_async(ws_request(&format!(
         "{}/api/clusters/000000000000000000000000/terminal",
         http.replacen("http", "ws", 1)
-    ))
+    )))
     .await
     .unwrap_err();
     assert!(err.to_string().contains("404"), "{err}");
@@ -432,7 +434,7 @@ async fn bad_requests_get_json_errors_before_any_upgrade() {
         "?rows=abc&cols=1",
         "?sessionId=nope",
     ] {
-        let err = tokio_tungstenite::connect_async(ws_url(&s, q))
+        let err = tokio_tungstenite::connect_async(ws_request(&ws_url(&s, q)))
             .await
             .unwrap_err();
         assert!(err.to_string().contains("400"), "{q}: {err}");
