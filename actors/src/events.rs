@@ -12,7 +12,7 @@ use crate::api::vocab::{
     ActionStage, CredentialOrigin, OutputStream, RuntimeAction, ServiceKind, ServiceState,
 };
 use futures_util::Stream;
-use otp::{ExitCode, ExitReason, SupervisorEvent};
+use otp::SupervisorEvent;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,42 +31,6 @@ pub const SUBSCRIBER_QUEUE: usize = 1024;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum Event {
-    /// A supervised child started (or restarted: `restarts` > 0).
-    ChildStarted {
-        supervisor: String,
-        child: String,
-        restarts: u32,
-    },
-    /// A supervised child ended.
-    ChildExited {
-        supervisor: String,
-        child: String,
-        reason: ExitReason,
-    },
-    /// A child will be restarted after `delay_ms`.
-    ChildRestarting {
-        supervisor: String,
-        child: String,
-        delay_ms: u64,
-        restarts: u32,
-    },
-    /// Restart intensity exceeded: the supervisor gives up and escalates.
-    ChildGaveUp {
-        supervisor: String,
-        child: String,
-        restarts: u32,
-        window_secs: u64,
-    },
-    /// A child did not stop within its shutdown timeout and was aborted.
-    ChildKilled { supervisor: String, child: String },
-    /// The root supervisor ends the process with `code`.
-    Escalated {
-        supervisor: String,
-        code: ExitCode,
-        reason: String,
-    },
-    /// An orderly shutdown began.
-    ShutdownStarted { reason: String },
     /// Cluster credentials are available.
     CredentialsReady {
         cluster_id: String,
@@ -135,65 +99,16 @@ pub enum Event {
     /// A host terminal session ended (`reason`: exited with code N,
     /// detached, idle timeout, control socket disconnected, …).
     SessionClosed { session_id: String, reason: String },
+    /// What a supervisor did (child started, exited, restarting, gave up,
+    /// killed; escalation; shutdown). Serialised as the supervisor event
+    /// itself (`{"event":"child-started",…}`).
+    #[serde(untagged)]
+    Supervisor(SupervisorEvent),
 }
 
 impl From<SupervisorEvent> for Event {
     fn from(e: SupervisorEvent) -> Self {
-        match e {
-            SupervisorEvent::ChildStarted {
-                supervisor,
-                child,
-                restarts,
-            } => Event::ChildStarted {
-                supervisor,
-                child,
-                restarts,
-            },
-            SupervisorEvent::ChildExited {
-                supervisor,
-                child,
-                reason,
-            } => Event::ChildExited {
-                supervisor,
-                child,
-                reason,
-            },
-            SupervisorEvent::ChildRestarting {
-                supervisor,
-                child,
-                delay_ms,
-                restarts,
-            } => Event::ChildRestarting {
-                supervisor,
-                child,
-                delay_ms,
-                restarts,
-            },
-            SupervisorEvent::ChildGaveUp {
-                supervisor,
-                child,
-                restarts,
-                window_secs,
-            } => Event::ChildGaveUp {
-                supervisor,
-                child,
-                restarts,
-                window_secs,
-            },
-            SupervisorEvent::ChildKilled { supervisor, child } => {
-                Event::ChildKilled { supervisor, child }
-            }
-            SupervisorEvent::Escalated {
-                supervisor,
-                code,
-                reason,
-            } => Event::Escalated {
-                supervisor,
-                code,
-                reason,
-            },
-            SupervisorEvent::ShutdownStarted { reason } => Event::ShutdownStarted { reason },
-        }
+        Event::Supervisor(e)
     }
 }
 
@@ -207,53 +122,7 @@ impl Event {
     fn trace(&self) {
         use tracing::{debug, error, info, warn};
         match self {
-            Event::ChildStarted {
-                supervisor,
-                child,
-                restarts,
-            } => {
-                if *restarts == 0 {
-                    debug!(%supervisor, %child, "Child started.");
-                } else {
-                    info!(%supervisor, %child, restarts, "Child restarted.");
-                }
-            }
-            Event::ChildExited {
-                supervisor,
-                child,
-                reason,
-            } => {
-                if reason.is_abnormal() {
-                    warn!(%supervisor, %child, %reason, "Child exited.");
-                } else {
-                    debug!(%supervisor, %child, %reason, "Child exited.");
-                }
-            }
-            Event::ChildRestarting {
-                supervisor,
-                child,
-                delay_ms,
-                restarts,
-            } => warn!(%supervisor, %child, delay_ms, restarts, "Restarting child."),
-            Event::ChildGaveUp {
-                supervisor,
-                child,
-                restarts,
-                window_secs,
-            } => {
-                error!(%supervisor, %child, restarts, window_secs, "Restart intensity exceeded; giving up.")
-            }
-            Event::ChildKilled { supervisor, child } => {
-                warn!(%supervisor, %child, "Child did not stop in time; aborted.")
-            }
-            Event::Escalated {
-                supervisor,
-                code,
-                reason,
-            } => {
-                error!(%supervisor, exit_code = code.code(), %reason, "Escalating to process exit.")
-            }
-            Event::ShutdownStarted { reason } => info!(%reason, "Shutting down."),
+            Event::Supervisor(e) => trace_supervisor(e),
             Event::CredentialsReady { cluster_id, source } => {
                 info!(%cluster_id, %source, "Cluster credentials ready.")
             }
@@ -328,6 +197,60 @@ impl Event {
                 info!(%session_id, %reason, "Terminal session closed.")
             }
         }
+    }
+}
+
+/// The log line of a supervisor event.
+fn trace_supervisor(e: &SupervisorEvent) {
+    use tracing::{debug, error, info, warn};
+    match e {
+        SupervisorEvent::ChildStarted {
+            supervisor,
+            child,
+            restarts,
+        } => {
+            if *restarts == 0 {
+                debug!(%supervisor, %child, "Child started.");
+            } else {
+                info!(%supervisor, %child, restarts, "Child restarted.");
+            }
+        }
+        SupervisorEvent::ChildExited {
+            supervisor,
+            child,
+            reason,
+        } => {
+            if reason.is_abnormal() {
+                warn!(%supervisor, %child, %reason, "Child exited.");
+            } else {
+                debug!(%supervisor, %child, %reason, "Child exited.");
+            }
+        }
+        SupervisorEvent::ChildRestarting {
+            supervisor,
+            child,
+            delay_ms,
+            restarts,
+        } => warn!(%supervisor, %child, delay_ms, restarts, "Restarting child."),
+        SupervisorEvent::ChildGaveUp {
+            supervisor,
+            child,
+            restarts,
+            window_secs,
+        } => {
+            error!(%supervisor, %child, restarts, window_secs, "Restart intensity exceeded; giving up.")
+        }
+        SupervisorEvent::ChildKilled { supervisor, child } => {
+            warn!(%supervisor, %child, "Child did not stop in time; aborted.")
+        }
+        SupervisorEvent::Escalated {
+            supervisor,
+            code,
+            reason,
+        } => {
+            error!(%supervisor, exit_code = code.code(), %reason, "Escalating to process exit.")
+        }
+        SupervisorEvent::ShutdownStarted { reason } => info!(%reason, "Shutting down."),
     }
 }
 
@@ -465,11 +388,11 @@ mod tests {
     use futures_util::StreamExt;
 
     fn started(child: &str) -> Event {
-        Event::ChildStarted {
+        Event::Supervisor(SupervisorEvent::ChildStarted {
             supervisor: "root".into(),
             child: child.into(),
             restarts: 0,
-        }
+        })
     }
 
     #[tokio::test]
@@ -508,7 +431,10 @@ mod tests {
         let Some(Delivery::Record(first_control)) = control.next().await else {
             panic!()
         };
-        assert!(matches!(first_control.event, Event::ChildStarted { .. }));
+        assert!(matches!(
+            first_control.event,
+            Event::Supervisor(SupervisorEvent::ChildStarted { .. })
+        ));
     }
 
     #[tokio::test]
@@ -540,6 +466,15 @@ mod tests {
                 &time::format_description::well_known::Rfc3339
             )
             .is_ok()
+        );
+    }
+
+    #[test]
+    fn supervisor_events_keep_their_own_shape_on_the_log_stream() {
+        let v = serde_json::to_value(started("heartbeat")).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"event": "child-started", "supervisor": "root", "child": "heartbeat", "restarts": 0})
         );
     }
 }

@@ -339,7 +339,10 @@ async fn a_panicking_handler_answers_500_and_the_daemon_keeps_serving() {
     );
     assert!(ping.ok);
     assert_eq!(
-        count_events(daemon, |e| matches!(e, Event::ChildRestarting { .. })),
+        count_events(daemon, |e| matches!(
+            e,
+            Event::Supervisor(otp::SupervisorEvent::ChildRestarting { .. })
+        )),
         0
     );
     assert_eq!(plane.cluster(id).unwrap().registrations, 1);

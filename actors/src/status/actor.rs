@@ -11,7 +11,7 @@ use crate::events::{Delivery, Event, EventBus, Record};
 use crate::host::clock::now_iso;
 use actix::prelude::*;
 use otp::supervisor::StopChild;
-use otp::{ExitReason, ExitSlot};
+use otp::{ExitReason, ExitSlot, SupervisorEvent};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -171,7 +171,9 @@ impl StatusActor {
             }
             // A sessions actor that died without reporting took its
             // sessions along.
-            Event::ChildExited { child, .. } if child == "sessions" => {
+            Event::Supervisor(SupervisorEvent::ChildExited { child, .. })
+                if child == "sessions" =>
+            {
                 self.terminal_sessions.clear();
             }
             _ => {}

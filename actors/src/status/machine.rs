@@ -20,6 +20,7 @@
 
 use crate::api::vocab::{ActionStage, ChildState, RuntimeAction, ServiceKind, ServiceState};
 use crate::events::Event;
+use otp::SupervisorEvent;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use volt_protocol::ClusterStatus;
@@ -221,9 +222,9 @@ impl StatusMachine {
                     _ => self.action.clone(),
                 };
             }
-            Event::ChildStarted {
+            Event::Supervisor(SupervisorEvent::ChildStarted {
                 child, restarts, ..
-            } => {
+            }) => {
                 let view = self.children.entry(child.clone()).or_insert(ChildView {
                     state: ChildState::Running,
                     restarts: 0,
@@ -232,7 +233,7 @@ impl StatusMachine {
                 view.state = ChildState::Running;
                 view.restarts = *restarts;
             }
-            Event::ChildExited { child, reason, .. } => {
+            Event::Supervisor(SupervisorEvent::ChildExited { child, reason, .. }) => {
                 if let Some(view) = self.children.get_mut(child) {
                     view.state = if reason.is_abnormal() {
                         ChildState::Failed
@@ -242,7 +243,7 @@ impl StatusMachine {
                     view.last_exit = Some(reason.to_string());
                 }
             }
-            Event::ChildRestarting { child, .. } => {
+            Event::Supervisor(SupervisorEvent::ChildRestarting { child, .. }) => {
                 if let Some(view) = self.children.get_mut(child) {
                     view.state = ChildState::Restarting;
                 }
@@ -482,22 +483,22 @@ mod tests {
     #[test]
     fn children_are_tracked_for_the_snapshot() {
         let mut m = StatusMachine::new(vec![], Ok(()));
-        m.observe(&Event::ChildStarted {
+        m.observe(&Event::Supervisor(SupervisorEvent::ChildStarted {
             supervisor: "root".into(),
             child: "heartbeat".into(),
             restarts: 0,
-        });
-        m.observe(&Event::ChildExited {
+        }));
+        m.observe(&Event::Supervisor(SupervisorEvent::ChildExited {
             supervisor: "root".into(),
             child: "heartbeat".into(),
             reason: ExitReason::failed("x"),
-        });
+        }));
         assert_eq!(m.children()["heartbeat"].state, ChildState::Failed);
-        m.observe(&Event::ChildStarted {
+        m.observe(&Event::Supervisor(SupervisorEvent::ChildStarted {
             supervisor: "root".into(),
             child: "heartbeat".into(),
             restarts: 1,
-        });
+        }));
         assert_eq!(m.children()["heartbeat"].state, ChildState::Running);
         assert_eq!(m.children()["heartbeat"].restarts, 1);
     }
