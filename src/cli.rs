@@ -97,9 +97,10 @@ pub enum Command {
     /// Run before every start of the unit (ExecStartPre): counts the starts
     /// of a release on trial and rolls it back after too many.
     UpdateGuard {
-        /// Install directory with releases/, current and previous.
-        #[arg(long, value_name = "DIR", default_value = voltd_actors::update::install::DEFAULT_INSTALL_DIR)]
-        install_dir: PathBuf,
+        /// Install directory with releases/, current and previous (default:
+        /// `[update] install_dir` of the config, else /opt/voltd).
+        #[arg(long, value_name = "DIR")]
+        install_dir: Option<PathBuf>,
     },
     /// Configuration commands.
     Config {
@@ -158,6 +159,15 @@ pub fn main_with(cli: Cli) -> i32 {
         Command::SelfCheck => self_check(cli.config.as_deref(), &env),
         Command::UpdateGuard { install_dir } => {
             let state_dir = state_dir_for(cli.config.as_deref(), &env, None);
+            // The guard never fails a start: an unreadable config falls
+            // back to the default install directory.
+            let install_dir = install_dir.unwrap_or_else(|| {
+                config::load(cli.config.as_deref(), &env, &Overrides::default().0)
+                    .map(|l| l.settings.update.install_dir.to_path_buf())
+                    .unwrap_or_else(|_| {
+                        PathBuf::from(voltd_actors::update::install::DEFAULT_INSTALL_DIR)
+                    })
+            });
             update_guard(install_dir, state_dir)
         }
         Command::Config {
