@@ -185,6 +185,7 @@ if [ "$UNINSTALL" = 1 ]; then
     systemctl disable --now voltd 2>/dev/null || true
   fi
   rm -f "$UNIT_DIR/voltd.service" "$BIN_LINK"
+  rm -rf "$UNIT_DIR/voltd.service.d"
   ! staging && command -v systemctl >/dev/null && systemctl daemon-reload || true
   rm -rf "$INSTALL_DIR" "$CONF_DIR" "$STATE_DIR"
   say "voltd removed (the VOLT server keeps the cluster record until you delete it there)"
@@ -273,7 +274,6 @@ fi
 step "binary: voltd $M_VERSION $BIN_NOTE (size and SHA-256 match the signed manifest)"
 
 # --- 4. User and directories --------------------------------------------------------
-RUN_AS=()
 USER_NOTE="staging: runs as $(id -un)"
 if ! staging; then
   if ! id "$SERVICE_USER" >/dev/null 2>&1; then
@@ -282,7 +282,6 @@ if ! staging; then
   else
     USER_NOTE="user $SERVICE_USER exists"
   fi
-  RUN_AS=(runuser -u "$SERVICE_USER" --)
 fi
 for d in "$CONF_DIR" "$STATE_DIR" "$PREFIX$INSTALL_ROOT"; do
   [ -d "$d" ] || { mkdir -p "$d"; changed; }
@@ -331,6 +330,10 @@ else
     echo "state_dir = \"$STATE_DIR\""
     echo "[install]"
     echo "install_root = \"$PREFIX$INSTALL_ROOT\""
+    if [ -n "$CHANNEL" ]; then
+      echo "[update]"
+      echo "channel = \"$CHANNEL\""
+    fi
   } | put "$CONFIG" 0640
   CONF_NOTE="wrote $CONFIG"
 fi
@@ -338,16 +341,31 @@ staging || chown "root:$SERVICE_USER" "$CONFIG"
 step "configuration: $CONF_NOTE; release key pinned in $KEY_FILE"
 
 # --- 7. Enrollment ------------------------------------------------------------------------
-if [ -f "$STATE_DIR/credentials.json" ] || [ -f "$STATE_DIR/credentials.json.cred" ]; then
-  ENROLL_NOTE="already enrolled"
+# voltd enroll runs as root: where systemd-creds can seal (root, systemd >= 250)
+# the credentials are stored only sealed (credentials.json.cred) and systemd
+# decrypts them for the service (drop-in below); elsewhere a 0600 file. On a
+# host enrolled with a plain file, `voltd enroll` seals it (no token needed).
+SEALED="$STATE_DIR/credentials.json.cred"
+if [ -f "$SEALED" ]; then
+  ENROLL_NOTE="already enrolled (credentials sealed)"
+elif [ -f "$STATE_DIR/credentials.json" ]; then
+  "$BIN_LINK" --config "$CONFIG" enroll >"$TMP/enroll.log" 2>&1 \
+    || die "cannot read the stored credentials: $(tail -n 3 "$TMP/enroll.log")"
+  if [ -f "$SEALED" ]; then
+    ENROLL_NOTE="already enrolled; credentials sealed with systemd-creds"; changed
+  else
+    ENROLL_NOTE="already enrolled"
+  fi
 else
   read_token
   # The token reaches voltd in its environment, not its argv.
-  TEAM_CLUSTER_ENROLLMENT_TOKEN="$TOKEN" ${RUN_AS[@]+"${RUN_AS[@]}"} "$BIN_LINK" --config "$CONFIG" enroll >"$TMP/enroll.log" 2>&1 \
+  TEAM_CLUSTER_ENROLLMENT_TOKEN="$TOKEN" "$BIN_LINK" --config "$CONFIG" enroll >"$TMP/enroll.log" 2>&1 \
     || die "enrollment failed: $(tail -n 3 "$TMP/enroll.log")"
   unset TOKEN
   ENROLL_NOTE="enrolled cluster $CLUSTER_ID"; changed
+  [ -f "$SEALED" ] && ENROLL_NOTE="$ENROLL_NOTE (credentials sealed with systemd-creds)"
 fi
+staging || chown -R "$SERVICE_USER:$SERVICE_USER" "$STATE_DIR"
 step "enrollment: $ENROLL_NOTE"
 
 # --- 8. Service unit ------------------------------------------------------------------------
@@ -448,6 +466,17 @@ RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK
 [Install]
 WantedBy=multi-user.target
 VOLTD_UNIT
+# This host's additions to the unit: sealed credentials for systemd to
+# decrypt, an install root outside the unit's writable paths.
+{
+  [ -f "$SEALED" ] && echo "LoadCredentialEncrypted=voltd-credentials:${SEALED#"$PREFIX"}"
+  [ "$INSTALL_ROOT" = /opt/volt/team-clusters ] || echo "ReadWritePaths=$INSTALL_ROOT"
+} >"$TMP/dropin"
+if [ -s "$TMP/dropin" ]; then
+  mkdir -p "$UNIT_DIR/voltd.service.d"
+  { echo "# Written by install.sh for this host."; echo "[Service]"; cat "$TMP/dropin"; } \
+    | put "$UNIT_DIR/voltd.service.d/host.conf" 0644
+fi
 UNIT_NOTE="unchanged"
 [ "$CHANGES" = "$UNIT_BEFORE" ] || UNIT_NOTE="installed"
 if staging; then

@@ -3,7 +3,7 @@
 //! | command | does | exit |
 //! |---|---|---|
 //! | `voltd run` | runs the daemon | the daemon exit-code table (README) |
-//! | `voltd enroll --token T` | enrolls once, stores the credentials | 0, 1 config, 2 unreachable, 4 rejected |
+//! | `voltd enroll [--token T]` | enrolls once, stores the credentials (sealed where the host has a key store; on an enrolled host: seals a plain file) | 0, 1 config, 2 unreachable, 4 rejected |
 //! | `voltd status [--json]` | asks the running daemon | 0, 3 not running |
 //! | `voltd logs [-f] [--tail N] [--json]` | the supervisor log stream | 0, 3 not running |
 //! | `voltd config show` | effective config, secrets redacted | 0, 1 |
@@ -306,7 +306,12 @@ fn enroll(
     if let Some(t) = token.filter(|t| !t.trim().is_empty()) {
         eff.settings.enrollment_token = Some(volt_protocol::register::Secret::new(t.trim()));
     }
-    if eff.settings.enrollment_token.is_none() && eff.settings.daemon_password.is_none() {
+    // Already enrolled: `voltd enroll` only reads the stored credentials
+    // (and, as root with a key store, seals a plain file).
+    let plain = eff.settings.credentials_file();
+    let stored = plain.exists() || voltd_actors::host::keystore::sealed_path(&plain).exists();
+    if !stored && eff.settings.enrollment_token.is_none() && eff.settings.daemon_password.is_none()
+    {
         return fail(
             ExitCode::Config.code(),
             "no enrollment token: pass --token or set TEAM_CLUSTER_ENROLLMENT_TOKEN",
@@ -352,10 +357,16 @@ fn enroll(
                 enrollment::Source::Enrolled => "enrolled",
                 enrollment::Source::Config => "uses the configured daemon password",
             };
+            let plain = settings.credentials_file();
+            let sealed = voltd_actors::host::keystore::sealed_path(&plain);
+            let at = if sealed.exists() {
+                format!("{} (sealed with systemd-creds)", sealed.display())
+            } else {
+                plain.display().to_string()
+            };
             println!(
-                "Cluster {} {how}; credentials stored in {}.",
-                creds.team_cluster_id,
-                settings.credentials_file().display()
+                "Cluster {} {how}; credentials stored in {at}.",
+                creds.team_cluster_id
             );
             println!("Start the daemon with: voltd run");
             0

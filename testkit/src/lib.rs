@@ -9,6 +9,7 @@
 //! | `plane` | plane-only fixtures, [`plane::PersistentPlane`] | `plane` |
 //! | `sio` | a socket.io test client and a scripted daemon | `plane` |
 //! | `services` | the managed-services subtree on its own | `actors` |
+//! | `creds` | credentials at rest, sealed or plain as this machine does it | `actors` |
 //! | `daemon` | plane + registered in-process daemon ([`daemon::Fixture`]) | `daemon` |
 //!
 //! Rules the kit follows, so tests can rely on them: nothing sleeps to
@@ -25,6 +26,8 @@ pub mod plane;
 #[cfg(feature = "plane")]
 pub mod sio;
 
+#[cfg(feature = "actors")]
+pub mod creds;
 #[cfg(feature = "actors")]
 pub mod services;
 
