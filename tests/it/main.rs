@@ -11,6 +11,7 @@ mod install;
 mod interop;
 mod journey;
 mod provision_cli;
+mod provisioning;
 mod runtime_actions;
 mod services;
 mod services_binary;
