@@ -372,6 +372,7 @@ pub fn start(mut settings: Settings) -> Result<DaemonHandle, StartError> {
     );
     let running = layout.running_release();
     if let Some(v) = &running {
+        tracing::info!(release = %v, install_dir = %layout.install_dir.display(), "Running an installed release.");
         match InstalledVersion::parse(v) {
             Ok(v) => settings.installed_version = v,
             Err(e) => {

@@ -13,6 +13,7 @@ mod journey;
 mod provision_cli;
 mod provisioning;
 mod runtime_actions;
+mod self_update;
 mod services;
 mod services_binary;
 mod terminal;

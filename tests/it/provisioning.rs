@@ -45,8 +45,7 @@ fn bare_host(s: &mut Settings, dir: &Path, wanted: &[ServiceKind], catalogue: &s
         let prod = production.get(kind);
         svc.command = prod.command.clone();
         svc.env = prod.env.clone();
-        svc.env
-            .insert("PATH".into(), empty.display().to_string());
+        svc.env.insert("PATH".into(), empty.display().to_string());
         svc.failed_retry = RETRY;
     }
     s.services = services;
@@ -67,8 +66,7 @@ async fn plane_sees(
     what: &str,
     pred: impl Fn(&ClusterView) -> bool,
 ) -> ClusterView {
-    eventually(WITHIN, what, async || plane.cluster(id).filter(|c| pred(c)))
-        .await
+    eventually(WITHIN, what, async || plane.cluster(id).filter(|c| pred(c))).await
 }
 
 /// `a` happens before `b` in `history` (first `a`, some later `b`).
@@ -122,17 +120,30 @@ async fn a_bare_host_fetches_its_servers_from_the_mirror_and_the_cluster_gets_co
     // Installed where the catalogue says, fetched once each, and the log
     // stream told the story.
     let root = dir.path().join("root/deps");
-    assert!(root.join("mongo").join(MONGO_VERSION).join("bin/mongod").is_file());
-    assert!(root.join("minio").join(MINIO_VERSION).join("bin/minio").is_file());
+    assert!(
+        root.join("mongo")
+            .join(MONGO_VERSION)
+            .join("bin/mongod")
+            .is_file()
+    );
+    assert!(
+        root.join("minio")
+            .join(MINIO_VERSION)
+            .join("bin/minio")
+            .is_file()
+    );
     for kind in [ServiceKind::Mongo, ServiceKind::Minio] {
-        let installed = count_events(&daemon, |e| {
-            matches!(e, Event::Provision { progress: ProvisionEvent::Installed { service, .. } } if *service == kind)
-        });
+        let installed = count_events(
+            &daemon,
+            |e| matches!(e, Event::Provision { progress: ProvisionEvent::Installed { service, .. } } if *service == kind),
+        );
         assert_eq!(installed, 1, "{kind}");
-        assert!(count_events(&daemon, |e| matches!(
-            e,
-            Event::Provision { progress: ProvisionEvent::Fetching { service, .. } } if *service == kind
-        )) >= 1);
+        assert!(
+            count_events(&daemon, |e| matches!(
+                e,
+                Event::Provision { progress: ProvisionEvent::Fetching { service, .. } } if *service == kind
+            )) >= 1
+        );
     }
     assert_eq!(
         mirror
@@ -185,7 +196,10 @@ async fn bad_checksum_heals(plane: PlaneHandle, with_reasons: bool) {
             reason.starts_with("minio: verify: checksum mismatch"),
             "{reason}"
         );
-        assert!(reason.contains(&Sha256Digest::of(&minio).to_string()), "{reason}");
+        assert!(
+            reason.contains(&Sha256Digest::of(&minio).to_string()),
+            "{reason}"
+        );
     } else {
         assert_eq!(reason, None, "a strict server gets no reason");
     }
@@ -261,8 +275,7 @@ async fn a_strict_server_gets_the_same_statuses_without_reasons() {
 /// `operating-system-not-supported`, naming the service; a server installed
 /// by hand later heals it on the next attempt.
 #[actix_rt::test]
-async fn a_platform_without_an_artifact_is_operating_system_not_supported_until_one_is_installed()
-{
+async fn a_platform_without_an_artifact_is_operating_system_not_supported_until_one_is_installed() {
     testkit::standins::s3_server();
     let mirror = Mirror::start().await;
     let (mongo, _) = serve_good_artifacts(&mirror);

@@ -48,6 +48,7 @@ use volt_protocol::ClusterStatus;
 use volt_protocol::heartbeat::{
     DELETE_COMPLETED_COMMAND, DeleteCompletedPayload, LIFECYCLE_COMMAND, LifecyclePayload,
 };
+use volt_protocol::register::Extensions;
 
 /// Longest an update command may run before it counts as failed.
 pub const UPDATE_COMMAND_TIMEOUT: Duration = crate::update::hook::HOOK_TIMEOUT;
@@ -78,6 +79,16 @@ fn emit(ctx: &Lifecycle, action: RuntimeAction, stage: ActionStage, detail: Opti
 }
 
 async fn report_status(ctx: &Lifecycle, status: ClusterStatus, reason: Option<String>) {
+    report_status_to(ctx, status, reason, ctx.announced.get()).await;
+}
+
+/// [`report_status`] for a server that announced `extensions`.
+async fn report_status_to(
+    ctx: &Lifecycle,
+    status: ClusterStatus,
+    reason: Option<String>,
+    extensions: Extensions,
+) {
     let Some(creds) = ctx.credentials.get() else {
         return;
     };
@@ -88,7 +99,7 @@ async fn report_status(ctx: &Lifecycle, status: ClusterStatus, reason: Option<St
         installed_version: Some(ctx.settings.installed_version.to_string()),
         reason: reason.clone(),
     };
-    let payload = payload.to_wire(&ctx.announced.get());
+    let payload = payload.to_wire(&extensions);
     match ctx
         .outbox
         .command(SendCommand::new(LIFECYCLE_COMMAND, payload).timeout(REPORT_TIMEOUT))
@@ -382,13 +393,19 @@ pub async fn after_start(ctx: Rc<Lifecycle>, update: StartupUpdate, notifier: No
             backlog.remove(0)
         };
         match event {
-            Event::Registered { cluster_id, .. } if !registered => {
+            Event::Registered {
+                cluster_id,
+                extensions,
+                ..
+            } if !registered => {
                 registered = true;
                 if let Err(e) = notifier.ready(&format!("Registered as cluster {cluster_id}")) {
                     tracing::warn!(error = %e, "Cannot tell systemd the daemon is ready.");
                 }
                 if let Some(u) = update.take() {
-                    settle_update(&ctx, u).await;
+                    // This registration's announcement (the status actor
+                    // may not have seen the event yet).
+                    settle_update(&ctx, u, extensions).await;
                 }
             }
             Event::ShutdownStarted { .. } => {
@@ -400,7 +417,7 @@ pub async fn after_start(ctx: Rc<Lifecycle>, update: StartupUpdate, notifier: No
 }
 
 /// The first registration of this process settles an update story.
-async fn settle_update(ctx: &Lifecycle, u: StartupUpdate) {
+async fn settle_update(ctx: &Lifecycle, u: StartupUpdate, extensions: Extensions) {
     match u.startup {
         Startup::Normal => {}
         Startup::Trial { from, to } => {
@@ -424,7 +441,7 @@ async fn settle_update(ctx: &Lifecycle, u: StartupUpdate) {
                 ActionStage::Failed,
                 Some(reason.clone()),
             );
-            report_status(ctx, ClusterStatus::UpdateFailed, Some(reason)).await;
+            report_status_to(ctx, ClusterStatus::UpdateFailed, Some(reason), extensions).await;
             let layout = u.layout.clone();
             if let Ok(Err(e)) =
                 tokio::task::spawn_blocking(move || marker::acknowledge(&layout)).await
