@@ -6,6 +6,7 @@
 
 mod cli;
 mod control_channel;
+mod credentials;
 mod explorer;
 mod install;
 mod interop;
