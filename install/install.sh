@@ -399,8 +399,10 @@ put "$UNIT_DIR/voltd.service" 0644 <<'VOLTD_UNIT'
 # reaches it over AF_UNIX, which this unit allows, and /run stays readable
 # under ProtectSystem=strict. This file needs no change for it.
 #
-# Credentials at rest (phase 2): where install.sh sealed them with
-# systemd-creds, a drop-in adds LoadCredentialEncrypted= (README).
+# Credentials at rest: where install.sh sealed them with systemd-creds, its
+# drop-in voltd.service.d/host.conf adds LoadCredentialEncrypted= (systemd
+# decrypts them for the daemon; README "Credentials at rest"), and
+# ReadWritePaths= for an --install-root outside /opt/volt/team-clusters.
 
 [Unit]
 Description=VOLT cluster daemon
@@ -410,12 +412,15 @@ Wants=network-online.target
 
 [Service]
 # READY=1 once registered with the server (host/notify.rs): `systemctl
-# start` returns when the cluster is usable. Offline at boot is normal, so
-# the start never times out; an update on trial is bounded by the daemon's
-# own registration deadline and the guard, not by this timeout.
+# start` returns when the cluster is usable. Offline at boot is normal: until
+# it registers the daemon extends this timeout every minute
+# (EXTEND_TIMEOUT_USEC), so only a daemon too wedged to say so is killed and
+# restarted. A release on trial never extends it: its own registration
+# deadline (90 s) rolls it back, and this timeout catches one that hangs
+# before it could arm that deadline (the guard counts the restarts).
 Type=notify
 NotifyAccess=main
-TimeoutStartSec=infinity
+TimeoutStartSec=120
 User=volt
 Group=volt
 ExecStartPre=-/opt/voltd/previous/voltd --config /etc/voltd/voltd.toml update-guard

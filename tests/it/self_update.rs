@@ -34,6 +34,25 @@ const NO_RESTART: [i32; 3] = [0, 1, 4];
 struct Start {
     version: String,
     exit: Option<i32>,
+    /// The sd_notify datagrams of this start, in order.
+    notified: Arc<Mutex<Vec<String>>>,
+}
+
+impl Start {
+    fn notified(&self) -> Vec<String> {
+        self.notified.lock().unwrap().clone()
+    }
+
+    /// The first line of each datagram (`READY=1`, `EXTEND_TIMEOUT_USEC=…`).
+    fn notes(&self) -> Vec<String> {
+        self.notified()
+            .iter()
+            .map(|m| {
+                let first = m.lines().next().unwrap_or_default();
+                first.split('=').next().unwrap_or_default().to_owned()
+            })
+            .collect()
+    }
 }
 
 /// A host with voltd 0.1.0 installed and enrolled for a cluster on a plane
@@ -45,7 +64,6 @@ struct Host {
     plane: PlaneHandle,
     created: CreatedCluster,
     starts: Arc<Mutex<Vec<Start>>>,
-    notified: Arc<Mutex<Vec<String>>>,
     stop: tokio::sync::watch::Sender<bool>,
     unit: Option<tokio::task::JoinHandle<()>>,
 }
@@ -104,25 +122,12 @@ register_deadline_secs = {deadline}
         )
         .unwrap();
 
-        let notify = dir.path().join("notify.sock");
-        let socket = tokio::net::UnixDatagram::bind(&notify).unwrap();
-        let notified = Arc::new(Mutex::new(Vec::new()));
-        let sink = notified.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
-            while let Ok(n) = socket.recv(&mut buf).await {
-                sink.lock()
-                    .unwrap()
-                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
-            }
-        });
         let starts = Arc::new(Mutex::new(Vec::new()));
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let unit = tokio::spawn(run_unit(
             layout.clone(),
             config.clone(),
-            notify,
-            dir.path().join("logs"),
+            dir.path().to_owned(),
             starts.clone(),
             stopped,
             env_for,
@@ -134,7 +139,6 @@ register_deadline_secs = {deadline}
             plane,
             created,
             starts,
-            notified,
             stop,
             unit: Some(unit),
         };
@@ -191,16 +195,6 @@ register_deadline_secs = {deadline}
         self.starts.lock().unwrap().clone()
     }
 
-    /// READY=1 datagrams so far.
-    fn readies(&self) -> usize {
-        self.notified
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|m| m.lines().any(|l| l == "READY=1"))
-            .count()
-    }
-
     /// Everything the daemons printed (for failure messages).
     fn logs(&self) -> String {
         let mut out = String::new();
@@ -245,12 +239,12 @@ register_deadline_secs = {deadline}
 async fn run_unit(
     layout: InstallLayout,
     config: PathBuf,
-    notify: PathBuf,
-    logs: PathBuf,
+    dir: PathBuf,
     starts: Arc<Mutex<Vec<Start>>>,
     mut stop: tokio::sync::watch::Receiver<bool>,
     env_for: fn(&str) -> Vec<(String, String)>,
 ) {
+    let logs = dir.join("logs");
     std::fs::create_dir_all(&logs).unwrap();
     loop {
         // ExecStartPre=-previous/voltd update-guard (failure ignored).
@@ -264,6 +258,20 @@ async fn run_unit(
         let version = layout.current_version().unwrap_or_default();
         let n = starts.lock().unwrap().len();
         let log = std::fs::File::create(logs.join(format!("{n:02}-{version}.log"))).unwrap();
+        // Each start gets its own notification socket, as each invocation
+        // of a unit is told apart by systemd.
+        let notify = dir.join(format!("notify-{n}.sock"));
+        let socket = tokio::net::UnixDatagram::bind(&notify).unwrap();
+        let notified = Arc::new(Mutex::new(Vec::new()));
+        let sink = notified.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            while let Ok(n) = socket.recv(&mut buf).await {
+                sink.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        });
         let mut child = tokio::process::Command::new(layout.current_link().join(BINARY_FILE))
             .arg("--config")
             .arg(&config)
@@ -283,6 +291,7 @@ async fn run_unit(
         starts.lock().unwrap().push(Start {
             version,
             exit: None,
+            notified,
         });
         let status = tokio::select! {
             status = child.wait() => status.unwrap(),
@@ -317,7 +326,15 @@ fn script(dir: &Path, body: &str) -> PathBuf {
 #[tokio::test]
 async fn an_update_restarts_into_the_new_release_which_reports_its_version_and_gets_connected() {
     let h = Host::start(no_env).await;
-    assert_eq!(h.readies(), 1, "READY=1 once registered: {:?}", h.notified);
+    // Type=notify: the start is extended while not registered, then ready.
+    eventually(WITHIN, "READY=1 once registered", async || {
+        h.starts()[0]
+            .notes()
+            .contains(&"READY".to_owned())
+            .then_some(())
+    })
+    .await;
+    assert_eq!(h.starts()[0].notes()[0], "EXTEND_TIMEOUT_USEC");
     h.publish("0.2.0", Path::new(voltd_bin()));
     h.request_update("0.2.0").await;
 
@@ -350,10 +367,18 @@ async fn an_update_restarts_into_the_new_release_which_reports_its_version_and_g
     assert_eq!(h.layout.current_version().as_deref(), Some("0.2.0"));
     assert_eq!(h.layout.previous_version().as_deref(), Some("0.1.0"));
     assert!(h.layout.release_dir("0.1.0").join(BINARY_FILE).is_file());
+    // The release on trial does not extend its start: only its own
+    // deadline and systemd's timeout bound it. Once registered it is ready.
+    let trial = h.starts().last().cloned().unwrap();
     eventually(WITHIN, "READY=1 from the new release", async || {
-        (h.readies() == 2).then_some(())
+        trial.notes().contains(&"READY".to_owned()).then_some(())
     })
     .await;
+    assert!(
+        !trial.notes().contains(&"EXTEND_TIMEOUT_USEC".to_owned()),
+        "{:?}",
+        trial.notified()
+    );
     h.stop().await;
 }
 
@@ -474,7 +499,21 @@ async fn a_release_that_cannot_register_is_rolled_back_and_the_old_version_repor
         marker::read(&h.layout).is_none().then_some(())
     })
     .await;
-    // Ready twice: the first 0.1.0 and the restored one, never the trial.
-    assert_eq!(h.readies(), 2, "{:?}", h.notified);
+    // The trial told systemd neither "ready" nor "extend" (only that it
+    // stops); the restored release is ready once registered.
+    let starts = h.starts();
+    assert_eq!(
+        starts[1].notes(),
+        ["STOPPING"],
+        "{:?}",
+        starts[1].notified()
+    );
+    eventually(WITHIN, "READY=1 from the restored release", async || {
+        starts[2]
+            .notes()
+            .contains(&"READY".to_owned())
+            .then_some(())
+    })
+    .await;
     h.stop().await;
 }

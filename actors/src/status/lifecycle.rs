@@ -54,6 +54,14 @@ use volt_protocol::register::Extensions;
 pub const UPDATE_COMMAND_TIMEOUT: Duration = crate::update::hook::HOOK_TIMEOUT;
 /// How long the final report to the server may take.
 const REPORT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How much longer the start may take, told to systemd while the daemon is
+/// not registered yet (the unit's `TimeoutStartSec=` is the same 120 s): a
+/// host whose server is offline keeps starting, a daemon wedged before it
+/// could say so is killed and restarted. A release on trial never extends —
+/// systemd's timeout is the backstop of its registration deadline.
+pub const START_EXTENSION: Duration = Duration::from_secs(120);
+/// How often the extension is renewed (well inside [`START_EXTENSION`]).
+pub const START_EXTENSION_EVERY: Duration = Duration::from_secs(60);
 
 /// What the runtime actions need (built once by `daemon.rs`).
 pub struct Lifecycle {
@@ -367,11 +375,25 @@ pub struct StartupUpdate {
     pub trial: Rc<RefCell<Option<TrialWatchdog>>>,
 }
 
-/// Follows the log stream from start-up: at the first registration tells
-/// systemd the daemon is ready, commits a release on trial, and has a
-/// restored release report `update-failed`; at shutdown tells systemd it
-/// is stopping. Runs until the bus closes.
+/// Follows the log stream from start-up: until the first registration
+/// extends systemd's start timeout (not on trial); at the first
+/// registration tells systemd the daemon is ready, commits a release on
+/// trial, and has a restored release report `update-failed`; at shutdown
+/// tells systemd it is stopping. Runs until the bus closes.
 pub async fn after_start(ctx: Rc<Lifecycle>, update: StartupUpdate, notifier: Notifier) {
+    let on_trial = matches!(update.startup, Startup::Trial { .. });
+    let extend_start = || {
+        if let Err(e) = notifier.extend_timeout(START_EXTENSION) {
+            tracing::debug!(error = %e, "Cannot extend the start timeout.");
+        }
+    };
+    if !on_trial {
+        extend_start();
+    }
+    let mut extend = tokio::time::interval_at(
+        tokio::time::Instant::now() + START_EXTENSION_EVERY,
+        START_EXTENSION_EVERY,
+    );
     let mut events = ctx.bus.subscribe_control();
     // Anything already emitted first (subscribed before reading: no gap).
     let mut backlog: Vec<Event> = ctx
@@ -384,10 +406,16 @@ pub async fn after_start(ctx: Rc<Lifecycle>, update: StartupUpdate, notifier: No
     let mut update = Some(update);
     loop {
         let event = if backlog.is_empty() {
-            match events.next().await {
-                Some(Delivery::Record(r)) => r.event.clone(),
-                Some(Delivery::Lagged(_)) => continue,
-                None => return,
+            tokio::select! {
+                next = events.next() => match next {
+                    Some(Delivery::Record(r)) => r.event.clone(),
+                    Some(Delivery::Lagged(_)) => continue,
+                    None => return,
+                },
+                _ = extend.tick(), if !registered && !on_trial => {
+                    extend_start();
+                    continue;
+                }
             }
         } else {
             backlog.remove(0)
