@@ -517,3 +517,57 @@ async fn a_release_that_cannot_register_is_rolled_back_and_the_old_version_repor
     .await;
     h.stop().await;
 }
+
+/// Where the trial release of the next test registers: a plane that does
+/// not know the cluster (set before the trial starts).
+static STRANGER_PLANE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+fn trial_is_rejected(version: &str) -> Vec<(String, String)> {
+    match (version, STRANGER_PLANE.get()) {
+        ("0.2.0", Some(url)) => vec![("VOLT_CLOUD_DAEMON_SOCKET_URL".into(), url.clone())],
+        _ => Vec::new(),
+    }
+}
+
+/// A release on trial whose registration is refused ends with the
+/// credentials-rejected code, which systemd does not restart
+/// (`RestartPreventExitStatus=1 4`): it rolls back first and exits with
+/// the updating code instead, so the previous release runs again.
+#[tokio::test]
+async fn a_release_that_stops_with_a_code_systemd_keeps_down_is_rolled_back_first() {
+    let stranger = volt_plane::start(PlaneConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..PlaneConfig::default()
+    })
+    .await
+    .unwrap();
+    STRANGER_PLANE.set(stranger.base_url()).unwrap();
+    let h = Host::start(trial_is_rejected).await;
+    h.publish("0.2.0", Path::new(voltd_bin()));
+    h.request_update("0.2.0").await;
+
+    let reason = h.update_failed().await;
+    assert!(
+        reason.contains("stopped before registering") && reason.contains("rejected"),
+        "{reason}\n{}",
+        h.logs()
+    );
+    let versions: Vec<(String, Option<i32>)> = h
+        .starts()
+        .into_iter()
+        .map(|s| (s.version, s.exit))
+        .collect();
+    assert_eq!(
+        versions,
+        vec![
+            ("0.1.0".to_owned(), Some(3)),
+            ("0.2.0".to_owned(), Some(3)),
+            ("0.1.0".to_owned(), None),
+        ],
+        "{}",
+        h.logs()
+    );
+    assert_eq!(h.layout.current_version().as_deref(), Some("0.1.0"));
+    h.stop().await;
+    stranger.shutdown().await;
+}
