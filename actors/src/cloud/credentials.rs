@@ -72,7 +72,7 @@ pub enum StoreError {
     #[error("key store for {path}: {source}{hint}")]
     Keystore {
         path: PathBuf,
-        source: KeystoreError,
+        source: Box<KeystoreError>,
         hint: &'static str,
     },
 }
@@ -124,7 +124,7 @@ impl CredentialStore {
                 }
                 _ => "",
             },
-            source,
+            source: Box::new(source),
         }
     }
 

@@ -70,13 +70,17 @@ pub fn load(settings: &Settings) -> Result<(Provisioner, Vec<String>), String> {
     Ok((provisioner, warnings))
 }
 
+/// A provisioner and the install manifest's modification time it was
+/// built for.
+type Built = (Option<SystemTime>, Provisioner);
+
 /// The daemon's provisioner, rebuilt when the install manifest changes.
 /// Lives on the daemon's single actix thread; cheap to clone.
 #[derive(Clone)]
 pub struct ProvisionSource {
     settings: Arc<Settings>,
     /// The provisioner and the manifest stamp it was built for.
-    cached: Rc<RefCell<Option<(Option<SystemTime>, Provisioner)>>>,
+    cached: Rc<RefCell<Option<Built>>>,
 }
 
 impl ProvisionSource {

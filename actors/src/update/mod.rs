@@ -1,6 +1,6 @@
 //! Signed self-update with automatic rollback.
 //!
-//! `runtime.update {targetVersion}` (wired in phase 2) runs, in order:
+//! `runtime.update {targetVersion}` (`status/lifecycle.rs`) runs, in order:
 //!
 //! 1. **fetch** `<channel>/voltd/<version>/<os>/<arch>/manifest.json` (the
 //!    channel defaults to the server's `/downloads`), capped at

@@ -607,8 +607,8 @@ async fn missing_platforms_and_missing_redis_are_reported_as_the_reference_statu
     assert_eq!((ready.found, ready.version), (Found::Configured, None));
 }
 
-/// The provisioned wrappers really start the stand-ins, as phase 2's
-/// service actors will start them.
+/// The provisioned wrappers really start the stand-ins (the daemon-level
+/// tests in `tests/it/provisioning.rs` run them under the service actors).
 #[tokio::test]
 async fn provisioned_wrappers_run_the_stand_ins() {
     testkit::standins::mongo_server();
