@@ -328,3 +328,75 @@ async fn a_platform_without_an_artifact_is_operating_system_not_supported_until_
     assert_eq!(daemon.wait().await, ExitCode::Stopped);
     plane.shutdown().await;
 }
+
+/// A stop does not wait for a download: the service actor drops it at once
+/// (here the mirror stalls mid-body, and the idle timeout is a minute), and
+/// what arrived stays in the `.part` file for the next attempt to resume.
+#[actix_rt::test]
+async fn a_stop_interrupts_a_download_and_keeps_what_arrived() {
+    let mirror = Mirror::start().await;
+    let (mongo, minio) = serve_good_artifacts(&mirror);
+    let big: Vec<u8> = minio
+        .iter()
+        .copied()
+        .chain(std::iter::repeat_n(b'#', 200_000))
+        .collect();
+    mirror.put(
+        &mirror_path(MINIO_URL),
+        big.clone(),
+        Serve::StallAfter(100_000),
+    );
+    let plane = plane().await;
+    let created = cluster(&plane).await;
+    let id = created.team_cluster.id.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(&plane.base_url(), &created, &dir.path().join("state"));
+    bare_host(
+        &mut s,
+        dir.path(),
+        &[ServiceKind::Minio],
+        &catalogue_toml(&mirror, &good_entries(&mongo, &big)),
+    );
+    let daemon = start_daemon(s);
+    wait_connected(&plane, &id).await;
+    let part = dir
+        .path()
+        .join("root/deps/minio/.downloads")
+        .join(format!("{}.part", MINIO_URL.rsplit('/').next().unwrap()));
+    eventually(WITHIN, "the download stalled half way", async || {
+        std::fs::metadata(&part)
+            .ok()
+            .filter(|m| m.len() >= 100_000)
+            .map(|_| ())
+    })
+    .await;
+    let view = daemon.services().view("minio").unwrap();
+    assert_eq!(view.state, ServiceState::Starting);
+
+    let bus = daemon.bus.clone();
+    daemon.shutdown(ExitCode::Stopped, "test");
+    assert_eq!(daemon.wait().await, ExitCode::Stopped);
+    // The actor answered the stop itself (a stuck one is aborted by its
+    // supervisor after the shutdown timeout: `child-killed`).
+    let events: Vec<Event> = bus
+        .recent(usize::MAX)
+        .iter()
+        .map(|r| r.event.clone())
+        .collect();
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::ChildKilled { .. })),
+        "{events:?}"
+    );
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::ServiceState {
+            service: ServiceKind::Minio,
+            state: ServiceState::Stopped,
+            ..
+        }
+    )));
+    assert_eq!(std::fs::metadata(&part).unwrap().len(), 100_000);
+    plane.shutdown().await;
+}
