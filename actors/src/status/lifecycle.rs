@@ -379,7 +379,7 @@ pub struct StartupUpdate {
 /// extends systemd's start timeout (not on trial); at the first
 /// registration tells systemd the daemon is ready, commits a release on
 /// trial, and has a restored release report `update-failed`; at shutdown
-/// tells systemd it is stopping. Runs until the bus closes.
+/// tells systemd it is stopping and ends.
 pub async fn after_start(ctx: Rc<Lifecycle>, update: StartupUpdate, notifier: Notifier) {
     let on_trial = matches!(update.startup, Startup::Trial { .. });
     let extend_start = || {
@@ -438,6 +438,8 @@ pub async fn after_start(ctx: Rc<Lifecycle>, update: StartupUpdate, notifier: No
             }
             Event::ShutdownStarted { .. } => {
                 let _ = notifier.stopping();
+                // Nothing left to settle: the process is ending.
+                return;
             }
             _ => {}
         }
