@@ -185,6 +185,7 @@ if [ "$UNINSTALL" = 1 ]; then
     systemctl disable --now voltd 2>/dev/null || true
   fi
   rm -f "$UNIT_DIR/voltd.service" "$BIN_LINK"
+  rm -rf "$UNIT_DIR/voltd.service.d"
   ! staging && command -v systemctl >/dev/null && systemctl daemon-reload || true
   rm -rf "$INSTALL_DIR" "$CONF_DIR" "$STATE_DIR"
   say "voltd removed (the VOLT server keeps the cluster record until you delete it there)"
@@ -273,7 +274,6 @@ fi
 step "binary: voltd $M_VERSION $BIN_NOTE (size and SHA-256 match the signed manifest)"
 
 # --- 4. User and directories --------------------------------------------------------
-RUN_AS=()
 USER_NOTE="staging: runs as $(id -un)"
 if ! staging; then
   if ! id "$SERVICE_USER" >/dev/null 2>&1; then
@@ -282,7 +282,6 @@ if ! staging; then
   else
     USER_NOTE="user $SERVICE_USER exists"
   fi
-  RUN_AS=(runuser -u "$SERVICE_USER" --)
 fi
 for d in "$CONF_DIR" "$STATE_DIR" "$PREFIX$INSTALL_ROOT"; do
   [ -d "$d" ] || { mkdir -p "$d"; changed; }
@@ -331,6 +330,10 @@ else
     echo "state_dir = \"$STATE_DIR\""
     echo "[install]"
     echo "install_root = \"$PREFIX$INSTALL_ROOT\""
+    if [ -n "$CHANNEL" ]; then
+      echo "[update]"
+      echo "channel = \"$CHANNEL\""
+    fi
   } | put "$CONFIG" 0640
   CONF_NOTE="wrote $CONFIG"
 fi
@@ -338,16 +341,31 @@ staging || chown "root:$SERVICE_USER" "$CONFIG"
 step "configuration: $CONF_NOTE; release key pinned in $KEY_FILE"
 
 # --- 7. Enrollment ------------------------------------------------------------------------
-if [ -f "$STATE_DIR/credentials.json" ] || [ -f "$STATE_DIR/credentials.json.cred" ]; then
-  ENROLL_NOTE="already enrolled"
+# voltd enroll runs as root: where systemd-creds can seal (root, systemd >= 250)
+# the credentials are stored only sealed (credentials.json.cred) and systemd
+# decrypts them for the service (drop-in below); elsewhere a 0600 file. On a
+# host enrolled with a plain file, `voltd enroll` seals it (no token needed).
+SEALED="$STATE_DIR/credentials.json.cred"
+if [ -f "$SEALED" ]; then
+  ENROLL_NOTE="already enrolled (credentials sealed)"
+elif [ -f "$STATE_DIR/credentials.json" ]; then
+  "$BIN_LINK" --config "$CONFIG" enroll >"$TMP/enroll.log" 2>&1 \
+    || die "cannot read the stored credentials: $(tail -n 3 "$TMP/enroll.log")"
+  if [ -f "$SEALED" ]; then
+    ENROLL_NOTE="already enrolled; credentials sealed with systemd-creds"; changed
+  else
+    ENROLL_NOTE="already enrolled"
+  fi
 else
   read_token
   # The token reaches voltd in its environment, not its argv.
-  TEAM_CLUSTER_ENROLLMENT_TOKEN="$TOKEN" ${RUN_AS[@]+"${RUN_AS[@]}"} "$BIN_LINK" --config "$CONFIG" enroll >"$TMP/enroll.log" 2>&1 \
+  TEAM_CLUSTER_ENROLLMENT_TOKEN="$TOKEN" "$BIN_LINK" --config "$CONFIG" enroll >"$TMP/enroll.log" 2>&1 \
     || die "enrollment failed: $(tail -n 3 "$TMP/enroll.log")"
   unset TOKEN
   ENROLL_NOTE="enrolled cluster $CLUSTER_ID"; changed
+  [ -f "$SEALED" ] && ENROLL_NOTE="$ENROLL_NOTE (credentials sealed with systemd-creds)"
 fi
+staging || chown -R "$SERVICE_USER:$SERVICE_USER" "$STATE_DIR"
 step "enrollment: $ENROLL_NOTE"
 
 # --- 8. Service unit ------------------------------------------------------------------------
@@ -381,8 +399,10 @@ put "$UNIT_DIR/voltd.service" 0644 <<'VOLTD_UNIT'
 # reaches it over AF_UNIX, which this unit allows, and /run stays readable
 # under ProtectSystem=strict. This file needs no change for it.
 #
-# Credentials at rest (phase 2): where install.sh sealed them with
-# systemd-creds, a drop-in adds LoadCredentialEncrypted= (README).
+# Credentials at rest: where install.sh sealed them with systemd-creds, its
+# drop-in voltd.service.d/host.conf adds LoadCredentialEncrypted= (systemd
+# decrypts them for the daemon; README "Credentials at rest"), and
+# ReadWritePaths= for an --install-root outside /opt/volt/team-clusters.
 
 [Unit]
 Description=VOLT cluster daemon
@@ -392,12 +412,15 @@ Wants=network-online.target
 
 [Service]
 # READY=1 once registered with the server (host/notify.rs): `systemctl
-# start` returns when the cluster is usable. Offline at boot is normal, so
-# the start never times out; an update on trial is bounded by the daemon's
-# own registration deadline and the guard, not by this timeout.
+# start` returns when the cluster is usable. Offline at boot is normal: until
+# it registers the daemon extends this timeout every minute
+# (EXTEND_TIMEOUT_USEC), so only a daemon too wedged to say so is killed and
+# restarted. A release on trial never extends it: its own registration
+# deadline (90 s) rolls it back, and this timeout catches one that hangs
+# before it could arm that deadline (the guard counts the restarts).
 Type=notify
 NotifyAccess=main
-TimeoutStartSec=infinity
+TimeoutStartSec=120
 User=volt
 Group=volt
 ExecStartPre=-/opt/voltd/previous/voltd --config /etc/voltd/voltd.toml update-guard
@@ -448,6 +471,17 @@ RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK
 [Install]
 WantedBy=multi-user.target
 VOLTD_UNIT
+# This host's additions to the unit: sealed credentials for systemd to
+# decrypt, an install root outside the unit's writable paths.
+{
+  [ -f "$SEALED" ] && echo "LoadCredentialEncrypted=voltd-credentials:${SEALED#"$PREFIX"}"
+  [ "$INSTALL_ROOT" = /opt/volt/team-clusters ] || echo "ReadWritePaths=$INSTALL_ROOT"
+} >"$TMP/dropin"
+if [ -s "$TMP/dropin" ]; then
+  mkdir -p "$UNIT_DIR/voltd.service.d"
+  { echo "# Written by install.sh for this host."; echo "[Service]"; cat "$TMP/dropin"; } \
+    | put "$UNIT_DIR/voltd.service.d/host.conf" 0644
+fi
 UNIT_NOTE="unchanged"
 [ "$CHANGES" = "$UNIT_BEFORE" ] || UNIT_NOTE="installed"
 if staging; then

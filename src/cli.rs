@@ -3,7 +3,7 @@
 //! | command | does | exit |
 //! |---|---|---|
 //! | `voltd run` | runs the daemon | the daemon exit-code table (README) |
-//! | `voltd enroll --token T` | enrolls once, stores the credentials | 0, 1 config, 2 unreachable, 4 rejected |
+//! | `voltd enroll [--token T]` | enrolls once, stores the credentials (sealed where the host has a key store; on an enrolled host: seals a plain file) | 0, 1 config, 2 unreachable, 4 rejected |
 //! | `voltd status [--json]` | asks the running daemon | 0, 3 not running |
 //! | `voltd logs [-f] [--tail N] [--json]` | the supervisor log stream | 0, 3 not running |
 //! | `voltd config show` | effective config, secrets redacted | 0, 1 |
@@ -97,9 +97,10 @@ pub enum Command {
     /// Run before every start of the unit (ExecStartPre): counts the starts
     /// of a release on trial and rolls it back after too many.
     UpdateGuard {
-        /// Install directory with releases/, current and previous.
-        #[arg(long, value_name = "DIR", default_value = voltd_actors::update::install::DEFAULT_INSTALL_DIR)]
-        install_dir: PathBuf,
+        /// Install directory with releases/, current and previous (default:
+        /// `[update] install_dir` of the config, else /opt/voltd).
+        #[arg(long, value_name = "DIR")]
+        install_dir: Option<PathBuf>,
     },
     /// Configuration commands.
     Config {
@@ -158,6 +159,15 @@ pub fn main_with(cli: Cli) -> i32 {
         Command::SelfCheck => self_check(cli.config.as_deref(), &env),
         Command::UpdateGuard { install_dir } => {
             let state_dir = state_dir_for(cli.config.as_deref(), &env, None);
+            // The guard never fails a start: an unreadable config falls
+            // back to the default install directory.
+            let install_dir = install_dir.unwrap_or_else(|| {
+                config::load(cli.config.as_deref(), &env, &Overrides::default().0)
+                    .map(|l| l.settings.update.install_dir.to_path_buf())
+                    .unwrap_or_else(|_| {
+                        PathBuf::from(voltd_actors::update::install::DEFAULT_INSTALL_DIR)
+                    })
+            });
             update_guard(install_dir, state_dir)
         }
         Command::Config {
@@ -296,7 +306,12 @@ fn enroll(
     if let Some(t) = token.filter(|t| !t.trim().is_empty()) {
         eff.settings.enrollment_token = Some(volt_protocol::register::Secret::new(t.trim()));
     }
-    if eff.settings.enrollment_token.is_none() && eff.settings.daemon_password.is_none() {
+    // Already enrolled: `voltd enroll` only reads the stored credentials
+    // (and, as root with a key store, seals a plain file).
+    let plain = eff.settings.credentials_file();
+    let stored = plain.exists() || voltd_actors::host::keystore::sealed_path(&plain).exists();
+    if !stored && eff.settings.enrollment_token.is_none() && eff.settings.daemon_password.is_none()
+    {
         return fail(
             ExitCode::Config.code(),
             "no enrollment token: pass --token or set TEAM_CLUSTER_ENROLLMENT_TOKEN",
@@ -342,10 +357,16 @@ fn enroll(
                 enrollment::Source::Enrolled => "enrolled",
                 enrollment::Source::Config => "uses the configured daemon password",
             };
+            let plain = settings.credentials_file();
+            let sealed = voltd_actors::host::keystore::sealed_path(&plain);
+            let at = if sealed.exists() {
+                format!("{} (sealed with systemd-creds)", sealed.display())
+            } else {
+                plain.display().to_string()
+            };
             println!(
-                "Cluster {} {how}; credentials stored in {}.",
-                creds.team_cluster_id,
-                settings.credentials_file().display()
+                "Cluster {} {how}; credentials stored in {at}.",
+                creds.team_cluster_id
             );
             println!("Start the daemon with: voltd run");
             0

@@ -1,20 +1,20 @@
 //! `voltd provision [--dry-run] [--json]`: the managed services' servers,
-//! made present by hand with the same steps the daemon takes (see
-//! `voltd_actors::provision`). `--dry-run` prints the plan — per service
-//! the binary in use, or what would be fetched (version, URL, SHA-256,
+//! made present by hand with the same steps the daemon takes — the same
+//! provisioner, built from the same configuration
+//! (`voltd_actors::provision::source::load`: `[provision]` keys, the stored
+//! install manifest, `[socket] ca_file`). `--deps-dir`, `--catalogue`,
+//! `--mirror` and `--manifest-catalogue` are those keys' flags, so they
+//! work for `voltd run` too. `--dry-run` prints the plan — per service the
+//! binary in use, or what would be fetched (version, URL, SHA-256,
 //! destination) — and changes nothing.
 //!
 //! Exit status: 0 when every native service has (or, dry, would get) a
 //! server; 1 when one cannot (the reason is printed) or the configuration
 //! or catalogue is invalid.
 
-use std::path::PathBuf;
-use voltd_actors::cloud::credentials;
 use voltd_actors::config::Loaded as Effective;
 use voltd_actors::host::download::DownloadEvent;
-use voltd_actors::provision::{
-    self, ManifestPolicy, ProvisionEvent, ProvisionSettings, Provisioner, ServiceRequest,
-};
+use voltd_actors::provision::{ProvisionEvent, ServiceRequest, source};
 use voltd_actors::services::ServiceMode;
 
 /// The flags of `voltd provision`.
@@ -26,18 +26,6 @@ pub struct ProvisionArgs {
     /// One JSON document (dry run) or one JSON event per line.
     #[arg(long)]
     pub json: bool,
-    /// A catalogue file that overlays the built-in one (README: "Provisioning").
-    #[arg(long, value_name = "PATH")]
-    pub catalogue: Option<PathBuf>,
-    /// Fetch every artifact from this mirror base URL instead of its publisher.
-    #[arg(long, value_name = "URL")]
-    pub mirror: Option<String>,
-    /// Where servers are installed (default <install_root>/deps).
-    #[arg(long, value_name = "DIR")]
-    pub deps_dir: Option<PathBuf>,
-    /// Also accept artifacts (not only a mirror) from the install manifest's catalogue.
-    #[arg(long)]
-    pub trust_manifest_catalogue: bool,
 }
 
 fn fail(message: impl std::fmt::Display) -> i32 {
@@ -59,36 +47,13 @@ pub fn provision(eff: &Effective, args: &ProvisionArgs) -> i32 {
         println!("no native service is enabled: nothing to provision");
         return 0;
     }
-    let manifest = match credentials::load_manifest(&settings.manifest_file()) {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("voltd: warning: install manifest unreadable, ignored: {e}");
-            None
+    let provisioner = match source::load(settings) {
+        Ok((p, warnings)) => {
+            for w in warnings {
+                eprintln!("voltd: warning: {w}");
+            }
+            p
         }
-    };
-    let policy = if args.trust_manifest_catalogue {
-        ManifestPolicy::Full
-    } else {
-        ManifestPolicy::MirrorOnly
-    };
-    let (catalogue, warnings) = match provision::load_catalogue(
-        args.catalogue.as_deref(),
-        manifest.as_ref(),
-        policy,
-        args.mirror.as_deref(),
-    ) {
-        Ok(c) => c,
-        Err(e) => return fail(e),
-    };
-    for w in warnings {
-        eprintln!("voltd: warning: {w}");
-    }
-    let deps_dir = args
-        .deps_dir
-        .clone()
-        .unwrap_or_else(|| provision::default_deps_dir(&settings.install.install_root));
-    let provisioner = match Provisioner::new(ProvisionSettings::new(deps_dir), catalogue) {
-        Ok(p) => p,
         Err(e) => return fail(e),
     };
     let rt = match tokio::runtime::Builder::new_current_thread()

@@ -33,6 +33,12 @@
 //! | `Handle<Attach>`, `Handle<ListSessions>` | sessions | `session.attach`; tests |
 //! | `Handle<Shutdown>` | root supervisor | lifecycle (`runtime.uninstall/update/restart`) |
 //! | `ServiceRegistry` | service actors | status, handlers, lifecycle |
+//! | `Announced` | status (from `registered`) | status and lifecycle reports |
+//!
+//! Start-up ([`start`]) also settles updates: the running release's version
+//! is the `installedVersion`; a release on trial arms its rollback
+//! watchdog; readiness goes to systemd at the first registration
+//! (`status::lifecycle::after_start`).
 //!
 //! `rest_for_one` in the cloud subtree: a dispatcher restart takes the
 //! socket and heartbeat along (they hold its link state); a socket restart
@@ -48,19 +54,24 @@ use crate::cloud::dispatch::{DispatchSettings, Dispatcher};
 use crate::cloud::enrollment::{ENROLL_HTTP_TIMEOUT, Enrollment};
 use crate::cloud::heartbeat::Heartbeat;
 use crate::cloud::tls;
+use crate::config::InstalledVersion;
 use crate::config::Settings;
 use crate::events::EventBus;
 use crate::host::monitoring::{Monitoring, Sample};
+use crate::host::notify::Notifier;
 use crate::remote::terminal::{Attach, ListSessions, Sessions, TerminalWiring};
 use crate::remote::{self, ExtensionRegistry, HandlerContext};
 use crate::services::ServiceRegistry;
-use crate::status::lifecycle::Lifecycle;
-use crate::status::{GetSnapshot, StatusActor, StatusWiring};
+use crate::status::lifecycle::{Lifecycle, StartupUpdate, after_start};
+use crate::status::{Announced, GetSnapshot, StatusActor, StatusWiring};
+use crate::update::install::InstallLayout;
+use crate::update::marker::{self, Startup, TrialWatchdog};
 use actix::Addr;
 use otp::ExitCode;
 use otp::supervisor::{
     ChildSpec, Restart, Shutdown, Strategy, Supervisor, SupervisorSpec, spawn_actor,
 };
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 use tokio::sync::oneshot;
@@ -80,6 +91,7 @@ pub struct Wiring {
     pub attach: Handle<Attach>,
     pub sessions: Handle<ListSessions>,
     pub root: Handle<Shutdown>,
+    pub announced: Announced,
 }
 
 impl Wiring {
@@ -97,25 +109,46 @@ impl Wiring {
             attach: Handle::new("terminal sessions"),
             sessions: Handle::new("terminal sessions"),
             root: Handle::new("the root supervisor"),
+            announced: Announced::default(),
         }
     }
 }
 
-/// Builds the supervision tree for `settings`.
-pub fn build(settings: Arc<Settings>, w: &Wiring) -> Result<SupervisorSpec, String> {
-    tls::install_default_provider();
-    let tls = tls::client_config(settings.socket.ca_file.as_deref()).map_err(|e| e.to_string())?;
-    let http = tls::http_client(&tls, ENROLL_HTTP_TIMEOUT).map_err(|e| e.to_string())?;
-    settings.validate()?;
-
-    let lifecycle = Rc::new(Lifecycle {
-        settings: settings.clone(),
+/// The runtime actions' context (uninstall, update, start-up reports).
+pub fn lifecycle(settings: Arc<Settings>, w: &Wiring) -> Rc<Lifecycle> {
+    Rc::new(Lifecycle {
+        settings,
         bus: w.bus.clone(),
         outbox: w.outbox.clone(),
         credentials: w.credentials.clone(),
         services: w.services.clone(),
         root: w.root.clone(),
-    });
+        announced: w.announced.clone(),
+        updating: Cell::new(false),
+    })
+}
+
+/// Builds the supervision tree for `settings`.
+pub fn build(
+    settings: Arc<Settings>,
+    w: &Wiring,
+    lifecycle: Rc<Lifecycle>,
+) -> Result<SupervisorSpec, String> {
+    tls::install_default_provider();
+    let tls = tls::client_config(settings.socket.ca_file.as_deref()).map_err(|e| e.to_string())?;
+    let http = tls::http_client(&tls, ENROLL_HTTP_TIMEOUT).map_err(|e| e.to_string())?;
+    settings.validate()?;
+    let native = settings
+        .services
+        .enabled()
+        .into_iter()
+        .any(|k| settings.services.get(k).mode == crate::config::ServiceMode::Native);
+    if native {
+        // A bad catalogue file or mirror is a configuration error (exit 1),
+        // not a service failure found minutes later.
+        crate::provision::source::catalogue(&settings)?;
+    }
+
     let handlers = remote::command_handler(Rc::new(HandlerContext {
         settings: settings.clone(),
         bus: w.bus.clone(),
@@ -231,6 +264,7 @@ pub fn build(settings: Arc<Settings>, w: &Wiring) -> Result<SupervisorSpec, Stri
                 credentials: w3.credentials.clone(),
                 snapshots: w3.snapshots.clone(),
                 bus: w3.bus.clone(),
+                announced: w3.announced.clone(),
             },
             env.exit.clone(),
         );
@@ -256,6 +290,9 @@ pub struct DaemonHandle {
     pub bus: EventBus,
     pub root: Addr<Supervisor>,
     exit: oneshot::Receiver<ExitCode>,
+    layout: InstallLayout,
+    /// Armed while this process is a release on trial.
+    trial: Rc<RefCell<Option<TrialWatchdog>>>,
 }
 
 impl DaemonHandle {
@@ -279,9 +316,32 @@ impl DaemonHandle {
         self.root.do_send(Shutdown { code, reason });
     }
 
-    /// Waits for the tree to end and returns the process exit code.
+    /// Waits for the tree to end and returns the process exit code. A
+    /// release on trial that ends with a code systemd would not restart
+    /// (bad configuration, credentials rejected) rolls back first and
+    /// exits with the updating code instead, so the previous release runs.
     pub async fn wait(self) -> ExitCode {
-        self.exit.await.unwrap_or(ExitCode::Retryable)
+        let code = self.exit.await.unwrap_or(ExitCode::Retryable);
+        let on_trial = self.trial.borrow_mut().take();
+        if on_trial.is_none() || !matches!(code, ExitCode::Config | ExitCode::CredentialsRejected) {
+            return code;
+        }
+        let layout = self.layout.clone();
+        let reason = format!(
+            "the new release stopped before registering: {}",
+            code.describe()
+        );
+        match tokio::task::spawn_blocking(move || marker::rollback(&layout, &reason)).await {
+            Ok(Ok(_)) => ExitCode::Updating,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "Rollback failed.");
+                code
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "The rollback task failed.");
+                code
+            }
+        }
     }
 }
 
@@ -295,23 +355,76 @@ pub enum StartError {
 }
 
 /// Starts the daemon in the current actix system.
-pub fn start(settings: Settings) -> Result<DaemonHandle, StartError> {
-    let marker = settings.state_dir.join(UNINSTALLED_MARKER);
-    if marker.exists() {
+pub fn start(mut settings: Settings) -> Result<DaemonHandle, StartError> {
+    let uninstalled = settings.state_dir.join(UNINSTALLED_MARKER);
+    if uninstalled.exists() {
         return Err(StartError::Uninstalled(format!(
             "this host's cluster was uninstalled ({} exists); remove that file to enroll again",
-            marker.display()
+            uninstalled.display()
         )));
     }
+    // The release this binary is (`<install_dir>/releases/<v>/voltd`) is
+    // what the server compares with `targetVersion`, whatever version was
+    // compiled in. Small blocking reads, before any actor runs.
+    let layout = InstallLayout::new(
+        settings.update.install_dir.to_path_buf(),
+        settings.state_dir.clone(),
+    );
+    let running = layout.running_release();
+    if let Some(v) = &running {
+        tracing::info!(release = %v, install_dir = %layout.install_dir.display(), "Running an installed release.");
+        match InstalledVersion::parse(v) {
+            Ok(v) => settings.installed_version = v,
+            Err(e) => {
+                tracing::warn!(release = %v, error = %e, "Release name is not a valid installedVersion.")
+            }
+        }
+    }
+    let startup = marker::startup(&layout, running.as_deref());
+    let register_deadline = settings.update.register_deadline;
+
     let bus = EventBus::default();
     let wiring = Wiring::new(bus.clone());
-    let spec = build(Arc::new(settings), &wiring).map_err(StartError::Config)?;
+    let settings = Arc::new(settings);
+    let lifecycle = lifecycle(settings.clone(), &wiring);
+    let spec = build(settings, &wiring, lifecycle.clone()).map_err(StartError::Config)?;
     let (root, exit) = spec.start_root(bus.observer());
     wiring.root.bind(root.clone());
+
+    let trial = Rc::new(RefCell::new(None));
+    if let Startup::Trial { from, to } = &startup {
+        tracing::info!(%from, %to, deadline_secs = register_deadline.as_secs(), "Running a new release on trial.");
+        let addr = root.clone();
+        match TrialWatchdog::spawn(
+            layout.clone(),
+            register_deadline,
+            marker::ROLLBACK_EXIT_GRACE,
+            move |_reason| {
+                addr.do_send(Shutdown {
+                    code: ExitCode::Updating,
+                    reason: "the new release did not register in time; rolled back",
+                })
+            },
+        ) {
+            Ok(w) => *trial.borrow_mut() = Some(w),
+            Err(e) => tracing::error!(error = %e, "Cannot arm the update watchdog."),
+        }
+    }
+    actix_rt::spawn(after_start(
+        lifecycle,
+        StartupUpdate {
+            layout: layout.clone(),
+            startup,
+            trial: trial.clone(),
+        },
+        Notifier::from_env(),
+    ));
     Ok(DaemonHandle {
         wiring,
         bus,
         root,
         exit,
+        layout,
+        trial,
     })
 }

@@ -11,6 +11,7 @@
 use crate::api::vocab::{
     ActionStage, CredentialOrigin, OutputStream, RuntimeAction, ServiceKind, ServiceState,
 };
+use crate::provision::ProvisionEvent;
 use futures_util::Stream;
 use otp::SupervisorEvent;
 use serde::Serialize;
@@ -18,6 +19,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
+use volt_protocol::register::Extensions;
 use volt_protocol::{ClusterStatus, ErrorCode};
 
 /// Events kept for `voltd logs` (without `-f`) and for actors that restart
@@ -45,7 +47,13 @@ pub enum Event {
     /// The control socket is connecting.
     SocketConnecting { url: String, attempt: u32 },
     /// Registration acknowledged: the control channel is usable.
-    Registered { cluster_id: String, connection: u64 },
+    /// `extensions`: what the server announced it understands (none for
+    /// the VOLT server); reports on this registration use only those.
+    Registered {
+        cluster_id: String,
+        connection: u64,
+        extensions: Extensions,
+    },
     /// The control channel went down.
     SocketDisconnected {
         reason: String,
@@ -81,6 +89,17 @@ pub enum Event {
         service: ServiceKind,
         state: ServiceState,
         reason: Option<String>,
+    },
+    /// Provisioning of a managed service's server made progress (found,
+    /// fetching, download progress, installed, retrying).
+    Provision { progress: ProvisionEvent },
+    /// A managed service cannot run on this host at all: no server is
+    /// installed and the catalogue has no artifact for this platform. The
+    /// status machine reports `operating-system-not-supported` until the
+    /// service reaches another state.
+    ServiceUnsupported {
+        service: ServiceKind,
+        reason: String,
     },
     /// A line a managed service printed.
     ServiceOutput {
@@ -137,7 +156,10 @@ impl Event {
             Event::Registered {
                 cluster_id,
                 connection,
-            } => info!(%cluster_id, connection, "Control channel registered."),
+                extensions,
+            } => {
+                info!(%cluster_id, connection, extensions = ?extensions, "Control channel registered.")
+            }
             Event::SocketDisconnected {
                 reason,
                 connection,
@@ -180,6 +202,10 @@ impl Event {
                     info!(%service, state = state.as_str(), reason = ?reason, "Service state changed.")
                 }
             },
+            Event::Provision { progress } => trace_provision(progress),
+            Event::ServiceUnsupported { service, reason } => {
+                error!(%service, %reason, "This host cannot run the service's server.")
+            }
             Event::ServiceOutput {
                 service,
                 stream,
@@ -251,6 +277,51 @@ fn trace_supervisor(e: &SupervisorEvent) {
             error!(%supervisor, exit_code = code.code(), %reason, "Escalating to process exit.")
         }
         SupervisorEvent::ShutdownStarted { reason } => info!(%reason, "Shutting down."),
+    }
+}
+
+/// Provisioning progress: what an operator follows at info, download
+/// progress at debug.
+fn trace_provision(p: &ProvisionEvent) {
+    use tracing::{debug, info, warn};
+    match p {
+        ProvisionEvent::Found {
+            service,
+            binary,
+            version,
+            found,
+        } => {
+            info!(%service, binary = %binary.display(), version = ?version.map(|v| v.to_string()), %found, "Server binary found.")
+        }
+        ProvisionEvent::PassedOver {
+            service,
+            binary,
+            reason,
+        } => info!(%service, binary = %binary.display(), %reason, "Server binary passed over."),
+        ProvisionEvent::Fetching {
+            service,
+            version,
+            url,
+            dest,
+        } => info!(%service, %version, %url, dest = %dest.display(), "Fetching the server."),
+        ProvisionEvent::Download { service, progress } => {
+            debug!(%service, progress = ?progress, "Download progress.")
+        }
+        ProvisionEvent::Unpacking { service, dest } => {
+            debug!(%service, dest = %dest.display(), "Unpacking.")
+        }
+        ProvisionEvent::Installed {
+            service,
+            version,
+            binary,
+        } => info!(%service, %version, binary = %binary.display(), "Server installed."),
+        ProvisionEvent::Retrying {
+            service,
+            attempt,
+            delay_ms,
+            step,
+            reason,
+        } => warn!(%service, attempt, delay_ms, %step, %reason, "Provisioning failed; retrying."),
     }
 }
 

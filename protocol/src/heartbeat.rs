@@ -92,8 +92,9 @@ pub struct HeartbeatPayload {
 /// server that announced it: build the payload with
 /// [`LifecyclePayload::to_wire`].
 ///
-/// Deriving `Serialize` still writes `reason` when it is set: that is the
-/// shape volt-plane receives. Daemon code must use `to_wire`.
+/// Plain `Serialize` never writes `reason` (it is skipped), so no path
+/// can send it by accident; only `to_wire` adds it, and only for a server
+/// that announced the extension. `Deserialize` reads it (volt-plane).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LifecyclePayload {
@@ -102,7 +103,7 @@ pub struct LifecyclePayload {
     pub status: ClusterStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub installed_version: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing)]
     pub reason: Option<String>,
 }
 
@@ -273,7 +274,11 @@ mod tests {
         };
         let v = serde_json::to_value(&p).unwrap();
         assert_eq!(v["status"], "dependency-installation-failed");
-        assert_eq!(v["reason"], "redis-server not found");
+        assert!(v.get("reason").is_none(), "never serialised by default");
+        let back: LifecyclePayload =
+            serde_json::from_value(p.to_wire(&Extensions::none().with(Extension::LifecycleReason)))
+                .unwrap();
+        assert_eq!(back.reason.as_deref(), Some("redis-server not found"));
     }
 
     #[test]

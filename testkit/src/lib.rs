@@ -9,7 +9,9 @@
 //! | `plane` | plane-only fixtures, [`plane::PersistentPlane`] | `plane` |
 //! | `sio` | a socket.io test client and a scripted daemon | `plane` |
 //! | `services` | the managed-services subtree on its own | `actors` |
+//! | `creds` | credentials at rest, sealed or plain as this machine does it | `actors` |
 //! | `daemon` | plane + registered in-process daemon ([`daemon::Fixture`]) | `daemon` |
+//! | `mirror`, `artifacts` | a download mirror that misbehaves on demand; provisioning artifacts around the stand-ins | `mirror` |
 //!
 //! Rules the kit follows, so tests can rely on them: nothing sleeps to
 //! synchronise (waits poll observable state, or round-trip an ordering
@@ -26,10 +28,17 @@ pub mod plane;
 pub mod sio;
 
 #[cfg(feature = "actors")]
+pub mod creds;
+#[cfg(feature = "actors")]
 pub mod services;
 
 #[cfg(feature = "daemon")]
 pub mod daemon;
+
+#[cfg(feature = "mirror")]
+pub mod artifacts;
+#[cfg(feature = "mirror")]
+pub mod mirror;
 
 pub use process::{alive, free_port, is_root, needs_root};
 pub use wait::{Settled, WAIT, eventually};

@@ -336,13 +336,8 @@ async fn enroll_stores_credentials_and_a_token_from_the_config_file_is_removed()
     let (code, out, err) = voltd(&["--config", cfg, "enroll"], &[]).await;
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("enrolled"), "{out}");
-    let creds = std::fs::read_to_string(state.join("credentials.json")).unwrap();
-    assert!(creds.contains(&created.daemon_password));
-    let mode = std::fs::metadata(state.join("credentials.json")).unwrap();
-    assert_eq!(
-        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
-        0o600
-    );
+    let creds = testkit::creds::stored_credentials(&state);
+    assert_eq!(creds.daemon_password.expose(), created.daemon_password);
     let cfg_text = std::fs::read_to_string(&config).unwrap();
     assert!(!cfg_text.contains("enrollment_token"), "{cfg_text}");
     assert!(

@@ -192,13 +192,22 @@ async fn piped_from_the_plane_it_installs_verifies_enrolls_and_a_second_run_chan
         std::fs::read(p.join("etc/systemd/system/voltd.service")).unwrap(),
         std::fs::read(repo().join("install/voltd.service")).unwrap()
     );
-    let creds = p.join("var/lib/voltd/credentials.json");
-    assert!(
-        std::fs::read_to_string(&creds)
-            .unwrap()
-            .contains(&s.created.daemon_password)
-    );
-    assert_eq!(mode(&creds), 0o600);
+    let creds = testkit::creds::stored_credentials(&p.join("var/lib/voltd"));
+    assert_eq!(creds.daemon_password.expose(), s.created.daemon_password);
+    // Sealed credentials come with the drop-in that has systemd decrypt
+    // them for the service.
+    let dropin = p.join("etc/systemd/system/voltd.service.d/host.conf");
+    if testkit::creds::seals_here() {
+        let text = std::fs::read_to_string(&dropin).unwrap();
+        assert!(
+            text.contains(
+                "LoadCredentialEncrypted=voltd-credentials:/var/lib/voltd/credentials.json.cred"
+            ),
+            "{text}"
+        );
+    } else {
+        assert!(!dropin.exists());
+    }
     assert_eq!(mode(&p.join("var/lib/voltd")), 0o700);
     assert!(s.plane.cluster(s.id()).unwrap().enrollment_completed);
 

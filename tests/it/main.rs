@@ -7,12 +7,15 @@
 mod cli;
 mod console;
 mod control_channel;
+mod credentials;
 mod explorer;
 mod install;
 mod interop;
 mod journey;
 mod provision_cli;
+mod provisioning;
 mod runtime_actions;
+mod self_update;
 mod services;
 mod services_binary;
 mod terminal;

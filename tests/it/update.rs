@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use volt_plane::{PlaneConfig, PlaneHandle, ReleaseStore};
 use volt_protocol::release::Platform;
+use voltd_actors::host::download::{DownloadOptions, Downloader};
 use voltd_actors::update::install::{BINARY_FILE, InstallLayout};
 use voltd_actors::update::marker::{self, MarkerState};
 use voltd_actors::update::{self, UpdateConfig, UpdateError};
@@ -79,8 +80,8 @@ impl Host {
     }
 
     async fn prepare(&self, version: &str) -> Result<update::Staged, UpdateError> {
-        let client = reqwest::Client::new();
-        update::prepare(&self.cfg(), &client, version).await
+        let downloader = Downloader::new(DownloadOptions::default()).unwrap();
+        update::prepare(&self.cfg(), &downloader, version).await
     }
 
     /// Nothing changed: only 0.1.0 installed and current, no staging left.

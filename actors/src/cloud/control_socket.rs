@@ -39,7 +39,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use volt_protocol::engineio::{self, OpenPayload};
-use volt_protocol::register::RegisterPayload;
+use volt_protocol::register::{Extensions, RegisterPayload, RegisteredPayload};
 use volt_protocol::socketio::{self, BinaryAssembler, PacketKind};
 use volt_protocol::{MESSAGE_EVENT, Message, REGISTER_EVENT, REGISTERED_EVENT};
 
@@ -249,6 +249,8 @@ impl ControlSocket {
 #[rtype(result = "()")]
 struct Registered {
     link: Link,
+    /// What the server announced in its `registered` payload.
+    extensions: Extensions,
 }
 
 impl Handler<Registered> for ControlSocket {
@@ -264,6 +266,7 @@ impl Handler<Registered> for ControlSocket {
         self.bus.emit(Event::Registered {
             cluster_id: cluster_id.clone(),
             connection: msg.link.connection(),
+            extensions: msg.extensions,
         });
         *self.link.borrow_mut() = Some(msg.link);
         if !STARTED_LINE_PRINTED.swap(true, Ordering::Relaxed) {
@@ -520,6 +523,7 @@ async fn run_connection(p: ConnParams) -> Outcome {
     let deadline = Instant::now() + p.register_timeout;
     let mut early: Vec<String> = Vec::new();
     let mut validation_error: Option<String> = None;
+    let extensions;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let t = match next_text(&mut ws, left.min(idle)).await {
@@ -573,7 +577,10 @@ async fn run_connection(p: ConnParams) -> Outcome {
                         }
                     }
                     PacketKind::Event => match pk.event() {
-                        Ok((name, _)) if name == REGISTERED_EVENT => break,
+                        Ok((name, args)) if name == REGISTERED_EVENT => {
+                            extensions = announced_extensions(args.first().map(|a| a.get()));
+                            break;
+                        }
                         Ok((name, args)) if name == "error" => {
                             let detail =
                                 args.first().map(|a| a.get().to_owned()).unwrap_or_default();
@@ -599,7 +606,7 @@ async fn run_connection(p: ConnParams) -> Outcome {
     let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
     let link = Link::new(p.connection, tx.clone(), max_payload);
     p.dispatcher.do_send(SocketEvent::Up(link.clone()));
-    p.me.do_send(Registered { link });
+    p.me.do_send(Registered { link, extensions });
 
     let (sink, stream) = ws.split();
     let mut reader = Reader {
@@ -618,6 +625,15 @@ async fn run_connection(p: ConnParams) -> Outcome {
         end,
         registered_at: Some(registered_at),
     }
+}
+
+/// The extensions a `registered` payload announces; none when it is
+/// missing or does not parse (an announcement never fails a registration).
+fn announced_extensions(payload: Option<&str>) -> Extensions {
+    payload
+        .and_then(|raw| serde_json::from_str::<RegisteredPayload>(raw).ok())
+        .map(|p| p.extensions)
+        .unwrap_or_default()
 }
 
 async fn write_loop(
@@ -833,6 +849,21 @@ impl Reader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn announcements_are_read_from_the_registered_payload() {
+        use volt_protocol::register::Extension;
+        let plane = r#"{"teamClusterId":"c1","voltdExtensions":["lifecycle-reason"]}"#;
+        assert!(announced_extensions(Some(plane)).contains(Extension::LifecycleReason));
+        for reference in [
+            Some(r#"{"teamClusterId":"c1"}"#),
+            Some(r#"{"teamClusterId":"c1","channel":"x"}"#),
+            Some("not json"),
+            None,
+        ] {
+            assert!(announced_extensions(reference).is_empty(), "{reference:?}");
+        }
+    }
 
     #[test]
     fn credential_rejections_are_recognised() {

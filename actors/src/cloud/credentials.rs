@@ -1,11 +1,23 @@
 //! Cluster credentials and the install manifest on disk.
 //!
-//! `credentials.json` (0600) holds what enrollment returned. Its presence
-//! means "enrolled": a restarted voltd never enrolls again (the token is
-//! single-use anyway). A corrupt file is an error, never silently replaced —
-//! replacing it would throw away the only copy of the daemon password.
+//! `credentials.json` holds what enrollment returned. Its presence (or its
+//! sealed form's) means "enrolled": a restarted voltd never enrolls again
+//! (the token is single-use anyway). A corrupt file is an error, never
+//! silently replaced — replacing it would throw away the only copy of the
+//! daemon password.
+//!
+//! At rest it goes through the host's key store ([`CredentialStore`],
+//! `host/keystore.rs`): where `systemd-creds` can seal (root, which is how
+//! install.sh runs `voltd enroll`), only `credentials.json.cred` exists —
+//! never the plain file; the sandboxed daemon then gets the plaintext from
+//! systemd (`LoadCredentialEncrypted=voltd-credentials:…` in the unit's
+//! drop-in → `$CREDENTIALS_DIRECTORY/voltd-credentials`). Without a key
+//! store the plain file is written with mode 0600. A plain file found
+//! where a key store exists is sealed and removed the first time it is
+//! read (migration: `voltd enroll` as root on an enrolled host does it).
 
 use crate::host::fsutil::{SECRET_FILE_MODE, write_atomic, write_json_atomic};
+use crate::host::keystore::{CREDENTIALS_DIRECTORY_ENV, Keystore, KeystoreError, SealKey};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
@@ -57,22 +69,126 @@ pub enum StoreError {
     },
     #[error("cannot edit {path}: {reason}")]
     Edit { path: PathBuf, reason: String },
+    #[error("key store for {path}: {source}{hint}")]
+    Keystore {
+        path: PathBuf,
+        source: Box<KeystoreError>,
+        hint: &'static str,
+    },
 }
 
-/// Loads stored credentials; `Ok(None)` when there are none.
-pub fn load(path: &Path) -> Result<Option<StoredCredentials>, StoreError> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(StoreError::Read {
-                path: path.to_owned(),
-                source,
-            });
+/// The credential's name in the key store: `systemd-creds --name`, and the
+/// file systemd decrypts it to in `$CREDENTIALS_DIRECTORY` (the unit's
+/// drop-in names it in `LoadCredentialEncrypted=`).
+pub const CREDENTIALS_NAME: &str = "voltd-credentials";
+
+/// Where the daemon's credentials are kept at rest (see the module docs).
+/// Every method blocks (files, `systemd-creds`): call them off the actor
+/// thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialStore {
+    keystore: Keystore,
+    /// `$CREDENTIALS_DIRECTORY`: what systemd decrypted for the service.
+    credentials_dir: Option<PathBuf>,
+}
+
+impl CredentialStore {
+    /// A key store if this process can seal (`systemd-creds` as root), else
+    /// 0600 files; `$CREDENTIALS_DIRECTORY` from the environment.
+    pub fn detect() -> Self {
+        CredentialStore {
+            keystore: Keystore::detect(SealKey::Auto),
+            credentials_dir: std::env::var_os(CREDENTIALS_DIRECTORY_ENV).map(PathBuf::from),
         }
-    };
+    }
+
+    /// A given key store and credentials directory (tests, embedders).
+    pub fn new(keystore: Keystore, credentials_dir: Option<PathBuf>) -> Self {
+        CredentialStore {
+            keystore,
+            credentials_dir,
+        }
+    }
+
+    /// Whether secrets are sealed at rest here.
+    pub fn is_sealed(&self) -> bool {
+        self.keystore.is_sealed()
+    }
+
+    fn keystore_error(path: &Path, source: KeystoreError) -> StoreError {
+        StoreError::Keystore {
+            path: path.to_owned(),
+            hint: match source {
+                KeystoreError::Failed { .. } | KeystoreError::Spawn { .. } => {
+                    " (a sealed credential is read by systemd for the service: the unit needs the drop-in LoadCredentialEncrypted=voltd-credentials:<state dir>/credentials.json.cred, which install.sh writes)"
+                }
+                _ => "",
+            },
+            source: Box::new(source),
+        }
+    }
+
+    /// Loads stored credentials (`Ok(None)`: not enrolled), sealing a plain
+    /// file on the way when a key store exists.
+    pub fn load(&self, path: &Path) -> Result<Option<StoredCredentials>, StoreError> {
+        let stored = self.peek(path)?;
+        if let Some(stored) = &stored
+            && self.keystore.is_sealed()
+            && path.exists()
+        {
+            self.save(path, stored)?;
+            tracing::info!(path = %path.display(), "Plain credentials sealed with the host key store.");
+        }
+        Ok(stored)
+    }
+
+    /// [`CredentialStore::load`] without sealing a plain file (a release
+    /// candidate's self-check reads, never writes).
+    pub fn peek(&self, path: &Path) -> Result<Option<StoredCredentials>, StoreError> {
+        let text = self
+            .keystore
+            .load(self.credentials_dir.as_deref(), path, CREDENTIALS_NAME)
+            .map_err(|e| match e {
+                KeystoreError::Io { source, .. } => StoreError::Read {
+                    path: path.to_owned(),
+                    source,
+                },
+                other => Self::keystore_error(path, other),
+            })?;
+        let Some(text) = text else {
+            return Ok(None);
+        };
+        parse(text.expose().as_bytes(), path).map(Some)
+    }
+
+    /// Stores credentials atomically: sealed (`<path>.cred`, the plain file
+    /// removed) where a key store exists, else `path` with mode 0600.
+    pub fn save(&self, path: &Path, creds: &StoredCredentials) -> Result<(), StoreError> {
+        let json = serde_json::to_string(creds).map_err(|e| StoreError::Write {
+            path: path.to_owned(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        self.keystore
+            .store(path, CREDENTIALS_NAME, &Secret::new(json))
+            .map_err(|e| match e {
+                KeystoreError::Io { source, .. } => StoreError::Write {
+                    path: path.to_owned(),
+                    source,
+                },
+                other => Self::keystore_error(path, other),
+            })
+    }
+}
+
+/// Loads plain stored credentials; `Ok(None)` when there are none. The
+/// daemon goes through [`CredentialStore::load`].
+pub fn load(path: &Path) -> Result<Option<StoredCredentials>, StoreError> {
+    CredentialStore::new(Keystore::PlainFile, None).load(path)
+}
+
+fn parse(bytes: &[u8], path: &Path) -> Result<StoredCredentials, StoreError> {
     let stored: StoredCredentials =
-        serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+        serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
             path: path.to_owned(),
             reason: e.to_string(),
         })?;
@@ -82,15 +198,13 @@ pub fn load(path: &Path) -> Result<Option<StoredCredentials>, StoreError> {
             reason: "empty cluster id or password".into(),
         });
     }
-    Ok(Some(stored))
+    Ok(stored)
 }
 
-/// Stores credentials atomically with mode 0600.
+/// Stores plain credentials atomically with mode 0600 (the daemon goes
+/// through [`CredentialStore::save`]).
 pub fn save(path: &Path, creds: &StoredCredentials) -> Result<(), StoreError> {
-    write_json_atomic(path, creds, SECRET_FILE_MODE).map_err(|source| StoreError::Write {
-        path: path.to_owned(),
-        source,
-    })
+    CredentialStore::new(Keystore::PlainFile, None).save(path, creds)
 }
 
 /// Loads a stored install manifest, if any.
@@ -206,6 +320,56 @@ mod tests {
             std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
             0o600
         );
+    }
+
+    /// A stand-in for `systemd-creds` that passes stdin through (sealing
+    /// for real needs root: see the `needs_root` tests of `tests/it`).
+    fn passthrough_keystore(dir: &Path) -> Keystore {
+        let prog = dir.join("fake-creds");
+        std::fs::write(&prog, "#!/bin/sh\ncat\n").unwrap();
+        std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Keystore::SystemdCreds {
+            program: prog,
+            key: SealKey::Auto,
+        }
+    }
+
+    #[test]
+    fn with_a_key_store_only_the_sealed_file_exists_and_a_plain_one_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(CREDENTIALS_FILE);
+        let sealed = crate::host::keystore::sealed_path(&p);
+        let store = CredentialStore::new(passthrough_keystore(dir.path()), None);
+        store.save(&p, &creds()).unwrap();
+        assert!(!p.exists() && sealed.exists());
+        assert_eq!(store.load(&p).unwrap().unwrap(), creds());
+
+        // An older install left a plain file: reading it seals it.
+        std::fs::remove_file(&sealed).unwrap();
+        save(&p, &creds()).unwrap();
+        assert_eq!(store.peek(&p).unwrap().unwrap(), creds());
+        assert!(p.exists(), "peek never writes");
+        assert_eq!(store.load(&p).unwrap().unwrap(), creds());
+        assert!(!p.exists() && sealed.exists(), "migrated");
+        assert_eq!(
+            std::fs::metadata(&sealed).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+
+        // What systemd decrypted for the service wins.
+        let creds_dir = dir.path().join("creds");
+        std::fs::create_dir(&creds_dir).unwrap();
+        let other = StoredCredentials {
+            team_cluster_id: "c2".into(),
+            ..creds()
+        };
+        std::fs::write(
+            creds_dir.join(CREDENTIALS_NAME),
+            serde_json::to_vec(&other).unwrap(),
+        )
+        .unwrap();
+        let service = CredentialStore::new(Keystore::PlainFile, Some(creds_dir));
+        assert_eq!(service.load(&p).unwrap().unwrap(), other);
     }
 
     #[test]

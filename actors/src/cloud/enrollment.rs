@@ -1,9 +1,11 @@
 //! Enrollment: turning a one-time token into the daemon password, once.
 //!
 //! Resolution order at start-up:
-//! 1. stored credentials (`credentials.json`) — never enroll again;
+//! 1. stored credentials (`credentials.json`, or its sealed form; see
+//!    `cloud/credentials.rs`) — never enroll again;
 //! 2. an enrollment token → `POST …/healthcheck`; on success the returned
-//!    password is stored (0600, atomically) and the token is removed from
+//!    password is stored (sealed where the host has a key store, else 0600;
+//!    atomically) and the token is removed from
 //!    the config file; a 409 while a password is already configured means
 //!    the installer enrolled for us — carry on with that password;
 //! 3. a configured password (`TEAM_CLUSTER_DAEMON_PASSWORD`) — stored too.
@@ -13,7 +15,7 @@
 //! backoff, forever (a lab server may be offline for hours).
 
 use crate::api::{CredentialOrigin, Credentials, CredentialsCell};
-use crate::cloud::credentials::{self, StoredCredentials};
+use crate::cloud::credentials::{self, CredentialStore, StoredCredentials};
 use crate::config::{CloudUrl, Settings};
 use crate::events::{Event, EventBus};
 use crate::host::clock::now_iso;
@@ -162,17 +164,34 @@ fn fatal_store(e: credentials::StoreError) -> ExitReason {
     ExitReason::fatal(ExitCode::Config, e.to_string())
 }
 
-fn store(settings: &Settings, password: &Secret) -> Result<(), ExitReason> {
-    credentials::save(
-        &settings.credentials_file(),
-        &StoredCredentials {
-            team_cluster_id: settings.team_cluster_id.to_string(),
-            daemon_password: password.clone(),
-            cloud_url: settings.cloud_url.to_string(),
-            enrolled_at: now_iso(),
-        },
-    )
-    .map_err(fatal_store)
+/// Runs a blocking credential-store call off the actor thread.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, credentials::StoreError> + Send + 'static,
+) -> Result<T, ExitReason> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| {
+            ExitReason::fatal(
+                ExitCode::Retryable,
+                format!("credential store task failed: {e}"),
+            )
+        })?
+        .map_err(fatal_store)
+}
+
+async fn store(
+    keystore: &CredentialStore,
+    settings: &Settings,
+    password: &Secret,
+) -> Result<(), ExitReason> {
+    let (ks, path) = (keystore.clone(), settings.credentials_file());
+    let creds = StoredCredentials {
+        team_cluster_id: settings.team_cluster_id.to_string(),
+        daemon_password: password.clone(),
+        cloud_url: settings.cloud_url.to_string(),
+        enrolled_at: now_iso(),
+    };
+    blocking(move || ks.save(&path, &creds)).await
 }
 
 /// The token is spent: take it out of the config file it came from.
@@ -198,7 +217,16 @@ pub async fn resolve(
     bus: &EventBus,
 ) -> Result<(Credentials, Source), ExitReason> {
     let id = settings.team_cluster_id.clone();
-    if let Some(stored) = credentials::load(&settings.credentials_file()).map_err(fatal_store)? {
+    let keystore = tokio::task::spawn_blocking(CredentialStore::detect)
+        .await
+        .map_err(|e| {
+            ExitReason::fatal(
+                ExitCode::Retryable,
+                format!("key store detection failed: {e}"),
+            )
+        })?;
+    let (ks, path) = (keystore.clone(), settings.credentials_file());
+    if let Some(stored) = blocking(move || ks.load(&path)).await? {
         if stored.team_cluster_id != id.as_str() {
             return Err(ExitReason::fatal(
                 ExitCode::Config,
@@ -236,7 +264,7 @@ pub async fn resolve(
             .await
             {
                 Ok(data) => {
-                    store(settings, &data.daemon_password)?;
+                    store(&keystore, settings, &data.daemon_password).await?;
                     forget_token(settings);
                     return Ok((creds(data.daemon_password), Source::Enrolled));
                 }
@@ -245,7 +273,7 @@ pub async fn resolve(
                 {
                     tracing::info!(cluster_id = %id, "Enrollment already completed; using the configured daemon password.");
                     let password = settings.daemon_password.clone().unwrap_or_default();
-                    store(settings, &password)?;
+                    store(&keystore, settings, &password).await?;
                     forget_token(settings);
                     return Ok((creds(password), Source::Config));
                 }
@@ -280,7 +308,7 @@ pub async fn resolve(
     }
 
     if let Some(password) = &settings.daemon_password {
-        store(settings, password)?;
+        store(&keystore, settings, password).await?;
         return Ok((creds(password.clone()), Source::Config));
     }
 

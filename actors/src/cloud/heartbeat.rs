@@ -220,6 +220,7 @@ impl Actor for Heartbeat {
                 &Event::Registered {
                     cluster_id: String::new(),
                     connection: 0,
+                    extensions: Default::default(),
                 },
                 ctx,
             );

@@ -91,6 +91,23 @@ pub fn http_client(
         .map_err(|e| TlsError::Config(e.to_string()))
 }
 
+/// A client for downloads (provisioned servers, releases): the same trust
+/// roots, a connect timeout but no whole-request timeout (a large artifact
+/// on a slow link takes long; the downloader's idle timeout catches a
+/// stall), and no transparent decompression (the bytes hashed are the
+/// bytes served). Proxies come from the usual environment variables.
+pub fn download_client(
+    tls: &Arc<rustls::ClientConfig>,
+    connect_timeout: std::time::Duration,
+) -> Result<reqwest::Client, TlsError> {
+    reqwest::Client::builder()
+        .use_preconfigured_tls((**tls).clone())
+        .connect_timeout(connect_timeout)
+        .user_agent(concat!("voltd/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| TlsError::Config(e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -333,6 +333,50 @@ pub const KEYS: &[Key] = &[
         "argument dropped while the root user is provisioned; `\"\"` = none",
     ),
     Key::new(
+        "provision.deps_dir",
+        "where voltd installs the servers it provisions (`deps/<service>/<version>/`); the unit must be able to write it",
+    )
+    .env(&["VOLTD_DEPS_DIR"])
+    .flag("deps-dir", "DIR")
+    .computed("`<install_root>/deps`"),
+    Key::new(
+        "provision.catalogue",
+        "a catalogue file overlaying the built-in one (README \"Provisioning\")",
+    )
+    .env(&["VOLTD_CATALOGUE"])
+    .flag("catalogue", "PATH"),
+    Key::new(
+        "provision.mirror",
+        "fetch every artifact from this mirror (`<mirror>/<publisher host>/<path>`; https, or http on loopback)",
+    )
+    .env(&["VOLTD_MIRROR"])
+    .flag("mirror", "URL"),
+    Key::new(
+        "provision.manifest_catalogue",
+        "how far the install manifest's catalogue is trusted: its mirror only, its artifacts too, or not at all",
+    )
+    .flag("manifest-catalogue", "POLICY")
+    .kind(Kind::Choice(&["mirror-only", "full", "ignore"])),
+    Key::new(
+        "update.channel",
+        "release channel `runtime.update` downloads from (`<channel>/voltd/<version>/<os>/<arch>/`)",
+    )
+    .env(&["VOLTD_UPDATE_CHANNEL"])
+    .flag("update-channel", "URL")
+    .computed("`<cloud_url>/downloads`"),
+    Key::new(
+        "update.install_dir",
+        "releases (`releases/<version>/`) and the `current` / `previous` links",
+    ),
+    Key::new(
+        "update.key_file",
+        "the release key pinned at install time (root-owned); releases must be signed with it",
+    ),
+    Key::new(
+        "update.register_deadline_secs",
+        "a new release that has not registered after this is rolled back",
+    ),
+    Key::new(
         "host_files.roots",
         "directories the `host-files` explorer shows (none: it is off); paths (named after their last component) or `{ name, path }`",
     ),
@@ -516,6 +560,7 @@ mod tests {
             daemon_password: Some("pw".into()),
             enrollment_token: Some("tok".into()),
             token_file: None,
+            config_file: None,
             installed_version: InstalledVersion::parse("2.0.0").unwrap(),
             heartbeat_interval: Duration::from_secs(1),
             state_dir: "/var/lib/voltd".into(),
@@ -567,6 +612,18 @@ mod tests {
                     name: "tmp".into(),
                     path: "/tmp".into(),
                 }],
+            },
+            provision: ProvisionSection {
+                deps_dir: Some(AbsPath::new("/srv/deps").unwrap()),
+                catalogue: Some(AbsPath::new("/etc/voltd/catalogue.toml").unwrap()),
+                mirror: Some("https://mirror.lab".into()),
+                manifest_catalogue: ManifestCatalogue::Full,
+            },
+            update: UpdateSection {
+                channel: Some(CloudUrl::parse("https://mirror.lab/voltd").unwrap()),
+                install_dir: AbsPath::new("/opt/voltd").unwrap(),
+                key_file: AbsPath::new("/etc/voltd/release-key.pub").unwrap(),
+                register_deadline: Duration::from_secs(30),
             },
         }
     }

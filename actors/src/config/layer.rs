@@ -275,6 +275,7 @@ pub fn resolve(
     {
         settings.token_file = file_path.map(Path::to_path_buf);
     }
+    settings.config_file = file_path.map(Path::to_path_buf);
     settings.validate().map_err(ConfigError::Invalid)?;
     Ok(settings)
 }

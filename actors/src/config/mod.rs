@@ -11,6 +11,7 @@
 //! |---|---|---|
 //! | the model, state-dir layout | `config/mod.rs` | [`Settings`], `validate`, derived paths |
 //! | sections | `config/sections.rs` | `[socket]`, `[supervisor]`, `[install]`, `[terminal]`, `[host_files]` and their default constants |
+//! | host upkeep | `config/host.rs` | `[provision]` (where servers come from), `[update]` (where releases come from) |
 //! | services | `config/services.rs` | `[services.*]`, production defaults, placeholder check |
 //! | value types | `config/values.rs` | `CloudUrl`, `ClusterId`, `ProxyUrl`, `AbsPath`, … and the `*_ms`/`*_secs` serde helpers |
 //! | the key table | `config/keys.rs` | every key with its environment variables, flag, default and meaning; renders the README table |
@@ -26,6 +27,7 @@
 //! Depends only on `api::vocab`, `otp` and `volt_protocol`: services,
 //! cloud, status and remote read it, never the other way round.
 
+pub mod host;
 pub mod keys;
 pub mod layer;
 pub mod sections;
@@ -36,6 +38,7 @@ pub mod values;
 #[cfg(test)]
 mod tests;
 
+pub use host::{ManifestCatalogue, ProvisionSection, UpdateSection};
 pub use layer::{ConfigError, Env, Flags, Loaded, default_state_dir, load, locate, process_env};
 pub use sections::{
     HostFilesSettings, HostRoot, InstallSettings, SocketSettings, SupervisorSettings,
@@ -111,6 +114,10 @@ pub struct Settings {
     /// (set by the loader; not a key).
     #[serde(skip)]
     pub token_file: Option<PathBuf>,
+    /// The config file these settings were read from (set by the loader;
+    /// not a key): a release candidate's self-check reads the same one.
+    #[serde(skip)]
+    pub config_file: Option<PathBuf>,
     /// Reported as `installedVersion`.
     pub installed_version: InstalledVersion,
     #[serde(rename = "heartbeat_interval_ms", with = "ms")]
@@ -139,6 +146,10 @@ pub struct Settings {
     pub services: ServicesSettings,
     /// The host file explorer (`host-files` target).
     pub host_files: HostFilesSettings,
+    /// Where the managed services' servers come from.
+    pub provision: ProvisionSection,
+    /// The signed self-update.
+    pub update: UpdateSection,
 }
 
 impl Settings {
@@ -152,6 +163,7 @@ impl Settings {
             daemon_password: None,
             enrollment_token: None,
             token_file: None,
+            config_file: None,
             installed_version: default_installed_version(),
             state_dir,
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
@@ -165,6 +177,8 @@ impl Settings {
             terminal: TerminalSettings::default(),
             services: ServicesSettings::disabled(),
             host_files: HostFilesSettings::default(),
+            provision: ProvisionSection::default(),
+            update: UpdateSection::default(),
         }
     }
 
@@ -207,6 +221,17 @@ impl Settings {
     /// `<state dir>/services`.
     pub fn services_dir(&self) -> PathBuf {
         services::services_dir(&self.state_dir)
+    }
+
+    /// Where provisioned servers live (`[provision] deps_dir`, else
+    /// `<install root>/deps`).
+    pub fn deps_dir(&self) -> PathBuf {
+        self.provision.deps_dir(&self.install.install_root)
+    }
+
+    /// The release channel (`[update] channel`, else `<cloud_url>/downloads`).
+    pub fn update_channel(&self) -> String {
+        self.update.channel(&self.cloud_url)
     }
 
     /// `<install root>/<cluster id>`.

@@ -389,6 +389,70 @@ impl Downloader {
         &self.opts
     }
 
+    /// GETs a small document (a signed manifest) into memory: no more than
+    /// `limit` bytes are ever held, no byte for the idle timeout is a
+    /// timeout. Not retried: the caller decides.
+    pub async fn get_small(&self, url: &str, limit: u64) -> Result<Vec<u8>, DownloadError> {
+        let shown = redact_url(url);
+        let parsed = reqwest::Url::parse(url).map_err(|e| DownloadError::BadUrl {
+            url: shown.clone(),
+            reason: e.to_string(),
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(DownloadError::BadUrl {
+                url: shown,
+                reason: "only http and https are supported".into(),
+            });
+        }
+        let idle = self.opts.idle_timeout;
+        let timeout = || DownloadError::Timeout {
+            url: shown.clone(),
+            after: idle,
+        };
+        let request = self
+            .client
+            .get(parsed)
+            .header(reqwest::header::ACCEPT_ENCODING, "identity");
+        let mut resp = tokio::time::timeout(idle, request.send())
+            .await
+            .map_err(|_| timeout())?
+            .map_err(|e| DownloadError::Network {
+                url: shown.clone(),
+                reason: describe_reqwest(&e),
+            })?;
+        if !resp.status().is_success() {
+            return Err(DownloadError::HttpStatus {
+                url: shown,
+                status: resp.status().as_u16(),
+            });
+        }
+        let too_large = || DownloadError::TooLarge {
+            url: shown.clone(),
+            limit,
+        };
+        if resp.content_length().is_some_and(|n| n > limit) {
+            return Err(too_large());
+        }
+        let mut out = Vec::new();
+        loop {
+            let chunk = tokio::time::timeout(idle, resp.chunk())
+                .await
+                .map_err(|_| timeout())?
+                .map_err(|_| DownloadError::Truncated {
+                    url: shown.clone(),
+                    received: out.len() as u64,
+                    expected: None,
+                })?;
+            let Some(chunk) = chunk else {
+                return Ok(out);
+            };
+            if out.len() as u64 + chunk.len() as u64 > limit {
+                return Err(too_large());
+            }
+            out.extend_from_slice(&chunk);
+        }
+    }
+
     /// Fetches `req` (see the module docs), reporting progress to
     /// `progress`. Returns once `req.dest` holds the verified file.
     pub async fn fetch<F>(

@@ -93,6 +93,12 @@ impl Notifier {
     pub fn stopping(&self) -> io::Result<()> {
         self.send("STOPPING=1\n")
     }
+
+    /// `EXTEND_TIMEOUT_USEC=…`: the start may take `by` longer from now
+    /// (a daemon still waiting for its server; sd_notify(3), systemd ≥ 236).
+    pub fn extend_timeout(&self, by: std::time::Duration) -> io::Result<()> {
+        self.send(&format!("EXTEND_TIMEOUT_USEC={}\n", by.as_micros()))
+    }
 }
 
 fn one_line(s: &str) -> String {
@@ -121,6 +127,10 @@ mod tests {
         n.watchdog().unwrap();
         let len = server.recv(&mut buf).unwrap();
         assert_eq!(&buf[..len], b"WATCHDOG=1\n");
+        n.extend_timeout(std::time::Duration::from_secs(120))
+            .unwrap();
+        let len = server.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..len], b"EXTEND_TIMEOUT_USEC=120000000\n");
     }
 
     #[test]

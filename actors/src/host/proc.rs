@@ -6,8 +6,11 @@
 //! These are blocking reads of a pseudo-filesystem: callers on the actor
 //! thread keep them to the moments a process is started or killed.
 
+use nix::sys::signal::Signal;
 use procfs::process::{FDTarget, Process};
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
+use std::process::ExitStatus;
 
 /// What voltd needs of `/proc/<pid>/stat`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +84,20 @@ pub fn holders_of(path: &Path) -> Vec<i32> {
         })
         .map(|p| p.pid)
         .collect()
+}
+
+/// Describes how a process ended ("exited with code 1", "killed by SIGKILL").
+pub fn describe_exit(status: ExitStatus) -> String {
+    if let Some(code) = status.code() {
+        return format!("exited with code {code}");
+    }
+    match status.signal() {
+        Some(sig) => match Signal::try_from(sig) {
+            Ok(s) => format!("killed by {s}"),
+            Err(_) => format!("killed by signal {sig}"),
+        },
+        None => "ended".to_owned(),
+    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@
 //! | versions | `provision/version.rs` | `<binary> --version`, minimums |
 //! | unpacking | `provision/unpack.rs` | tar.gz / single binary, traversal-safe, capped |
 //! | install layout | `provision/install.rs` | `deps/<service>/<version>/`, atomic switch, lock |
+//! | progress events | `provision/progress.rs` | [`ProvisionEvent`] for the log stream, [`Step`], [`Found`] |
+//! | from the configuration | `provision/source.rs` | [`source::load`] (daemon and `voltd provision`), [`ProvisionSource`] (rebuilt when the install manifest changes) |
 //! | plan / report | `provision/plan.rs` | what `voltd provision [--dry-run]` prints |
 //! | downloads | `host/download.rs` | HTTP(S) with resume, progress, SHA-256, caps |
 //!
@@ -38,23 +40,26 @@
 pub mod catalogue;
 pub mod install;
 pub mod plan;
+pub mod progress;
+pub mod source;
 pub mod unpack;
 pub mod version;
 
 pub use catalogue::{Artifact, Catalogue, CatalogueError, Layout, ManifestPolicy, Platform};
 pub use plan::{Plan, PlanItem, PlanOutcome};
+pub use progress::{Found, ProvisionEvent, Step};
+pub use source::ProvisionSource;
 pub use version::ServiceVersion;
 
 use crate::config::ServiceSettings;
 use crate::host::download::{
-    DEFAULT_MAX_SIZE, DownloadError, DownloadErrorKind, DownloadEvent, DownloadOptions,
-    DownloadRequest, Downloader,
+    DEFAULT_MAX_SIZE, DownloadError, DownloadErrorKind, DownloadOptions, DownloadRequest,
+    Downloader,
 };
 use crate::services::{ServiceKind, process};
 use install::{DepsDir, Marker};
 use otp::ExponentialBackoff;
 use serde::Serialize;
-use std::fmt;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -65,7 +70,7 @@ use volt_protocol::ClusterStatus;
 use volt_protocol::enrollment::InstallManifest;
 
 /// The directory under the install root that holds provisioned servers.
-pub const DEPS_DIR_NAME: &str = "deps";
+pub const DEPS_DIR_NAME: &str = crate::config::host::DEPS_DIR_NAME;
 /// First retry of a failed provisioning: long enough not to hammer a
 /// mirror, short enough that a fixed mirror heals within a minute.
 pub const DEFAULT_RETRY_BASE: Duration = Duration::from_secs(15);
@@ -180,28 +185,6 @@ impl ServiceRequest {
     }
 }
 
-/// Where a usable binary was found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Found {
-    /// The command line names it (a path or another program).
-    Configured,
-    /// The standard program on `PATH`.
-    Path,
-    /// Installed by voltd under `deps/`.
-    Provisioned,
-}
-
-impl fmt::Display for Found {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Found::Configured => "configured",
-            Found::Path => "on PATH",
-            Found::Provisioned => "provisioned",
-        })
-    }
-}
-
 /// A server binary ready to run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Ready {
@@ -240,35 +223,6 @@ pub struct Fetch {
     pub binary: PathBuf,
     /// A host binary that was not good enough.
     pub passed_over: Option<PassedOver>,
-}
-
-/// The step a provisioning failure happened in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Step {
-    /// Finding an installed server or a catalogue artifact.
-    Resolve,
-    Download,
-    /// Size and SHA-256 of the download.
-    Verify,
-    Unpack,
-    /// Running the unpacked binary's `--version`.
-    Check,
-    /// Switching the install in.
-    Install,
-}
-
-impl fmt::Display for Step {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Step::Resolve => "resolve",
-            Step::Download => "download",
-            Step::Verify => "verify",
-            Step::Unpack => "unpack",
-            Step::Check => "check",
-            Step::Install => "install",
-        })
-    }
 }
 
 /// What went wrong.
@@ -385,55 +339,6 @@ impl ProvisionError {
     pub fn reason(&self) -> String {
         format!("{}: {}", self.step, self.failure)
     }
-}
-
-/// What provisioning is doing, for the supervisor log stream.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "event", rename_all = "kebab-case")]
-pub enum ProvisionEvent {
-    /// A usable server is there; nothing to fetch.
-    Found {
-        service: ServiceKind,
-        binary: PathBuf,
-        version: Option<ServiceVersion>,
-        found: Found,
-    },
-    /// A host binary was not good enough.
-    PassedOver {
-        service: ServiceKind,
-        binary: PathBuf,
-        reason: String,
-    },
-    /// A download begins (or resumes).
-    Fetching {
-        service: ServiceKind,
-        version: String,
-        url: String,
-        dest: PathBuf,
-    },
-    /// Download progress.
-    Download {
-        service: ServiceKind,
-        progress: DownloadEvent,
-    },
-    Unpacking {
-        service: ServiceKind,
-        dest: PathBuf,
-    },
-    /// Switched in: the service can start.
-    Installed {
-        service: ServiceKind,
-        version: String,
-        binary: PathBuf,
-    },
-    /// An attempt failed; the next follows after `delay_ms`.
-    Retrying {
-        service: ServiceKind,
-        attempt: u32,
-        delay_ms: u64,
-        step: Step,
-        reason: String,
-    },
 }
 
 /// Resolves, installs and plans server binaries (see the module docs).

@@ -254,7 +254,7 @@ pub async fn probe_version(
     if !status.success() {
         return Err(VersionError::Failed {
             binary: shown,
-            status: crate::services::process::describe_exit(status),
+            status: crate::host::proc::describe_exit(status),
             output: summary,
         });
     }

@@ -6,7 +6,7 @@
 //! | `runtime.status` (voltd) | – | the `voltd status` snapshot |
 //! | `runtime.restart` | – | `{accepted:true}`, then exit code 5 after 250 ms |
 //! | `runtime.uninstall` | `{reason?}` | `{accepted:true}`, then uninstall (see [`crate::status::lifecycle`]) |
-//! | `runtime.update` | `{targetImage?, targetVersion}` | `{accepted:true}` and the configured update command runs, or `{accepted:false, reason}` |
+//! | `runtime.update` | `{targetImage?, targetVersion}` | `{accepted:true}` and the signed self-update (or the configured `update_command`) runs, or `{accepted:false, reason}` |
 
 use super::context::HandlerContext;
 use crate::api::reply::{CallInfo, Reply, Run, accepted, parse_payload};
@@ -125,23 +125,23 @@ impl RuntimeCommand {
                 Run::Done(Reply::ok(accepted()))
             }
             RuntimeCommand::Update(req) => {
-                if ctx.settings.update_command.is_none() {
-                    return Run::Done(Reply::ok(json!({
-                        "accepted": false,
-                        "reason": "updates are not enabled on this host (no update_command configured)",
-                    })));
-                }
                 let lifecycle = ctx.lifecycle.clone();
-                actix_rt::spawn(async move {
-                    tokio::time::sleep(ACT_AFTER_REPLY).await;
-                    lifecycle::update(
-                        &lifecycle,
-                        req.target_version.trim(),
-                        req.target_image.as_deref(),
-                    )
-                    .await;
-                });
-                Run::Done(Reply::ok(accepted()))
+                Run::later(async move {
+                    let method = match lifecycle::update_method(&lifecycle).await {
+                        Ok(m) => m,
+                        Err(reason) => {
+                            return Reply::ok(json!({ "accepted": false, "reason": reason }));
+                        }
+                    };
+                    // `targetImage` names a container image: nothing here
+                    // uses it (the release channel is configured).
+                    let version = req.target_version.trim().to_owned();
+                    actix_rt::spawn(async move {
+                        tokio::time::sleep(ACT_AFTER_REPLY).await;
+                        lifecycle::update(&lifecycle, method, &version).await;
+                    });
+                    Reply::ok(accepted())
+                })
             }
         }
     }

@@ -4,8 +4,12 @@
 //! needs, how to build a client, probe, bootstrap, provision users); the
 //! [`Core`] does the rest, identically for all three:
 //!
-//! * **native**: resolve port and credentials → check the binary exists
-//!   (missing → `failed` at once, retried slowly) → replace a server a
+//! * **native**: resolve port and credentials → make sure the server
+//!   binary exists (`provision/`: on `PATH`, configured, installed under
+//!   `deps/`, or fetched from the catalogue now — while a stop or hold
+//!   still interrupts it; a failure is `failed` naming the step, retried on
+//!   the provisioning backoff, capped at `failed_retry`, and a platform the
+//!   catalogue cannot serve is `service-unsupported`) → replace a server a
 //!   crashed voltd left behind (pid file) → wait for the port → provision
 //!   users if the driver needs it → spawn → probe every 200 ms until the
 //!   first success or the start timeout → bootstrap → probe every
@@ -26,10 +30,14 @@ use super::{Control, ServiceClient, ServiceKind, ServiceRegistry, ServiceState};
 use crate::config::Settings;
 use crate::config::{ServiceMode, ServiceSettings};
 use crate::events::{Event, EventBus};
+use crate::host::download::DownloadEvent;
 use crate::host::fsutil::{PRIVATE_DIR_MODE, SECRET_FILE_MODE, ensure_dir, write_atomic};
+use crate::provision::{
+    ProvisionEvent, ProvisionSource, ServiceRequest, Step, default_retry_backoff,
+};
 use actix::prelude::*;
 use otp::supervisor::{ChildSpec, Restart, StopChild, spawn_actor};
-use otp::{Decision, RestartPolicy};
+use otp::{Decision, ExponentialBackoff, RestartPolicy};
 use otp::{ExitReason, ExitSlot};
 use serde_json::Value;
 use std::fmt;
@@ -39,6 +47,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use volt_protocol::ClusterStatus;
 
 /// Probe period while a started server is not answering yet: servers come
 /// up in 0.1–3 s, so 200 ms finds them promptly at negligible cost.
@@ -193,8 +202,15 @@ enum End {
     Restart(&'static str),
     /// Crashed or unhealthy: counts against the restart intensity.
     Crashed(String),
-    /// Cannot start at all (missing binary, bad credentials source): slow retry.
+    /// Cannot start at all (bad credentials source, data dir): slow retry.
     Broken(String),
+    /// The server binary could not be provided: retried on the
+    /// provisioning backoff. `unsupported`: this platform has no artifact.
+    Unprovisioned {
+        reason: String,
+        step: Step,
+        unsupported: bool,
+    },
 }
 
 /// What ended a wait.
@@ -212,6 +228,17 @@ pub(crate) struct Core<D: Driver> {
     bus: EventBus,
     policy: RestartPolicy,
     announced: Option<(ServiceState, Option<String>)>,
+    /// Where the server binary comes from.
+    servers: ProvisionSource,
+    /// Pauses between provisioning attempts ([`default_retry_backoff`],
+    /// capped at the service's `failed_retry`).
+    provision_backoff: ExponentialBackoff,
+    /// Provisioning attempts that failed in a row.
+    provision_failures: u32,
+    /// The last provisioning failure said "unsupported platform".
+    unsupported: bool,
+    /// The version being fetched, for the `starting` reason.
+    fetching: Option<String>,
 }
 
 impl<D: Driver> Core<D> {
@@ -220,6 +247,7 @@ impl<D: Driver> Core<D> {
         settings: Arc<Settings>,
         registry: ServiceRegistry,
         bus: EventBus,
+        servers: ProvisionSource,
     ) -> Self {
         let svc = settings.services.get(D::KIND).clone();
         Core {
@@ -230,6 +258,11 @@ impl<D: Driver> Core<D> {
             registry,
             bus,
             announced: None,
+            servers,
+            provision_backoff: default_retry_backoff(),
+            provision_failures: 0,
+            unsupported: false,
+            fetching: None,
         }
     }
 
@@ -299,6 +332,43 @@ impl<D: Driver> Core<D> {
                     Wake::Go
                 }
                 End::Hold(ack) => self.hold(ack, &mut rx).await,
+                End::Unprovisioned {
+                    reason,
+                    step,
+                    unsupported,
+                } => {
+                    self.record_error(&reason);
+                    let delay = self
+                        .provision_backoff
+                        .delay(self.provision_failures)
+                        .min(self.svc.failed_retry);
+                    self.provision_failures = self.provision_failures.saturating_add(1);
+                    self.bus.emit(Event::Provision {
+                        progress: ProvisionEvent::Retrying {
+                            service: D::KIND,
+                            attempt: self.provision_failures,
+                            delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                            step,
+                            reason: reason.clone(),
+                        },
+                    });
+                    if unsupported {
+                        self.bus.emit(Event::ServiceUnsupported {
+                            service: D::KIND,
+                            reason: reason.clone(),
+                        });
+                    } else if self.unsupported {
+                        // Another failure now: leave the unsupported state
+                        // before reporting this one.
+                        self.set_state(ServiceState::Starting, Some("provisioning".into()));
+                    }
+                    self.unsupported = unsupported;
+                    self.set_state(
+                        ServiceState::Failed,
+                        Some(format!("{reason}; next attempt in {}", human(delay))),
+                    );
+                    self.pause(delay, &mut rx).await
+                }
                 End::Broken(reason) => {
                     self.record_error(&reason);
                     let retry = self.svc.failed_retry;
@@ -406,23 +476,102 @@ impl<D: Driver> Core<D> {
         (args, env)
     }
 
-    fn locate_binary(&self, r: &Resolved) -> Result<PathBuf, String> {
-        let program = self.svc.command.first().cloned().unwrap_or_default();
+    /// What the command line asks to run, placeholders filled in, and
+    /// where it is looked for.
+    fn server_request(&self, r: &Resolved) -> ServiceRequest {
+        let mut req = ServiceRequest::from_settings(D::KIND, &self.svc);
         let values = r.placeholders(r.bind, None);
         let pairs: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let program = substitute(&program, &pairs);
-        let path = self
-            .svc
-            .env
-            .get("PATH")
-            .cloned()
-            .or_else(|| std::env::var("PATH").ok());
-        process::find_binary(&program, path.as_deref()).ok_or_else(|| {
-            format!(
-                "{program} not found (install it or set services.{}.command)",
-                self.name()
-            )
-        })
+        req.program = substitute(&req.program, &pairs);
+        req
+    }
+
+    /// Makes sure the server binary exists (see the module docs) and
+    /// returns it. A control message ends the wait: dropping a download
+    /// keeps its `.part` for the next attempt, a half-unpacked staging
+    /// directory is swept by the next install.
+    async fn server_binary(
+        &mut self,
+        r: &Resolved,
+        rx: &mut mpsc::UnboundedReceiver<Control>,
+    ) -> Result<PathBuf, End> {
+        let provisioner = self.servers.get().await.map_err(|e| End::Unprovisioned {
+            reason: format!("resolve: {e}"),
+            step: Step::Resolve,
+            unsupported: false,
+        })?;
+        let req = self.server_request(r);
+        let (tx, mut progress) = mpsc::unbounded_channel();
+        let ensure = provisioner.ensure(&req, move |e| {
+            let _ = tx.send(e);
+        });
+        tokio::pin!(ensure);
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut ensure => break outcome,
+                Some(event) = progress.recv() => self.on_provision(event),
+                msg = rx.recv() => match msg {
+                    None | Some(Control::Stop) => return Err(End::Stop),
+                    Some(Control::Hold(ack)) => return Err(End::Hold(ack)),
+                    Some(Control::Restart) => return Err(End::Restart(RESTART_REQUESTED)),
+                },
+            }
+        };
+        while let Ok(event) = progress.try_recv() {
+            self.on_provision(event);
+        }
+        self.fetching = None;
+        match outcome {
+            Ok(ready) => {
+                self.provision_failures = 0;
+                Ok(ready.binary)
+            }
+            Err(e) => Err(End::Unprovisioned {
+                reason: e.reason(),
+                step: e.step,
+                unsupported: e.status() == ClusterStatus::OperatingSystemNotSupported,
+            }),
+        }
+    }
+
+    /// Puts provisioning progress on the log stream and, while the service
+    /// is coming up (not while a failed one retries: no flapping status),
+    /// in its `starting` reason.
+    fn on_provision(&mut self, event: ProvisionEvent) {
+        let reason = match &event {
+            ProvisionEvent::Fetching { version, .. } => {
+                self.fetching = Some(version.clone());
+                Some(format!("provisioning: fetching {version}"))
+            }
+            ProvisionEvent::Download {
+                progress:
+                    DownloadEvent::Progress {
+                        received,
+                        total: Some(total),
+                    },
+                ..
+            } if *total > 0 => self.fetching.as_ref().map(|v| {
+                format!(
+                    "provisioning: downloading {v} ({}%)",
+                    received.saturating_mul(100) / total
+                )
+            }),
+            ProvisionEvent::Unpacking { .. } => self
+                .fetching
+                .as_ref()
+                .map(|v| format!("provisioning: installing {v}")),
+            _ => None,
+        };
+        self.bus.emit(Event::Provision { progress: event });
+        let failed = self
+            .announced
+            .as_ref()
+            .is_some_and(|a| a.0 == ServiceState::Failed);
+        if let Some(reason) = reason
+            && !failed
+        {
+            self.set_state(ServiceState::Starting, Some(reason));
+        }
     }
 
     fn spawn(
@@ -454,9 +603,9 @@ impl<D: Driver> Core<D> {
             Err(e) => return End::Broken(e),
         };
         self.publish_endpoint(&r);
-        let binary = match self.locate_binary(&r) {
+        let binary = match self.server_binary(&r, rx).await {
             Ok(b) => b,
-            Err(e) => return End::Broken(e),
+            Err(end) => return end,
         };
         if let Err(e) = ensure_dir(&r.services_dir, PRIVATE_DIR_MODE) {
             return End::Broken(format!("cannot create {}: {e}", r.services_dir.display()));
@@ -791,6 +940,7 @@ pub(crate) fn child_spec<D: Driver>(
     settings: Arc<Settings>,
     registry: ServiceRegistry,
     bus: EventBus,
+    servers: ProvisionSource,
 ) -> ChildSpec {
     let svc = settings.services.get(D::KIND);
     let timeout = svc.stop_timeout * 2 + ACTOR_STOP_MARGIN;
@@ -803,6 +953,7 @@ pub(crate) fn child_spec<D: Driver>(
             settings.clone(),
             registry.clone(),
             bus.clone(),
+            servers.clone(),
         );
         let actor = ServiceActor {
             core: Some((core, rx)),

@@ -330,6 +330,8 @@ pub fn supervisor_spec(
     if enabled.is_empty() {
         return None;
     }
+    // One provisioner for all three (it serialises installs per service).
+    let servers = crate::provision::ProvisionSource::new(settings.clone());
     let mut spec = SupervisorSpec::new("services", Strategy::OneForOne)
         .intensity(settings.supervisor.intensity());
     for kind in enabled {
@@ -339,18 +341,21 @@ pub fn supervisor_spec(
                 settings.clone(),
                 registry.clone(),
                 bus.clone(),
+                servers.clone(),
             ),
             ServiceKind::Mongo => core::child_spec(
                 mongo::Mongo,
                 settings.clone(),
                 registry.clone(),
                 bus.clone(),
+                servers.clone(),
             ),
             ServiceKind::Minio => core::child_spec(
                 minio::Minio,
                 settings.clone(),
                 registry.clone(),
                 bus.clone(),
+                servers.clone(),
             ),
         };
         spec = spec.child(child);

@@ -19,9 +19,8 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::time::Instant;
@@ -210,19 +209,8 @@ pub fn find_binary(program: &str, path: Option<&str>) -> Option<PathBuf> {
         .find(|p| executable(p))
 }
 
-/// Describes how a process ended ("exited with code 1", "killed by SIGKILL").
-pub fn describe_exit(status: ExitStatus) -> String {
-    if let Some(code) = status.code() {
-        return format!("exited with code {code}");
-    }
-    match status.signal() {
-        Some(sig) => match Signal::try_from(sig) {
-            Ok(s) => format!("killed by {s}"),
-            Err(_) => format!("killed by signal {sig}"),
-        },
-        None => "ended".to_owned(),
-    }
-}
+/// How a process ended ("exited with code 1", "killed by SIGKILL").
+pub use crate::host::proc::describe_exit;
 
 /// Replaces every secret in `text` with `***`.
 pub fn mask(text: &str, secrets: &[String]) -> String {
@@ -461,6 +449,8 @@ fn die_with_parent(cmd: &mut tokio::process::Command) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::ExitStatus;
 
     #[test]
     fn binaries_are_found_like_execvp() {

@@ -13,10 +13,30 @@ use actix::prelude::*;
 use otp::supervisor::StopChild;
 use otp::{ExitReason, ExitSlot, SupervisorEvent};
 use serde::Serialize;
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 use std::sync::Arc;
 use volt_protocol::ClusterStatus;
 use volt_protocol::heartbeat::{LIFECYCLE_COMMAND, LifecyclePayload};
+use volt_protocol::register::Extensions;
+
+/// The extensions the server announced at the registration the daemon is
+/// on (none for the VOLT server). The status actor sets it from the
+/// `registered` event; lifecycle reports read it, so a reference server
+/// only ever gets reference shapes. Cheap to clone (one thread).
+#[derive(Debug, Clone, Default)]
+pub struct Announced(Rc<Cell<Extensions>>);
+
+impl Announced {
+    pub fn get(&self) -> Extensions {
+        self.0.get()
+    }
+
+    fn set(&self, e: Extensions) {
+        self.0.set(e);
+    }
+}
 
 /// Whether this host can run voltd's duties (metrics need `/proc`).
 pub fn os_support() -> Result<(), String> {
@@ -81,6 +101,7 @@ pub struct StatusActor {
     handle: Handle<GetSnapshot>,
     bus: EventBus,
     exit: ExitSlot,
+    announced: Announced,
     reporting: bool,
     /// A target whose report failed; not retried until something changes.
     failed_target: Option<ClusterStatus>,
@@ -105,6 +126,8 @@ pub struct StatusWiring {
     /// Bound to the actor on start (snapshots for `voltd status`).
     pub snapshots: Handle<GetSnapshot>,
     pub bus: EventBus,
+    /// Set from each registration's announcement.
+    pub announced: Announced,
 }
 
 impl StatusActor {
@@ -125,6 +148,7 @@ impl StatusActor {
             handle: wiring.snapshots,
             bus: wiring.bus,
             exit,
+            announced: wiring.announced,
             reporting: false,
             failed_target: None,
             last_seq: 0,
@@ -146,8 +170,14 @@ impl StatusActor {
         }
         self.last_seq = record.seq;
         match &record.event {
-            Event::Registered { .. } => self.registered_since = Some(record.at.clone()),
-            Event::SocketDisconnected { .. } => self.registered_since = None,
+            Event::Registered { extensions, .. } => {
+                self.registered_since = Some(record.at.clone());
+                self.announced.set(*extensions);
+            }
+            Event::SocketDisconnected { .. } => {
+                self.registered_since = None;
+                self.announced.set(Extensions::none());
+            }
             Event::HeartbeatOk {
                 latency_ms,
                 server_status,
@@ -211,6 +241,7 @@ impl StatusActor {
         self.reporting = true;
         let installed_version = self.settings.installed_version.to_string();
         let bus = self.bus.clone();
+        let extensions = self.announced.get();
         ctx.spawn(
             async move {
                 let mut last = None;
@@ -222,10 +253,7 @@ impl StatusActor {
                         installed_version: Some(installed_version.clone()),
                         reason: if step == target { reason.clone() } else { None },
                     };
-                    let payload = match serde_json::to_value(&payload) {
-                        Ok(p) => p,
-                        Err(e) => return Err(e.to_string()),
-                    };
+                    let payload = payload.to_wire(&extensions);
                     let result = outbox
                         .command(SendCommand::new(LIFECYCLE_COMMAND, payload))
                         .await
@@ -242,7 +270,7 @@ impl StatusActor {
                     });
                     last = server_status;
                 }
-                Ok(last)
+                Ok::<_, String>(last)
             }
             .into_actor(self)
             .map(move |result, act, ctx| {

@@ -10,7 +10,7 @@
 //! | rule | status |
 //! |---|---|
 //! | a runtime action is in progress / failed | `deleting`, `delete-failed`, `updating`, `update-failed` |
-//! | the host cannot run voltd | `operating-system-not-supported` |
+//! | the host cannot run voltd, or an expected service's server (no artifact for this platform) | `operating-system-not-supported` |
 //! | no credentials yet | `waiting-for-connection` |
 //! | an expected managed service failed | `dependency-installation-failed` (reason names it) |
 //! | the expected services were never all healthy | `preparing-environment` |
@@ -57,6 +57,9 @@ pub struct StatusMachine {
     registered: bool,
     ever_registered: bool,
     os_supported: Result<(), String>,
+    /// Services whose server this host cannot get (`service-unsupported`),
+    /// until they reach another state than `failed`.
+    unsupported: BTreeMap<ServiceKind, String>,
     expected_services: Vec<ServiceKind>,
     services: BTreeMap<ServiceKind, ServiceFact>,
     environment_ready_once: bool,
@@ -76,6 +79,7 @@ impl StatusMachine {
             registered: false,
             ever_registered: false,
             os_supported,
+            unsupported: BTreeMap::new(),
             environment_ready_once: expected_services.is_empty(),
             expected_services,
             services: BTreeMap::new(),
@@ -121,6 +125,12 @@ impl StatusMachine {
         }
         if let Err(reason) = &self.os_supported {
             return (OperatingSystemNotSupported, Some(reason.clone()));
+        }
+        if let Some((name, reason)) = self.unsupported.iter().next() {
+            return (
+                OperatingSystemNotSupported,
+                Some(format!("{name}: {reason}")),
+            );
         }
         if !self.credentials {
             return (WaitingForConnection, None);
@@ -191,6 +201,9 @@ impl StatusMachine {
                 state,
                 reason,
             } => {
+                if *state != ServiceState::Failed {
+                    self.unsupported.remove(service);
+                }
                 self.services.insert(
                     *service,
                     ServiceFact {
@@ -201,6 +214,9 @@ impl StatusMachine {
                 if self.all_services_healthy() {
                     self.environment_ready_once = true;
                 }
+            }
+            Event::ServiceUnsupported { service, reason } => {
+                self.unsupported.insert(*service, reason.clone());
             }
             Event::RuntimeAction {
                 action,
@@ -317,6 +333,7 @@ mod tests {
         Event::Registered {
             cluster_id: "c".into(),
             connection: 1,
+            extensions: Default::default(),
         }
     }
 
@@ -396,6 +413,37 @@ mod tests {
         );
         m.observe(&service(Redis, ServiceState::Starting));
         assert_eq!(m.status().0, PreparingEnvironment);
+    }
+
+    #[test]
+    fn a_service_this_platform_cannot_get_means_operating_system_not_supported_until_it_runs() {
+        let mut m = StatusMachine::new(vec![Mongo], Ok(()));
+        m.observe(&creds());
+        m.observe(&registered());
+        m.observe(&Event::ServiceUnsupported {
+            service: Mongo,
+            reason: "resolve: no mongo server is installed and the catalogue has no artifact for linux/riscv64".into(),
+        });
+        let (status, reason) = m.status();
+        assert_eq!(status, OperatingSystemNotSupported);
+        assert!(
+            reason
+                .unwrap()
+                .starts_with("mongo: resolve: no mongo server")
+        );
+        // Its `failed` state (the retry) does not turn it into a dependency
+        // failure; the report path from connected goes through disconnected.
+        m.observe(&service(Mongo, ServiceState::Failed));
+        assert_eq!(m.status().0, OperatingSystemNotSupported);
+        assert_eq!(
+            m.report_target().map(|t| t.0),
+            Some(OperatingSystemNotSupported)
+        );
+        // Someone installed mongod: the service starts, the rule is gone.
+        m.observe(&service(Mongo, ServiceState::Starting));
+        assert_eq!(m.status().0, PreparingEnvironment);
+        m.observe(&service(Mongo, ServiceState::Healthy));
+        assert_eq!(m.status().0, Connected);
     }
 
     #[test]

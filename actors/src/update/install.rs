@@ -23,7 +23,8 @@ use std::path::{Path, PathBuf};
 use volt_protocol::release::validate_version;
 
 /// Where install.sh puts releases.
-pub const DEFAULT_INSTALL_DIR: &str = "/opt/voltd";
+/// The `[update] install_dir` default.
+pub const DEFAULT_INSTALL_DIR: &str = crate::config::host::DEFAULT_UPDATE_INSTALL_DIR;
 /// The binary's name inside a release directory.
 pub const BINARY_FILE: &str = "voltd";
 /// The manifest's name inside a release directory.

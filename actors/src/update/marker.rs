@@ -24,10 +24,9 @@ pub const MARKER_FILE: &str = "update.json";
 /// OOM kill while the host was busy), three in a row at start-up is the
 /// release; with `RestartSec=5` that is under half a minute.
 pub const MAX_TRIAL_STARTS: u32 = 3;
-/// How long a release on trial has to register with the server. Below the
-/// reference server's `TEAM_CLUSTER_UPDATE_TIMEOUT_MS` (120 s), so the
-/// restored version's `update-failed` is the server's first news.
-pub const REGISTER_DEADLINE: Duration = Duration::from_secs(90);
+/// How long a release on trial has to register with the server by default
+/// (`[update] register_deadline_secs`; see its constant for the reason).
+pub const REGISTER_DEADLINE: Duration = crate::config::host::DEFAULT_REGISTER_DEADLINE;
 /// After the watchdog asked for a graceful stop, how long before it exits
 /// the process itself (services are stopped within their stop timeouts).
 pub const ROLLBACK_EXIT_GRACE: Duration = Duration::from_secs(60);

@@ -1,6 +1,6 @@
 //! Signed self-update with automatic rollback.
 //!
-//! `runtime.update {targetVersion}` (wired in phase 2) runs, in order:
+//! `runtime.update {targetVersion}` (`status/lifecycle.rs`) runs, in order:
 //!
 //! 1. **fetch** `<channel>/voltd/<version>/<os>/<arch>/manifest.json` (the
 //!    channel defaults to the server's `/downloads`), capped at
@@ -10,9 +10,12 @@
 //!    the unit's `ProtectSystem=strict`), and that it names exactly the
 //!    requested version and this platform;
 //! 3. **download** `…/voltd` into a staging directory beside the releases
-//!    (same filesystem, so the final rename is atomic), hashing as it goes:
-//!    more bytes than the signed size are refused at once, fewer are a
-//!    truncated download, a different SHA-256 is refused ([`download`]);
+//!    (same filesystem, so the final rename is atomic) with the shared
+//!    downloader (`host/download.rs`: resume, idle timeout, SHA-256): a
+//!    `Content-Length` other than the signed size is refused at once, more
+//!    bytes than signed are refused, fewer are a truncated download, a
+//!    different SHA-256 is refused, and nothing unverified is ever at the
+//!    binary's path;
 //! 4. **self-check**: run `<new binary> self-check --config <config>`
 //!    (argument vector, no shell) with a timeout: it must start, read this
 //!    host's config and state and exit 0 ([`selfcheck`]);
@@ -51,19 +54,13 @@
 //!
 //! Without systemd, another supervisor must run `voltd update-guard` before
 //! each start to get crash counting; the in-process watchdog works anyway.
-//!
-//! # Download helper
-//!
-//! [`download`] is a deliberately minimal streaming GET with size cap and
-//! SHA-256. The provisioning work (issue 8 item 1) brings a downloader with
-//! resume at `host/download.rs`; the two should be merged there.
 
-pub mod download;
 pub mod hook;
 pub mod install;
 pub mod marker;
 pub mod selfcheck;
 
+use crate::host::download::{DownloadError, DownloadRequest, Downloader, Sha256Digest, redact_url};
 use install::InstallLayout;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -73,12 +70,12 @@ use volt_protocol::release::{
 
 /// Where the installer pins the release key (base64 of the raw ed25519
 /// key, one line). Root-owned: the daemon can read it, never change it.
-pub const DEFAULT_KEY_FILE: &str = "/etc/voltd/release-key.pub";
+/// The `[update] key_file` default.
+pub const DEFAULT_KEY_FILE: &str = crate::config::host::DEFAULT_RELEASE_KEY_FILE;
 /// The path below the cloud URL that is the default release channel.
-pub const DEFAULT_CHANNEL_PATH: &str = "/downloads";
-/// How long a whole binary download may take: a 50 MB release over a slow
-/// 1 Mbit/s link, with margin.
-pub const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+pub const DEFAULT_CHANNEL_PATH: &str = crate::config::host::DEFAULT_CHANNEL_PATH;
+/// Mode of an installed release binary.
+const BINARY_MODE: u32 = 0o755;
 
 /// Why an update did not happen. [`UpdateError::code`] is stable; the
 /// `update-failed` reason is [`UpdateError::reason`].
@@ -129,6 +126,50 @@ impl UpdateError {
     /// `<code>: <message>`: the `update-failed` reason.
     pub fn reason(&self) -> String {
         format!("{}: {self}", self.code())
+    }
+}
+
+impl From<DownloadError> for UpdateError {
+    fn from(e: DownloadError) -> Self {
+        match e {
+            DownloadError::HttpStatus { url, status } => UpdateError::HttpStatus { url, status },
+            DownloadError::ChecksumMismatch {
+                expected, actual, ..
+            } => UpdateError::ChecksumMismatch {
+                expected: expected.to_string(),
+                got: actual.to_string(),
+            },
+            // The server announced another size than the signed one.
+            DownloadError::SizeMismatch {
+                expected, actual, ..
+            } if actual < expected => UpdateError::Truncated {
+                expected,
+                got: actual,
+            },
+            DownloadError::SizeMismatch { expected, .. } => {
+                UpdateError::TooLarge { limit: expected }
+            }
+            DownloadError::Truncated {
+                received, expected, ..
+            } => UpdateError::Truncated {
+                expected: expected.unwrap_or(received),
+                got: received,
+            },
+            DownloadError::TooLarge { limit, .. } => UpdateError::TooLarge { limit },
+            DownloadError::BadUrl { url, reason } | DownloadError::Network { url, reason } => {
+                UpdateError::Network {
+                    url,
+                    detail: reason,
+                }
+            }
+            DownloadError::Timeout { url, after } => UpdateError::Network {
+                url,
+                detail: format!("no data for {} s", after.as_secs()),
+            },
+            e @ (DownloadError::NoSpace { .. } | DownloadError::Io { .. }) => {
+                UpdateError::Io(e.to_string())
+            }
+        }
     }
 }
 
@@ -193,12 +234,14 @@ impl Staged {
 /// Fetches and verifies the manifest of `version` (steps 1–2).
 pub async fn fetch_manifest(
     cfg: &UpdateConfig,
-    client: &reqwest::Client,
+    downloader: &Downloader,
     version: &str,
 ) -> Result<(VerifiedRelease, Vec<u8>), UpdateError> {
     validate_version(version).map_err(|e| UpdateError::WrongRelease(e.to_string()))?;
     let url = cfg.release_url(version, "manifest.json");
-    let bytes = download::get_capped(client, &url, MAX_MANIFEST_BYTES as u64).await?;
+    let bytes = downloader
+        .get_small(&url, MAX_MANIFEST_BYTES as u64)
+        .await?;
     let manifest =
         ReleaseManifest::parse(&bytes).map_err(|e| UpdateError::InvalidManifest(e.to_string()))?;
     let verified = manifest.verify(&cfg.key).map_err(|e| match e {
@@ -228,10 +271,10 @@ pub async fn fetch_manifest(
 /// running daemon uses is touched; on error the staging directory is gone.
 pub async fn prepare(
     cfg: &UpdateConfig,
-    client: &reqwest::Client,
+    downloader: &Downloader,
     version: &str,
 ) -> Result<Staged, UpdateError> {
-    let (release, manifest_bytes) = fetch_manifest(cfg, client, version).await?;
+    let (release, manifest_bytes) = fetch_manifest(cfg, downloader, version).await?;
     let layout = cfg.layout.clone();
     let staging = tokio::task::spawn_blocking(move || layout.new_staging_dir())
         .await
@@ -239,14 +282,28 @@ pub async fn prepare(
     let result = async {
         let binary = staging.join(install::BINARY_FILE);
         let url = cfg.release_url(version, install::BINARY_FILE);
-        download::fetch_verified(
-            client,
-            &url,
-            &binary,
-            release.info().size(),
-            release.info().sha256(),
-        )
-        .await?;
+        let sha256: Sha256Digest = release.info().sha256().parse().map_err(|e| {
+            UpdateError::InvalidManifest(format!("signed sha256 of {}: {e}", redact_url(&url)))
+        })?;
+        let size = release.info().size();
+        let request = DownloadRequest {
+            url,
+            sha256,
+            expected_size: Some(size),
+            dest: binary.clone(),
+            max_size: size,
+            // A fresh staging directory: nothing to resume from.
+            resume: false,
+        };
+        downloader.fetch(&request, |_| {}).await?;
+        let b = binary.clone();
+        tokio::task::spawn_blocking(move || {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&b, std::fs::Permissions::from_mode(BINARY_MODE))
+                .map_err(|e| UpdateError::Io(format!("cannot chmod {}: {e}", b.display())))
+        })
+        .await
+        .map_err(|e| UpdateError::Io(e.to_string()))??;
         let m = staging.join(install::MANIFEST_FILE);
         let bytes = manifest_bytes.clone();
         tokio::task::spawn_blocking(move || {

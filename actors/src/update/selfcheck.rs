@@ -49,7 +49,8 @@ pub fn check(settings: &Settings) -> Result<Report, String> {
     std::fs::write(&probe, b"ok")
         .and_then(|()| std::fs::remove_file(&probe))
         .map_err(|e| format!("state directory {} is not writable: {e}", dir.display()))?;
-    let creds = crate::cloud::credentials::load(&settings.credentials_file())
+    let creds = crate::cloud::credentials::CredentialStore::detect()
+        .peek(&settings.credentials_file())
         .map_err(|e| format!("stored credentials: {e}"))?;
     let manifest = crate::cloud::credentials::load_manifest(&settings.manifest_file())
         .map_err(|e| format!("stored install manifest: {e}"))?;

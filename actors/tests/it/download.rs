@@ -1,9 +1,9 @@
 //! The shared downloader (`host::download`) against a real local HTTP
 //! server: verification, resume with `Range`, the typed failures.
 
-use crate::mirror::{Mirror, Serve};
 use std::path::Path;
 use std::time::Duration;
+use testkit::mirror::{Mirror, Serve};
 use voltd_actors::host::download::{
     DownloadError, DownloadEvent, DownloadOptions, DownloadRequest, Downloader, Sha256Digest,
 };

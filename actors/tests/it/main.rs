@@ -7,7 +7,6 @@ mod jobs_interop;
 mod jobs_kit;
 mod jobs_pool;
 mod keystore;
-mod mirror;
 mod provision;
 mod services;
 mod ssh_import;

@@ -5,7 +5,6 @@
 //! checks what ends up installed — or, above all, that nothing does.
 
 use crate::download::payload;
-use crate::mirror::{Mirror, Serve};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use otp::ExponentialBackoff;
@@ -13,6 +12,8 @@ use std::ops::ControlFlow;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use testkit::artifacts::*;
+use testkit::mirror::{Mirror, Serve};
 use volt_protocol::ClusterStatus;
 use voltd_actors::host::download::{
     DownloadErrorKind, DownloadEvent, DownloadOptions, Downloader, Sha256Digest,
@@ -24,101 +25,6 @@ use voltd_actors::provision::{
     Provisioner, ServiceRequest, ServiceVersion, Step,
 };
 use voltd_actors::services::ServiceKind;
-
-const MONGO_VERSION: &str = "8.0.11";
-const MINIO_VERSION: &str = "RELEASE.2025-02-28T09-55-16Z";
-/// Publisher-style URLs; the catalogue's mirror maps them to the test server.
-const MONGO_URL: &str = "https://fastdl.mongodb.org/linux/voltd-test-mongodb-linux-8.0.11.tgz";
-const MINIO_URL: &str =
-    "https://dl.min.io/server/minio/release/voltd-test/minio.RELEASE.2025-02-28T09-55-16Z";
-
-/// The path of `url` on a mirror rooted at `/deps`.
-fn mirror_path(url: &str) -> String {
-    format!("/deps/{}", url.trim_start_matches("https://"))
-}
-
-/// Where a stand-in would be (not asserted: most tests never start it).
-fn standin(var: &str, under_ci: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| {
-        let home = std::env::var("VOLTD_CI_DIR").unwrap_or_else(|_| {
-            format!(
-                "{}/.cache/voltd-ci",
-                std::env::var("HOME").unwrap_or_default()
-            )
-        });
-        format!("{home}/{under_ci}")
-    })
-}
-
-/// `mongod` that is SecantusDB: mongod's flags translated to secantusd-py's.
-fn mongod_wrapper(version: &str) -> String {
-    let secantus = standin("VOLTD_MONGO_SERVER", "venv/bin/secantusd-py");
-    format!(
-        r#"#!/bin/sh
-# Test stand-in for mongod: runs SecantusDB (a MongoDB-wire server).
-if [ "$1" = --version ]; then
-  echo 'db version v{version}'
-  echo 'Build Info: {{ "version": "{version}" }}'
-  exit 0
-fi
-n=$#
-while [ "$n" -gt 0 ]; do
-  a=$1; shift; n=$((n - 1))
-  case $a in
-    --dbpath) set -- "$@" --storage-path "$1"; shift; n=$((n - 1));;
-    --bind_ip) set -- "$@" --host "$1"; shift; n=$((n - 1));;
-    --port) set -- "$@" --port "$1"; shift; n=$((n - 1));;
-    --auth) set -- "$@" --auth;;
-    *) echo "mongod stand-in: unsupported argument $a" >&2; exit 2;;
-  esac
-done
-exec '{secantus}' --log-level WARNING "$@"
-"#
-    )
-}
-
-/// `minio` that is s3s-fs: `minio server DIR --address HOST:PORT` with the
-/// root credentials in the environment.
-fn minio_wrapper(version: &str) -> String {
-    let s3s = standin("VOLTD_S3_SERVER", "cargo/bin/s3s-fs");
-    format!(
-        r#"#!/bin/sh
-# Test stand-in for minio: runs s3s-fs (an S3 server).
-if [ "$1" = --version ]; then
-  echo 'minio version {version} (commit-id=voltd-test)'
-  echo 'Runtime: stand-in'
-  exit 0
-fi
-[ "$1" = server ] || {{ echo 'usage: minio server DIR --address HOST:PORT' >&2; exit 2; }}
-dir=$2
-[ "$3" = --address ] || {{ echo 'minio stand-in: --address required' >&2; exit 2; }}
-host=${{4%:*}}
-port=${{4##*:}}
-exec '{s3s}' --host "$host" --port "$port" --access-key "$MINIO_ROOT_USER" --secret-key "$MINIO_ROOT_PASSWORD" "$dir"
-"#
-    )
-}
-
-/// A MongoDB-like tarball: one top directory with `bin/mongod` and friends.
-fn mongo_tarball(version: &str) -> Vec<u8> {
-    let top = format!("mongodb-linux-test-{version}");
-    let mut b = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::fast()));
-    let files: [(&str, Vec<u8>, u32); 3] = [
-        ("bin/mongod", mongod_wrapper(version).into_bytes(), 0o755),
-        ("LICENSE-Community.txt", b"test licence".to_vec(), 0o644),
-        ("README", b"test".to_vec(), 0o644),
-    ];
-    for (name, data, mode) in files {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(mode);
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_cksum();
-        b.append_data(&mut h, format!("{top}/{name}"), &data[..])
-            .unwrap();
-    }
-    b.into_inner().unwrap().finish().unwrap()
-}
 
 /// A tarball with a member that climbs out of the install directory.
 fn traversal_tarball() -> Vec<u8> {
@@ -143,40 +49,15 @@ fn traversal_tarball() -> Vec<u8> {
     gz.finish().unwrap()
 }
 
-struct Entry<'a> {
-    service: &'a str,
-    version: &'a str,
-    url: &'a str,
-    sha256: Sha256Digest,
-    tarball: bool,
-}
-
 fn catalogue(mirror: &Mirror, entries: &[Entry<'_>]) -> Catalogue {
-    let mut text = format!(
-        "format = 1\nreplace = true\nmirror = \"{}/deps\"\n",
-        mirror.base
-    );
-    for e in entries {
-        text.push_str(&format!(
-            "\n[[artifact]]\nservice = \"{}\"\nversion = \"{}\"\nos = \"{}\"\narch = \"{}\"\nurl = \"{}\"\nsha256 = \"{}\"\n",
-            e.service,
-            e.version,
-            std::env::consts::OS,
-            std::env::consts::ARCH,
-            e.url,
-            e.sha256
-        ));
-        if e.tarball {
-            text.push_str("layout = \"tar.gz\"\nstrip_components = 1\nentry = \"bin/mongod\"\n");
-        } else {
-            text.push_str(&format!(
-                "layout = \"binary\"\nentry = \"bin/{}\"\n",
-                e.service
-            ));
-        }
-    }
     let mut c = Catalogue::default();
-    c.apply(Overlay::parse(&text, &Origin::File("test-catalogue.toml".into())).unwrap());
+    c.apply(
+        Overlay::parse(
+            &catalogue_toml(mirror, entries),
+            &Origin::File("test-catalogue.toml".into()),
+        )
+        .unwrap(),
+    );
     c
 }
 
@@ -726,8 +607,8 @@ async fn missing_platforms_and_missing_redis_are_reported_as_the_reference_statu
     assert_eq!((ready.found, ready.version), (Found::Configured, None));
 }
 
-/// The provisioned wrappers really start the stand-ins, as phase 2's
-/// service actors will start them.
+/// The provisioned wrappers really start the stand-ins (the daemon-level
+/// tests in `tests/it/provisioning.rs` run them under the service actors).
 #[tokio::test]
 async fn provisioned_wrappers_run_the_stand_ins() {
     testkit::standins::mongo_server();

@@ -237,8 +237,9 @@ async fn a_missing_binary_fails_at_once_and_installing_it_heals_without_a_restar
     let reg = svcs.registry.clone();
 
     let v = wait_state(&reg, "redis", ServiceState::Failed).await;
+    // Provisioning's resolution step names the configured path.
     let expected = format!(
-        "{} not found (install it or set services.redis.command)",
+        "resolve: {} not found; services.redis.command names this path; install the server there, or name just \"redis-server\" to let voltd provision it",
         future_binary.display()
     );
     assert_eq!(v.last_error.as_deref(), Some(expected.as_str()));

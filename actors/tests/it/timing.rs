@@ -131,6 +131,7 @@ fn registered(bus: &EventBus) {
     bus.emit(Event::Registered {
         cluster_id: "c1".into(),
         connection: 1,
+        extensions: Default::default(),
     });
 }
 

@@ -1,4 +1,4 @@
-//! A local HTTP download mirror for the provisioning and downloader tests:
+//! A local HTTP download mirror for the provisioning, downloader and update tests:
 //! serves files by path, honours `Range`, records every request, and can
 //! misbehave on purpose (status codes, bodies that break off, bodies that
 //! stall). Behaviour can be changed while it runs, so a test can "fix the

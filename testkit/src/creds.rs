@@ -1,0 +1,36 @@
+//! Credentials at rest, as a test sees them: sealed with the real
+//! `systemd-creds` where this process can seal (root), a 0600 plain file
+//! otherwise — tests assert whichever this machine does.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use voltd_actors::cloud::credentials::{CredentialStore, StoredCredentials};
+use voltd_actors::config::CREDENTIALS_FILE;
+use voltd_actors::host::keystore::{Keystore, SealKey, sealed_path};
+
+/// Whether voltd seals secrets when run like this test (root with a
+/// working `systemd-creds`).
+pub fn seals_here() -> bool {
+    Keystore::detect(SealKey::Auto).is_sealed()
+}
+
+/// The credentials stored in `state_dir`, asserting how they are kept:
+/// sealed only (no plain file) where [`seals_here`], else a 0600 plain file.
+pub fn stored_credentials(state_dir: &Path) -> StoredCredentials {
+    let plain = state_dir.join(CREDENTIALS_FILE);
+    let sealed = sealed_path(&plain);
+    if seals_here() {
+        assert!(sealed.exists(), "{} missing", sealed.display());
+        assert!(!plain.exists(), "{} is plain text", plain.display());
+    } else {
+        let mode = std::fs::metadata(&plain)
+            .unwrap_or_else(|e| panic!("{}: {e}", plain.display()))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", plain.display());
+    }
+    CredentialStore::detect()
+        .peek(&plain)
+        .expect("stored credentials readable")
+        .expect("credentials stored")
+}
