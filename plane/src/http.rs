@@ -94,6 +94,7 @@ pub(crate) fn router(plane: Arc<Plane>) -> Router {
         .route("/api/clusters/{id}/delete-requests", post(delete_request))
         .route("/api/clusters/{id}/update-requests", post(update_request))
         .merge(crate::remote_http::routes())
+        .merge(crate::job_reports::routes())
         .merge(crate::terminal::routes())
         .merge(crate::releases::routes())
         .merge(crate::installer_http::routes())

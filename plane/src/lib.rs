@@ -111,6 +111,7 @@ mod daemon_commands;
 mod error;
 mod http;
 mod installer_http;
+mod job_reports;
 mod lifecycle;
 mod listener;
 mod manifest;
@@ -126,8 +127,10 @@ mod terminal;
 
 pub use clock::Timestamp;
 pub use credentials::{ServiceAccount, ServiceCredentials};
+pub use daemon_commands::runtime_config;
 pub use error::{DAEMON_REQUEST_FAILED, PlaneError};
 pub use installer_http::{INSTALL_PS1, INSTALL_SH, VOLTD_SERVICE};
+pub use job_reports::{JobEventView, KEPT_JOB_EVENTS};
 pub use plane::{
     ClusterListEntry, ClusterView, CreateClusterRequest, CreatedCluster, DeleteOutcome,
     RegeneratedToken,
@@ -227,6 +230,10 @@ pub struct PlaneConfig {
     /// e.g. `reason` on lifecycle reports). Off, the plane behaves like a
     /// strict reference server: a `reason` key is refused.
     pub announce_extensions: bool,
+    /// What `runtime.config.get` answers (queue concurrency, role);
+    /// `None` plays a server that does not know the command (404
+    /// `Unknown daemon server command`). Default: [`runtime_config`].
+    pub runtime_config: Option<serde_json::Value>,
 }
 
 impl Default for PlaneConfig {
@@ -245,6 +252,7 @@ impl Default for PlaneConfig {
             session_buffer_limit: DEFAULT_SESSION_BUFFER_LIMIT,
             releases_dir: None,
             announce_extensions: true,
+            runtime_config: Some(runtime_config()),
         }
     }
 }
@@ -503,6 +511,12 @@ impl PlaneHandle {
         self.plane
             .attach_session(cluster_id, &terminal::host_terminal(None))
             .await
+    }
+
+    /// The job status events cluster `id`'s daemon sent, oldest first
+    /// (the last [`KEPT_JOB_EVENTS`]).
+    pub fn job_events(&self, id: &str) -> Option<Vec<JobEventView>> {
+        self.plane.job_events(id)
     }
 
     /// A snapshot of one cluster.

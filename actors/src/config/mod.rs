@@ -26,6 +26,7 @@
 //! Depends only on `api::vocab`, `otp` and `volt_protocol`: services,
 //! cloud, status and remote read it, never the other way round.
 
+pub mod jobs;
 pub mod keys;
 pub mod layer;
 pub mod sections;
@@ -36,6 +37,7 @@ pub mod values;
 #[cfg(test)]
 mod tests;
 
+pub use jobs::JobsSettings;
 pub use layer::{ConfigError, Env, Flags, Loaded, default_state_dir, load, locate, process_env};
 pub use sections::{
     HostFilesSettings, HostRoot, InstallSettings, SocketSettings, SupervisorSettings,
@@ -139,6 +141,8 @@ pub struct Settings {
     pub services: ServicesSettings,
     /// The host file explorer (`host-files` target).
     pub host_files: HostFilesSettings,
+    /// The job queues' workers.
+    pub jobs: JobsSettings,
 }
 
 impl Settings {
@@ -165,6 +169,7 @@ impl Settings {
             terminal: TerminalSettings::default(),
             services: ServicesSettings::disabled(),
             host_files: HostFilesSettings::default(),
+            jobs: JobsSettings::default(),
         }
     }
 
@@ -186,6 +191,7 @@ impl Settings {
         self.socket.try_reconnect()?;
         self.supervisor.try_intensity()?;
         self.terminal.validate()?;
+        self.jobs.validate()?;
         self.services.validate()
     }
 

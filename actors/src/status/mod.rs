@@ -22,6 +22,6 @@ pub mod lifecycle;
 pub mod machine;
 
 pub use actor::{
-    GetSnapshot, HeartbeatView, StatusActor, StatusSnapshot, StatusWiring, os_support,
+    GetSnapshot, HeartbeatView, JobsView, StatusActor, StatusSnapshot, StatusWiring, os_support,
 };
 pub use machine::{ChildView, ServiceFact, StatusMachine};
