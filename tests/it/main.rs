@@ -9,6 +9,8 @@ mod control_channel;
 mod explorer;
 mod install;
 mod interop;
+mod jobs;
+mod jobs_binary;
 mod journey;
 mod provision_cli;
 mod runtime_actions;
