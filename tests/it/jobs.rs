@@ -599,3 +599,66 @@ async fn queued_jobs_survive_a_restart_of_the_managed_redis() {
     assert_eq!(waiting(&f).await, Some(4));
     f.stop().await;
 }
+
+#[actix_rt::test]
+async fn a_dispatched_artifact_upload_is_reported_queued() {
+    let f = Fixture::start_with(queues_only).await;
+    wait_worker(&f.daemon, "artifact_upload", "no worker").await;
+    request(
+        &f.plane,
+        &f.id,
+        "queue.dispatch",
+        json!({"queueName": "artifact_upload", "payload": {
+            "jobId": "up-1", "teamId": "team-1", "trajectoryId": "traj-1", "analysisId": "a-1"}}),
+    )
+    .await;
+    let queued = wait_job_event(&f.plane, &f.id, "up-1", "queued").await;
+    assert_eq!(queued.kind, "artifact-upload-job-status");
+    assert_eq!(queued.fields["analysisId"], "a-1");
+    // Nothing runs it here: it stays waiting, and says so.
+    let upload = availability(&f.daemon, "artifact_upload").await.unwrap();
+    assert_eq!(upload["worker"], "no worker");
+    eventually(WITHIN, "one artifact upload waiting", async || {
+        availability(&f.daemon, "artifact_upload")
+            .await
+            .filter(|a| a["waiting"] == 1)
+    })
+    .await;
+    f.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_stopping_daemon_puts_its_running_job_back_and_runs_it_when_back() {
+    let plane = plane().await;
+    let created = cluster(&plane).await;
+    let id = created.team_cluster.id.clone();
+    let state = tempfile::tempdir().unwrap();
+    let mut s = settings(&plane.base_url(), &created, state.path());
+    queues_only(&mut s);
+
+    let first = start_daemon(s.clone());
+    let (held, _never) = Gate::new();
+    first.register_executor(QueueName::TrajectoryRasterization, Arc::new(held.clone()));
+    wait_connected(&plane, &id).await;
+    wait_worker(&first, "trajectory_rasterization", "gate").await;
+    request(&plane, &id, "queue.dispatch", raster_job("back-1")).await;
+    eventually(WITHIN, "the job running", async || held.running() == 1).await;
+    first.shutdown(otp::ExitCode::Stopped, "test");
+    assert_eq!(first.wait().await, otp::ExitCode::Stopped);
+    assert_eq!(held.running(), 0, "interrupted");
+
+    // Back (same state, same Redis data): the job runs again, to the end.
+    let second = start_daemon(s);
+    let (open, release) = Gate::new();
+    release.send_replace(true);
+    second.register_executor(QueueName::TrajectoryRasterization, Arc::new(open));
+    wait_job_event(&plane, &id, "back-1", "completed").await;
+    assert_eq!(
+        statuses(&events_of(&plane, &id, "back-1")),
+        ["running", "running", "completed"],
+        "interrupted, not failed"
+    );
+    second.shutdown(otp::ExitCode::Stopped, "test");
+    second.wait().await;
+    plane.shutdown().await;
+}

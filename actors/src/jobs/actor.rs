@@ -221,6 +221,11 @@ impl JobsActor {
             .into_actor(self)
             .map(|result, act, ctx| match result {
                 Ok(engine) => {
+                    // What changed while it was opening (a concurrency
+                    // applied, the server's answer) holds too.
+                    engine
+                        .apply_concurrency(act.concurrency.iter().map(|(k, n)| (*k, *n)).collect());
+                    engine.set_paused(!act.compute);
                     act.engine = EngineState::Running(engine);
                     act.unavailable_reported = false;
                     act.start_pools(ctx);
@@ -453,9 +458,10 @@ impl JobsActor {
 
     fn on_bus(&mut self, event: &Event, ctx: &mut Context<Self>) {
         match event {
-            Event::ServiceState { service, .. }
-                if matches!(service, ServiceKind::Redis | ServiceKind::Minio) =>
-            {
+            Event::ServiceState {
+                service: ServiceKind::Redis | ServiceKind::Minio,
+                ..
+            } => {
                 self.try_start(ctx);
                 self.start_pools(ctx);
             }

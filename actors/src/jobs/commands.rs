@@ -133,6 +133,16 @@ struct DispatchIn {
 
 /// `queue.dispatch`: enqueue and write the `queued` record.
 pub async fn dispatch(queues: &JobQueues, payload: &Value) -> Result<Value, CommandError> {
+    dispatch_job(queues, payload).await?;
+    Ok(json!({ "queued": true }))
+}
+
+/// [`dispatch`], returning the enqueued job (its id, queue and payload)
+/// for the `queued` job event.
+pub async fn dispatch_job(
+    queues: &JobQueues,
+    payload: &Value,
+) -> Result<(String, super::names::QueueName, Value), CommandError> {
     let req: DispatchIn = parse("queue.dispatch", payload)?;
     let d = Dispatch::new(&req.queue_name, req.payload.unwrap_or_else(|| json!({})))?;
     let job_id = queues.dispatch(&d).await?;
@@ -146,7 +156,7 @@ pub async fn dispatch(queues: &JobQueues, payload: &Value) -> Result<Value, Comm
             |_| {},
         )
         .await?;
-    Ok(json!({ "queued": true }))
+    Ok((job_id, queue, d.payload))
 }
 
 #[derive(Deserialize)]

@@ -16,10 +16,12 @@
 //! their guard drops).
 
 use super::commands::{self, CommandError};
+use super::events::JobStatusEvent;
 use super::executor::Executor;
 use super::names::{ConcurrencyKey, QueueName};
 use super::pool::{Availability, JobEvent, PoolSettings, Pools};
 use super::queue::{JobQueues, QueueError, RedisTarget};
+use super::status::JobStatus;
 use crate::api::jobs::{JobsCommand, JobsFailure};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -247,7 +249,7 @@ async fn serve(
             return None;
         }
     };
-    let pools = Arc::new(Pools::new(queues.clone(), Some(events)));
+    let pools = Arc::new(Pools::new(queues.clone(), Some(events.clone())));
     let mut concurrency = settings.concurrency.clone();
     let mut paused = settings.paused;
     if ready.send(Ok(())).is_err() {
@@ -289,6 +291,29 @@ async fn serve(
                     }
                     Err(refusal) => refusal,
                 }));
+            }
+            Call::Command {
+                command: JobsCommand::Dispatch,
+                payload,
+                reply,
+            } => {
+                let (q, events) = (queues.clone(), events.clone());
+                tokio::spawn(async move {
+                    let result = commands::dispatch_job(&q, &payload).await;
+                    if let Ok((job_id, queue, body)) = &result {
+                        // Only `artifact-upload-job-status` knows `queued`.
+                        for ev in
+                            JobStatusEvent::for_job(*queue, job_id, body, JobStatus::Queued, None)
+                        {
+                            let _ = events.send(JobEvent::Wire(ev));
+                        }
+                    }
+                    let _ = reply.send(
+                        result
+                            .map(|_| serde_json::json!({ "queued": true }))
+                            .map_err(failure),
+                    );
+                });
             }
             Call::Command {
                 command,
