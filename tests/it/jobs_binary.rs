@@ -178,6 +178,24 @@ async fn voltd_killed_mid_import_finishes_it_after_restart_with_no_file_twice() 
 
     let mut first = run(&config, &dir.path().join("first.log"));
     let servers = wait_ready(&config).await;
+    // `voltd status` shows the workers, one line per queue.
+    let out = Command::new(voltd_bin())
+        .arg("--config")
+        .arg(&config)
+        .arg("status")
+        .env_remove("VOLTD_CONFIG")
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = |queue: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(queue))
+            .unwrap_or_else(|| panic!("no {queue} line in:\n{text}"))
+            .to_owned()
+    };
+    assert!(line("ssh_import").contains("ssh-import  busy 0/1"), "{text}");
+    assert!(line("analysis_processing").contains("no worker"), "{text}");
     let (_, queued) = plane
         .request(
             &id,
