@@ -517,6 +517,9 @@ pub fn render_status(s: &Value) -> String {
             out.push('\n');
         }
     }
+    if let Some(jobs) = s["jobs"].as_object() {
+        out.push_str(&render_jobs(jobs));
+    }
     if let Some(children) = s["children"].as_object() {
         out.push_str("actors\n");
         for (name, v) in children {
@@ -532,6 +535,47 @@ pub fn render_status(s: &Value) -> String {
             out.push_str(&line);
             out.push('\n');
         }
+    }
+    out
+}
+
+/// The `jobs` part of a status snapshot: where the concurrency came from,
+/// then one line per queue (its worker, or "no worker").
+fn render_jobs(jobs: &serde_json::Map<String, Value>) -> String {
+    let source = match jobs.get("source").and_then(Value::as_str) {
+        Some("server") => "concurrency from the server",
+        Some("config") => {
+            "concurrency from the config (the server does not know runtime.config.get)"
+        }
+        _ => "concurrency from the config until the server answers",
+    };
+    let role = jobs
+        .get("role")
+        .and_then(Value::as_str)
+        .map(|r| format!(", role {r}"))
+        .unwrap_or_default();
+    let mut out = format!("jobs       {source}{role}\n");
+    for q in jobs
+        .get("queues")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let name = q["queue"].as_str().unwrap_or("?");
+        let worker = q["worker"].as_str().unwrap_or("?");
+        let mut line = format!("  {name:<28} {worker:<11}");
+        if q["concurrency"].as_u64().unwrap_or(0) > 0 {
+            line.push_str(&format!(" busy {}/{} ·", q["busy"], q["concurrency"]));
+        }
+        line.push_str(&format!(
+            " waiting {} · failed last hour {}",
+            q["waiting"], q["failedLastHour"]
+        ));
+        if q["paused"] == Value::Bool(true) {
+            line.push_str(" · paused");
+        }
+        out.push_str(&line);
+        out.push('\n');
     }
     out
 }
@@ -636,6 +680,33 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("heartbeat       running  restarts 1"), "{out}");
+    }
+
+    #[test]
+    fn status_renders_worker_availability() {
+        let s = json!({
+            "jobs": {"source": "server", "role": "cluster", "queues": [
+                {"queue": "ssh_import", "worker": "ssh-import", "concurrency": 2, "busy": 1,
+                 "waiting": 3, "failedLastHour": 0, "paused": false},
+                {"queue": "analysis_processing", "worker": "no worker", "concurrency": 0, "busy": 0,
+                 "waiting": 5, "failedLastHour": 1, "paused": false}
+            ]}
+        });
+        let out = render_status(&s);
+        assert!(
+            out.contains("jobs       concurrency from the server, role cluster"),
+            "{out}"
+        );
+        assert!(
+            out.contains("  ssh_import                   ssh-import  busy 1/2 · waiting 3 · failed last hour 0"),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "  analysis_processing          no worker   waiting 5 · failed last hour 1"
+            ),
+            "{out}"
+        );
     }
 
     #[test]

@@ -37,7 +37,7 @@ impl Executor for Noop {
 async fn dispatch_throughput(jobs: usize, concurrency: usize) -> f64 {
     let redis = Redis::start().await;
     let queues = JobQueues::connect(redis.target()).await.unwrap();
-    let mut pools = Pools::new(queues.clone(), None);
+    let pools = Pools::new(queues.clone(), None);
     pools
         .start(
             QueueName::PluginWarmup,

@@ -12,6 +12,7 @@
 //! │   ├── redis           redis-server: run, probe, bootstrap, restart
 //! │   ├── mongo           mongod: provision, run, probe, bootstrap, restart
 //! │   └── minio           minio server: run, probe, buckets, restart
+//! ├── jobs            job queues and worker pools (once Redis is healthy)
 //! └── cloud (rest_for_one)
 //!     ├── enrollment      credentials (transient: ends when done)
 //!     ├── dispatcher      reverse-channel dispatch, outbound commands
@@ -32,7 +33,9 @@
 //! | `Handle<GetSnapshot>` | status | admin, `runtime.status` |
 //! | `Handle<Attach>`, `Handle<ListSessions>` | sessions | `session.attach`; tests |
 //! | `Handle<Shutdown>` | root supervisor | lifecycle (`runtime.uninstall/update/restart`) |
-//! | `ServiceRegistry` | service actors | status, handlers, lifecycle |
+//! | `ServiceRegistry` | service actors | status, handlers, lifecycle, jobs |
+//! | `Handle<JobsCall>` | jobs | `queue.dispatch`, `jobs.*` handlers |
+//! | `ExecutorRegistry` | embedder (`register_executor`) | jobs |
 //! | `Announced` | status (from `registered`) | status and lifecycle reports |
 //!
 //! Start-up ([`start`]) also settles updates: the running release's version
@@ -45,9 +48,13 @@
 //! takes the heartbeat along; nothing there restarts monitoring or status.
 //! Sessions come last: a socket or dispatcher restart ends them, which is
 //! right since sessions end when the control socket drops anyway.
+//!
+//! `jobs` starts after the services and stops before them (its running
+//! jobs go back to waiting in Redis before Redis stops), and after the
+//! cloud subtree has stopped (no new commands).
 
 use crate::admin::Admin;
-use crate::api::{CredentialsCell, Handle, Outbox, Reply, Router, SocketEvent};
+use crate::api::{CredentialsCell, Handle, JobsCall, Outbox, Reply, Router, SocketEvent};
 use crate::cloud::control_socket::ControlSocket;
 use crate::cloud::credentials::UNINSTALLED_MARKER;
 use crate::cloud::dispatch::{DispatchSettings, Dispatcher};
@@ -59,6 +66,7 @@ use crate::config::Settings;
 use crate::events::EventBus;
 use crate::host::monitoring::{Monitoring, Sample};
 use crate::host::notify::Notifier;
+use crate::jobs::{Executor, ExecutorRegistry, JobsActor, JobsWiring, QueueName};
 use crate::remote::terminal::{Attach, ListSessions, Sessions, TerminalWiring};
 use crate::remote::{self, ExtensionRegistry, HandlerContext};
 use crate::services::ServiceRegistry;
@@ -90,6 +98,8 @@ pub struct Wiring {
     pub snapshots: Handle<GetSnapshot>,
     pub attach: Handle<Attach>,
     pub sessions: Handle<ListSessions>,
+    pub jobs: Handle<JobsCall>,
+    pub executors: ExecutorRegistry,
     pub root: Handle<Shutdown>,
     pub announced: Announced,
 }
@@ -108,6 +118,8 @@ impl Wiring {
             snapshots: Handle::new("the status machine"),
             attach: Handle::new("terminal sessions"),
             sessions: Handle::new("terminal sessions"),
+            jobs: Handle::new("the job queues"),
+            executors: ExecutorRegistry::default(),
             root: Handle::new("the root supervisor"),
             announced: Announced::default(),
         }
@@ -158,6 +170,7 @@ pub fn build(
         services: w.services.clone(),
         status: w.snapshots.clone(),
         terminal: w.attach.clone(),
+        jobs: w.jobs.clone(),
         lifecycle,
         extensions: w.extensions.clone(),
     }));
@@ -281,7 +294,20 @@ pub fn build(
         Some(services) => root.child(services),
         None => root,
     };
-    Ok(root.child(cloud.into_child(Restart::Permanent)))
+    let (s, w4) = (settings.clone(), w.clone());
+    let jobs = ChildSpec::new("jobs", Restart::Permanent, move |env| {
+        let wiring = JobsWiring {
+            outbox: w4.outbox.clone(),
+            credentials: w4.credentials.clone(),
+            services: w4.services.clone(),
+            calls: w4.jobs.clone(),
+            executors: w4.executors.clone(),
+            bus: w4.bus.clone(),
+        };
+        Ok(spawn_actor(JobsActor::new(s.clone(), wiring, env.exit.clone())).1)
+    })
+    .shutdown_timeout(crate::jobs::actor::SHUTDOWN_TIMEOUT);
+    Ok(root.child(jobs).child(cloud.into_child(Restart::Permanent)))
 }
 
 /// A running daemon (in this process's actix system).
@@ -304,6 +330,14 @@ impl DaemonHandle {
         Fut: std::future::Future<Output = Reply> + 'static,
     {
         self.wiring.extensions.register(command, handler);
+    }
+
+    /// Runs `executor` for the jobs of `queue` (one per queue; for a queue
+    /// voltd has no executor for, or to replace the built-in one). Takes
+    /// effect when the job queues open, or within `jobs::actor::REFRESH`
+    /// if they are open already.
+    pub fn register_executor(&self, queue: QueueName, executor: std::sync::Arc<dyn Executor>) {
+        self.wiring.executors.register(queue, executor);
     }
 
     /// The managed services' registry (states, clients).

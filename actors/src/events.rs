@@ -8,13 +8,18 @@
 //! carries everything except captured service output; `log` carries
 //! everything.
 
+use crate::api::jobs::ConfigSource;
 use crate::api::vocab::{
     ActionStage, CredentialOrigin, OutputStream, RuntimeAction, ServiceKind, ServiceState,
 };
+use crate::jobs::names::QueueName;
+use crate::jobs::pool::Availability;
+use crate::jobs::status::JobStatus;
 use crate::provision::ProvisionEvent;
 use futures_util::Stream;
 use otp::SupervisorEvent;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -118,6 +123,35 @@ pub enum Event {
     /// A host terminal session ended (`reason`: exited with code N,
     /// detached, idle timeout, control socket disconnected, …).
     SessionClosed { session_id: String, reason: String },
+    /// The workers' concurrency (per `queueConcurrency` key) and role were
+    /// settled at registration.
+    JobsConfigured {
+        source: ConfigSource,
+        concurrency: BTreeMap<String, usize>,
+        /// The server's `roleConfig.effectiveRole`, when it sent one.
+        role: Option<String>,
+        /// Whether the workers take jobs (the role has compute and is not
+        /// draining it).
+        compute: bool,
+    },
+    /// The job queues cannot be opened (Redis unreachable); retried.
+    JobQueuesUnavailable { error: String },
+    /// Worker availability of every queue (sent when it changes).
+    WorkerAvailability { queues: Vec<Availability> },
+    /// A job attempt started on this cluster.
+    JobStarted {
+        queue: QueueName,
+        job_id: String,
+        attempt: u32,
+    },
+    /// A job attempt ended: `completed`, `failed`, or `queued` when it
+    /// runs again (a retry, or voltd stopping).
+    JobFinished {
+        queue: QueueName,
+        job_id: String,
+        status: JobStatus,
+        error: Option<String>,
+    },
     /// What a supervisor did (child started, exited, restarting, gave up,
     /// killed; escalation; shutdown). Serialised as the supervisor event
     /// itself (`{"event":"child-started",…}`).
@@ -222,6 +256,53 @@ impl Event {
             Event::SessionClosed { session_id, reason } => {
                 info!(%session_id, %reason, "Terminal session closed.")
             }
+            Event::JobsConfigured {
+                source,
+                concurrency,
+                role,
+                compute,
+            } => {
+                info!(%source, concurrency = ?concurrency, role = ?role, compute, "Job workers configured.")
+            }
+            Event::JobQueuesUnavailable { error } => {
+                warn!(%error, "Job queues unavailable; retrying.")
+            }
+            Event::WorkerAvailability { queues } => {
+                let summary: Vec<String> = queues
+                    .iter()
+                    .map(|a| {
+                        format!(
+                            "{} {} {}/{} busy {} waiting{}",
+                            a.queue,
+                            a.worker,
+                            a.busy,
+                            a.concurrency,
+                            a.waiting,
+                            if a.paused { " paused" } else { "" }
+                        )
+                    })
+                    .collect();
+                debug!(queues = %summary.join("; "), "Worker availability.")
+            }
+            Event::JobStarted {
+                queue,
+                job_id,
+                attempt,
+            } => info!(%queue, %job_id, attempt, "Job started."),
+            Event::JobFinished {
+                queue,
+                job_id,
+                status,
+                error,
+            } => match status {
+                JobStatus::Failed => {
+                    warn!(%queue, %job_id, error = ?error, "Job failed.")
+                }
+                JobStatus::Queued => {
+                    info!(%queue, %job_id, error = ?error, "Job goes back to waiting.")
+                }
+                _ => info!(%queue, %job_id, "Job completed."),
+            },
         }
     }
 }

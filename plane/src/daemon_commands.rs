@@ -122,10 +122,12 @@ pub(crate) fn handle(plane: &Plane, conn: &DaemonConn, cmd: CommandMessage) {
                 .and_then(|c| store.complete_deletion(&c.team_cluster_id, &c.daemon_password))
                 .map(|()| json!({ "success": true })),
         ),
-        CONFIG_GET_COMMAND => Some(if store.contains(&conn.cluster_id) {
-            Ok(runtime_config())
-        } else {
-            Err(PlaneError::NotFound)
+        CONFIG_GET_COMMAND => plane.cfg.runtime_config.clone().map(|config| {
+            if store.contains(&conn.cluster_id) {
+                Ok(config)
+            } else {
+                Err(PlaneError::NotFound)
+            }
         }),
         HEALTHCHECK_COMMAND => Some(parse::<HealthcheckIn>(&command, payload).and_then(|h| {
             let req = HealthcheckRequest {

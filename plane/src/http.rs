@@ -124,6 +124,7 @@ fn person_routes(plane: Arc<Plane>) -> Router<Arc<Plane>> {
         .route("/api/clusters/{id}/delete-requests", post(delete_request))
         .route("/api/clusters/{id}/update-requests", post(update_request))
         .merge(crate::remote_http::routes())
+        .merge(crate::job_reports::routes())
         .merge(crate::terminal::routes())
         .merge(crate::console::api_routes())
         .merge(crate::console::routes())

@@ -115,6 +115,7 @@ mod events;
 mod history;
 mod http;
 mod installer_http;
+mod job_reports;
 mod lifecycle;
 mod listener;
 mod manifest;
@@ -132,10 +133,12 @@ pub use auth::{AdminToken, SESSION_COOKIE, SESSION_LIFETIME};
 pub use clock::Timestamp;
 pub use console::{XTERM_BUNDLED, XTERM_VERSION};
 pub use credentials::{ServiceAccount, ServiceCredentials};
+pub use daemon_commands::runtime_config;
 pub use error::{DAEMON_REQUEST_FAILED, PlaneError};
 pub use events::{EventKind, PlaneEvent};
 pub use history::Series;
 pub use installer_http::{INSTALL_PS1, INSTALL_SH, VOLTD_SERVICE};
+pub use job_reports::{JobEventView, KEPT_JOB_EVENTS};
 pub use plane::{
     ClusterListEntry, ClusterPage, ClusterView, CreateClusterRequest, CreatedCluster,
     DeleteOutcome, ListQuery, MAX_PAGE_SIZE, RegeneratedToken,
@@ -243,6 +246,10 @@ pub struct PlaneConfig {
     /// the listen address and the public URL's host (DNS-rebinding
     /// protection).
     pub allowed_hosts: Vec<String>,
+    /// What `runtime.config.get` answers (queue concurrency, role);
+    /// `None` plays a server that does not know the command (404
+    /// `Unknown daemon server command`). Default: [`runtime_config`].
+    pub runtime_config: Option<serde_json::Value>,
 }
 
 impl Default for PlaneConfig {
@@ -263,6 +270,7 @@ impl Default for PlaneConfig {
             announce_extensions: true,
             admin_token: None,
             allowed_hosts: Vec::new(),
+            runtime_config: Some(runtime_config()),
         }
     }
 }
@@ -561,6 +569,12 @@ impl PlaneHandle {
         self.plane
             .attach_session(cluster_id, &terminal::host_terminal(None))
             .await
+    }
+
+    /// The job status events cluster `id`'s daemon sent, oldest first
+    /// (the last [`KEPT_JOB_EVENTS`]).
+    pub fn job_events(&self, id: &str) -> Option<Vec<JobEventView>> {
+        self.plane.job_events(id)
     }
 
     /// A snapshot of one cluster.

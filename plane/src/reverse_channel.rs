@@ -589,6 +589,11 @@ impl Channels {
             Message::ExposureSnapshot(list) => {
                 store.set_exposures(&conn.cluster_id, list.exposures)
             }
+            Message::Report { kind, fields } if crate::job_reports::is_job_event(kind) => {
+                if let Err(e) = store.record_job_event(&conn.cluster_id, kind, fields) {
+                    tracing::debug!(cluster_id = %conn.cluster_id, kind = kind.as_str(), error = %e, "Job event ignored.");
+                }
+            }
             other => match session_key(&other) {
                 Some(id) => {
                     let id = id.to_owned();

@@ -126,6 +126,8 @@ pub(crate) struct ClusterRuntime {
     pub status_since: Instant,
     /// Latest `exposure-snapshot` of the registered daemon.
     pub exposures: Vec<Exposure>,
+    /// The daemon's job status events, oldest first (`job_reports`).
+    pub job_events: VecDeque<crate::job_reports::JobEventView>,
 }
 
 impl ClusterRuntime {
@@ -139,6 +141,7 @@ impl ClusterRuntime {
             last_seen: None,
             status_since: Instant::now(),
             exposures: Vec::new(),
+            job_events: VecDeque::new(),
         }
     }
 }

@@ -6,6 +6,7 @@
 //! | [`eventually`], [`WAIT`] | wait on observable state with a deadline and a clear failure | – |
 //! | [`process`] | free ports, live pids, signals, [`needs_root`] | – |
 //! | [`standins`] | where the real servers are; launchers on free loopback ports | – |
+//! | [`sshd`] | a real OpenSSH server on loopback with its own keys | – |
 //! | `plane` | plane-only fixtures, [`plane::PersistentPlane`] | `plane` |
 //! | `sio` | a socket.io test client and a scripted daemon | `plane` |
 //! | `services` | the managed-services subtree on its own | `actors` |
@@ -19,6 +20,7 @@
 //! listens on loopback only and is stopped by its pid when dropped.
 
 pub mod process;
+pub mod sshd;
 pub mod standins;
 mod wait;
 

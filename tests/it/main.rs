@@ -11,6 +11,8 @@ mod credentials;
 mod explorer;
 mod install;
 mod interop;
+mod jobs;
+mod jobs_binary;
 mod journey;
 mod provision_cli;
 mod provisioning;

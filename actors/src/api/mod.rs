@@ -10,6 +10,7 @@
 //! | [`Router`](router::Router): routed (non-command) inbound messages by type prefix | `router.rs` |
 //! | [`Reply`](reply::Reply), [`Run`](reply::Run), [`CallInfo`](reply::CallInfo): answering inbound commands | `reply.rs` |
 //! | [`Credentials`](credentials::Credentials) and the cell they are published in | `credentials.rs` |
+//! | [`JobsCall`](jobs::JobsCall): a job command for whoever runs the job queues | `jobs.rs` |
 //! | the event vocabulary: services, runtime actions, children | `vocab.rs` |
 //!
 //! Nothing here names an actor type: `daemon.rs` creates the handles, binds
@@ -18,6 +19,7 @@
 
 pub mod credentials;
 pub mod handle;
+pub mod jobs;
 pub mod link;
 pub mod outbox;
 pub mod reply;
@@ -26,6 +28,7 @@ pub mod vocab;
 
 pub use credentials::{Credentials, CredentialsCell};
 pub use handle::Handle;
+pub use jobs::{ConfigSource, JobsCall, JobsCommand, JobsFailure};
 pub use link::{Link, LinkError, SocketEvent};
 pub use outbox::{CommandError, CurrentLink, Emit, Outbox, SendCommand};
 pub use reply::{CallInfo, CommandHandler, Reply, Run, StreamReply, accepted, parse_payload};

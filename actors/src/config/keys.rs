@@ -377,6 +377,36 @@ pub const KEYS: &[Key] = &[
         "a new release that has not registered after this is rolled back",
     ),
     Key::new(
+        "jobs.analysis_concurrency",
+        "`analysis_processing` jobs at once (1..64) until the server's `runtime.config.get` answers, and when it does not know it",
+    )
+    .env(&["ANALYSIS_CONCURRENCY"])
+    .kind(Kind::WholeNumber),
+    Key::new(
+        "jobs.rasterizer_concurrency",
+        "`trajectory_rasterization` jobs at once (same rule)",
+    )
+    .env(&["RASTER_CONCURRENCY"])
+    .kind(Kind::WholeNumber),
+    Key::new(
+        "jobs.glb_preprocessing_concurrency",
+        "`trajectory_glb_conversion` jobs at once (same rule)",
+    )
+    .env(&["GLB_CONCURRENCY"])
+    .kind(Kind::WholeNumber),
+    Key::new(
+        "jobs.ssh_import_concurrency",
+        "`ssh_import` jobs at once (same rule)",
+    ),
+    Key::new(
+        "jobs.lock_duration_ms",
+        "job lock (BullMQ `lockDuration`): a job of a worker that died runs again after this, at the next stalled check",
+    ),
+    Key::new(
+        "jobs.stalled_interval_ms",
+        "stalled-job check period (BullMQ `stalledInterval`)",
+    ),
+    Key::new(
         "host_files.roots",
         "directories the `host-files` explorer shows (none: it is off); paths (named after their last component) or `{ name, path }`",
     ),
@@ -624,6 +654,14 @@ mod tests {
                 install_dir: AbsPath::new("/opt/voltd").unwrap(),
                 key_file: AbsPath::new("/etc/voltd/release-key.pub").unwrap(),
                 register_deadline: Duration::from_secs(30),
+            },
+            jobs: crate::config::JobsSettings {
+                analysis_concurrency: 3,
+                rasterizer_concurrency: 3,
+                glb_preprocessing_concurrency: 3,
+                ssh_import_concurrency: 3,
+                lock_duration: Duration::from_secs(1),
+                stalled_interval: Duration::from_secs(1),
             },
         }
     }

@@ -28,6 +28,7 @@
 //! cloud, status and remote read it, never the other way round.
 
 pub mod host;
+pub mod jobs;
 pub mod keys;
 pub mod layer;
 pub mod sections;
@@ -39,6 +40,7 @@ pub mod values;
 mod tests;
 
 pub use host::{ManifestCatalogue, ProvisionSection, UpdateSection};
+pub use jobs::JobsSettings;
 pub use layer::{ConfigError, Env, Flags, Loaded, default_state_dir, load, locate, process_env};
 pub use sections::{
     HostFilesSettings, HostRoot, InstallSettings, SocketSettings, SupervisorSettings,
@@ -150,6 +152,8 @@ pub struct Settings {
     pub provision: ProvisionSection,
     /// The signed self-update.
     pub update: UpdateSection,
+    /// The job queues' workers.
+    pub jobs: JobsSettings,
 }
 
 impl Settings {
@@ -179,6 +183,7 @@ impl Settings {
             host_files: HostFilesSettings::default(),
             provision: ProvisionSection::default(),
             update: UpdateSection::default(),
+            jobs: JobsSettings::default(),
         }
     }
 
@@ -200,6 +205,7 @@ impl Settings {
         self.socket.try_reconnect()?;
         self.supervisor.try_intensity()?;
         self.terminal.validate()?;
+        self.jobs.validate()?;
         self.services.validate()
     }
 

@@ -133,6 +133,16 @@ struct DispatchIn {
 
 /// `queue.dispatch`: enqueue and write the `queued` record.
 pub async fn dispatch(queues: &JobQueues, payload: &Value) -> Result<Value, CommandError> {
+    dispatch_job(queues, payload).await?;
+    Ok(json!({ "queued": true }))
+}
+
+/// [`dispatch`], returning the enqueued job (its id, queue and payload)
+/// for the `queued` job event.
+pub async fn dispatch_job(
+    queues: &JobQueues,
+    payload: &Value,
+) -> Result<(String, super::names::QueueName, Value), CommandError> {
     let req: DispatchIn = parse("queue.dispatch", payload)?;
     let d = Dispatch::new(&req.queue_name, req.payload.unwrap_or_else(|| json!({})))?;
     let job_id = queues.dispatch(&d).await?;
@@ -146,7 +156,7 @@ pub async fn dispatch(queues: &JobQueues, payload: &Value) -> Result<Value, Comm
             |_| {},
         )
         .await?;
-    Ok(json!({ "queued": true }))
+    Ok((job_id, queue, d.payload))
 }
 
 #[derive(Deserialize)]
@@ -400,30 +410,42 @@ pub fn parse_concurrency(v: &Value) -> Result<QueueConcurrency, String> {
     Ok(out)
 }
 
-/// `runtime.queue-concurrency.apply`: sets the pools' concurrency live.
-/// A key whose queue has no pool on this cluster is accepted and echoed
-/// (there is nothing to run it). `queueScopeLimits` (shape not in the
-/// protocol doc) is echoed back unchanged.
-pub fn apply_concurrency(pools: &Pools, payload: &Value) -> Value {
+/// `runtime.queue-concurrency.apply`, checked: the concurrency to apply
+/// and the reply `{accepted:true, queueConcurrency, queueScopeLimits}`, or
+/// the refusal `{accepted:false, error}` (the reference's shapes, §4.1).
+/// `queueScopeLimits` (shape not in the protocol doc) is echoed back
+/// unchanged.
+pub fn parse_apply(payload: &Value) -> Result<(QueueConcurrency, Value), Value> {
     let Some(qc) = payload.get("queueConcurrency") else {
-        return json!({ "accepted": false, "error": "queueConcurrency is required" });
+        return Err(json!({ "accepted": false, "error": "queueConcurrency is required" }));
     };
-    let parsed = match parse_concurrency(qc) {
-        Ok(p) => p,
-        Err(error) => return json!({ "accepted": false, "error": error }),
-    };
-    for (key, n) in &parsed {
-        pools.apply_concurrency(*key, *n);
-    }
+    let parsed =
+        parse_concurrency(qc).map_err(|error| json!({ "accepted": false, "error": error }))?;
     let applied: serde_json::Map<String, Value> = parsed
         .iter()
         .map(|(k, n)| (k.as_str().to_owned(), json!(n)))
         .collect();
-    json!({
+    let reply = json!({
         "accepted": true,
         "queueConcurrency": applied,
         "queueScopeLimits": payload.get("queueScopeLimits").cloned().unwrap_or(Value::Null),
-    })
+    });
+    Ok((parsed, reply))
+}
+
+/// `runtime.queue-concurrency.apply`: sets the pools' concurrency live
+/// (see [`parse_apply`]). A key whose queue has no pool on this cluster is
+/// accepted and echoed (there is nothing to run it).
+pub fn apply_concurrency(pools: &Pools, payload: &Value) -> Value {
+    match parse_apply(payload) {
+        Ok((parsed, reply)) => {
+            for (key, n) in &parsed {
+                pools.apply_concurrency(*key, *n);
+            }
+            reply
+        }
+        Err(refusal) => refusal,
+    }
 }
 
 #[cfg(test)]

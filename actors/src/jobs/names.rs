@@ -80,7 +80,7 @@ impl fmt::Display for QueueName {
 /// `analysis_processing`, `rasterizer` → `trajectory_rasterization`,
 /// `glbPreprocessing` → `trajectory_glb_conversion`, `sshImport` →
 /// `ssh_import`. The other three queues keep their configured concurrency.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum ConcurrencyKey {
     Analysis,

@@ -26,12 +26,13 @@ use bullmq::{Job, Worker, WorkerOptions};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// How long an executor may take to return after its job was cancelled
 /// before the pool drops its future (which kills any process it runs):
@@ -109,7 +110,14 @@ struct Inner {
     status: StatusStore,
     events: JobEvents,
     running: Mutex<HashMap<String, Running>>,
+    /// Set by [`WorkerPool::interrupt`] (voltd is stopping): a job that
+    /// stops now goes back to waiting instead of failing, and runs again
+    /// after the restart.
+    interrupting: AtomicBool,
 }
+
+/// What an interrupted job's record and [`JobEvent::Finished`] say.
+pub const INTERRUPTED: &str = "interrupted: voltd is stopping; the job runs again when it is back";
 
 /// One queue's worker pool.
 pub struct WorkerPool {
@@ -134,6 +142,7 @@ impl WorkerPool {
             status: StatusStore::new(queues.connection().clone()),
             events,
             running: Mutex::new(HashMap::new()),
+            interrupting: AtomicBool::new(false),
         });
         let for_worker = inner.clone();
         let processor = move |job: Job, _token: bullmq::worker::CancellationToken| {
@@ -244,23 +253,40 @@ impl WorkerPool {
         true
     }
 
-    /// Stops fetching, cancels running jobs after `timeout`, closes.
-    pub async fn close(self, timeout: Duration) {
-        let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-        let worker = self.worker.clone();
-        let inner = self.inner.clone();
-        let cancel_late = tokio::spawn(async move {
-            tokio::time::sleep(timeout / 2).await;
-            if let Ok(r) = inner.running.lock() {
-                for run in r.values() {
-                    run.token.cancel();
-                }
+    /// Stops taking new jobs (`true`) or takes them again (`false`); running
+    /// jobs go on. For a cluster whose role has no compute (or is draining).
+    pub fn set_paused(&self, paused: bool) {
+        if paused {
+            self.worker.pause();
+        } else {
+            self.worker.resume();
+        }
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.worker.is_paused()
+    }
+
+    /// Stops every running job so that it goes back to waiting (it is not
+    /// failed and uses no attempt): for a daemon that stops and will run
+    /// the job again when it is back.
+    pub fn interrupt(&self) {
+        self.inner.interrupting.store(true, Ordering::SeqCst);
+        if let Ok(r) = self.inner.running.lock() {
+            for run in r.values() {
+                run.token.cancel();
             }
-        });
-        if let Err(e) = worker.close(ms).await {
+        }
+    }
+
+    /// Stops fetching, [interrupts](Self::interrupt) running jobs (back to
+    /// waiting) and closes, within about `timeout`.
+    pub async fn close(&self, timeout: Duration) {
+        let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        self.interrupt();
+        if let Err(e) = self.worker.close(ms).await {
             warn!(queue = %self.inner.queue, error = %e, "Closing the worker failed.");
         }
-        cancel_late.abort();
         self.pump.abort();
     }
 }
@@ -270,6 +296,10 @@ impl Inner {
         let queue = self.queue;
         let job_id = job.id().to_owned();
         let payload = job.data().clone();
+        if self.interrupting.load(Ordering::SeqCst) {
+            // Fetched while the pool was closing: straight back to waiting.
+            return Err(bullmq::Error::RateLimited { delay_ms: 0 });
+        }
         let input = JobInput {
             id: job_id.clone(),
             queue,
@@ -297,7 +327,7 @@ impl Inner {
             r.error = None;
         })
         .await;
-        info!(%queue, %job_id, attempt, "Job started.");
+        debug!(%queue, %job_id, attempt, "Job started.");
         emit(
             &self.events,
             JobEvent::Started {
@@ -357,6 +387,14 @@ impl Inner {
         }
         if let Ok(mut r) = self.running.lock() {
             r.remove(&job_id);
+        }
+        if result.is_err() && self.interrupting.load(Ordering::SeqCst) {
+            // BullMQ moves a job whose processor answers "rate limited"
+            // from active back to waiting (moveJobFromActiveToWait) without
+            // counting an attempt.
+            self.finish(&job_id, &payload, JobStatus::Queued, Some(INTERRUPTED))
+                .await;
+            return Err(bullmq::Error::RateLimited { delay_ms: 0 });
         }
         let result = match result {
             Err(JobError::Cancelled) if expired => Err(JobError::DeadlineExceeded(deadline)),
@@ -433,9 +471,9 @@ impl Inner {
         .await;
         match &err {
             Some(e) => {
-                warn!(queue = %self.queue, %job_id, ?status, error = %e, "Job did not succeed.")
+                debug!(queue = %self.queue, %job_id, ?status, error = %e, "Job did not succeed.")
             }
-            None => info!(queue = %self.queue, %job_id, "Job completed."),
+            None => debug!(queue = %self.queue, %job_id, "Job completed."),
         }
         emit(
             &self.events,
@@ -480,15 +518,19 @@ pub struct Availability {
     /// Jobs waiting to start (waiting + prioritized + delayed + paused).
     pub waiting: u64,
     pub failed_last_hour: u64,
+    /// The worker takes no new jobs (the cluster's role has no compute,
+    /// or it is draining).
+    pub paused: bool,
 }
 
 /// The text availability uses for a queue without an executor.
 pub const NO_WORKER: &str = "no worker";
 
-/// The pools of one daemon, by queue.
+/// The pools of one daemon, by queue. Shared (`&self` everywhere): a
+/// pool can be added while commands use the others.
 pub struct Pools {
     queues: JobQueues,
-    pools: BTreeMap<QueueName, WorkerPool>,
+    pools: RwLock<BTreeMap<QueueName, Arc<WorkerPool>>>,
     events: JobEvents,
 }
 
@@ -496,7 +538,7 @@ impl Pools {
     pub fn new(queues: JobQueues, events: JobEvents) -> Self {
         Pools {
             queues,
-            pools: BTreeMap::new(),
+            pools: RwLock::new(BTreeMap::new()),
             events,
         }
     }
@@ -505,33 +547,46 @@ impl Pools {
         &self.queues
     }
 
+    fn all(&self) -> Vec<Arc<WorkerPool>> {
+        self.pools
+            .read()
+            .map(|p| p.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Starts the pool of `queue` (replacing none: a second executor for a
     /// queue is refused).
     pub async fn start(
-        &mut self,
+        &self,
         queue: QueueName,
         executor: Arc<dyn Executor>,
         settings: PoolSettings,
     ) -> Result<(), QueueError> {
-        if self.pools.contains_key(&queue) {
-            return Err(QueueError::Invalid(format!(
-                "{queue} already has a worker pool"
-            )));
+        let taken = || QueueError::Invalid(format!("{queue} already has a worker pool"));
+        if self.get(queue).is_some() {
+            return Err(taken());
         }
         let pool =
             WorkerPool::start(&self.queues, queue, executor, settings, self.events.clone()).await?;
-        self.pools.insert(queue, pool);
-        Ok(())
+        let refused = match self.pools.write() {
+            Ok(mut map) if !map.contains_key(&queue) => {
+                map.insert(queue, Arc::new(pool));
+                return Ok(());
+            }
+            _ => pool,
+        };
+        refused.close(Duration::from_secs(1)).await;
+        Err(taken())
     }
 
-    pub fn get(&self, queue: QueueName) -> Option<&WorkerPool> {
-        self.pools.get(&queue)
+    pub fn get(&self, queue: QueueName) -> Option<Arc<WorkerPool>> {
+        self.pools.read().ok()?.get(&queue).cloned()
     }
 
     /// Applies a server concurrency for `key`'s queue; `false` if that
     /// queue has no pool here (the value is then only reported back).
     pub fn apply_concurrency(&self, key: ConcurrencyKey, n: usize) -> bool {
-        match self.pools.get(&key.queue()) {
+        match self.get(key.queue()) {
             Some(p) => {
                 p.set_concurrency(n);
                 true
@@ -540,9 +595,16 @@ impl Pools {
         }
     }
 
+    /// Pauses or resumes every pool (see [`WorkerPool::set_paused`]).
+    pub fn set_paused(&self, paused: bool) {
+        for p in self.all() {
+            p.set_paused(paused);
+        }
+    }
+
     /// The pool running `job_id`, if any here.
-    pub fn running(&self, job_id: &str) -> Option<&WorkerPool> {
-        self.pools.values().find(|p| p.is_running(job_id))
+    pub fn running(&self, job_id: &str) -> Option<Arc<WorkerPool>> {
+        self.all().into_iter().find(|p| p.is_running(job_id))
     }
 
     /// Availability of all seven queues.
@@ -558,7 +620,7 @@ impl Pools {
                 )
                 .await?;
             let waiting = counts.waiting + counts.prioritized + counts.delayed + counts.paused;
-            out.push(match self.pools.get(&q) {
+            out.push(match self.get(q) {
                 Some(p) => Availability {
                     queue: q,
                     worker: p.executor_name().to_owned(),
@@ -566,6 +628,7 @@ impl Pools {
                     busy: p.busy(),
                     waiting,
                     failed_last_hour,
+                    paused: p.is_paused(),
                 },
                 None => Availability {
                     queue: q,
@@ -574,16 +637,28 @@ impl Pools {
                     busy: 0,
                     waiting,
                     failed_last_hour,
+                    paused: false,
                 },
             });
         }
         Ok(out)
     }
 
-    /// Closes every pool (see [`WorkerPool::close`]).
-    pub async fn close(self, timeout: Duration) {
-        for (_, p) in self.pools {
+    /// Closes every pool; their running jobs go back to waiting (see
+    /// [`WorkerPool::close`]).
+    pub async fn shutdown(&self, timeout: Duration) {
+        let pools = self.all();
+        // Interrupt all first so every pool's jobs stop together.
+        for p in &pools {
+            p.interrupt();
+        }
+        for p in pools {
             p.close(timeout).await;
         }
+    }
+
+    /// [`Self::shutdown`], consuming the pools.
+    pub async fn close(self, timeout: Duration) {
+        self.shutdown(timeout).await;
     }
 }

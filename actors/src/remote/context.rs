@@ -4,7 +4,7 @@
 //! not on the module that dispatches to it.
 
 use crate::api::reply::Reply;
-use crate::api::{CredentialsCell, Handle, Outbox};
+use crate::api::{CredentialsCell, Handle, JobsCall, Outbox};
 use crate::config::Settings;
 use crate::events::EventBus;
 use crate::remote::terminal::Attach;
@@ -34,6 +34,8 @@ pub struct HandlerContext {
     pub status: Handle<GetSnapshot>,
     /// The terminal sessions actor (`session.attach`).
     pub terminal: Handle<Attach>,
+    /// The jobs actor (`queue.dispatch`, `jobs.*`, …).
+    pub jobs: Handle<JobsCall>,
     /// Uninstall, update, restart.
     pub lifecycle: Rc<Lifecycle>,
     /// Handlers registered at run time.

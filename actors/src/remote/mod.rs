@@ -14,12 +14,14 @@
 //! | `session.attach` (host terminal; the sessions themselves: `terminal/`) | `session.rs` |
 //! | `remote.explorer.*` | `explorer/` (one file per target) |
 //! | `object.*` | `object.rs` |
+//! | `queue.dispatch`, `jobs.*`, `runtime.queues.snapshot`, `runtime.queue-concurrency.apply` | `jobs.rs` |
 //!
 //! The reply types live in [`crate::api::reply`]; the dispatcher gets
 //! [`command_handler`] and knows nothing else of this module.
 
 pub mod context;
 pub mod explorer;
+pub mod jobs;
 pub mod object;
 pub mod runtime;
 pub mod services;
@@ -42,6 +44,7 @@ pub enum Command {
     Services(services::ServicesCommand),
     Explorer(explorer::ExplorerCommand),
     Object(object::ObjectCommand),
+    Jobs(jobs::JobsFamily),
 }
 
 impl Command {
@@ -62,6 +65,9 @@ impl Command {
         if let Some(c) = object::ObjectCommand::parse(name, payload)? {
             return Ok(Some(Command::Object(c)));
         }
+        if let Some(c) = jobs::JobsFamily::parse(name, payload)? {
+            return Ok(Some(Command::Jobs(c)));
+        }
         Ok(None)
     }
 
@@ -72,6 +78,7 @@ impl Command {
             Command::Services(c) => c.run(ctx, call),
             Command::Explorer(c) => c.run(ctx, call),
             Command::Object(c) => c.run(ctx, call),
+            Command::Jobs(c) => c.run(ctx, call),
         }
     }
 }

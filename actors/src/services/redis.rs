@@ -6,6 +6,17 @@
 //! a second of writes. Probe: `PING` (timed) plus `INFO` for the connected
 //! clients, memory and operations per second. Bootstrap: `ACL WHOAMI` must
 //! name the ACL user (the default user is off, so nothing else can log in).
+//!
+//! One deliberate difference from the reference's ACL file: the disabled
+//! default user keeps every permission (`user default off ~* &* +@all`).
+//! Redis replays the AOF as the default user, and up to at least 7.0.15 it
+//! re-checks ACLs at each replayed `EXEC`; a Lua script's writes (every
+//! BullMQ state change) are in the AOF as `MULTI … EXEC`, so with a
+//! default user without permissions they were silently dropped at the next
+//! start — queued jobs lost on every restart (redis/redis#14541, fixed by
+//! #14545; valkey#3983). `off` still means nobody can log in as default
+//! (`AUTH default …` fails with "user is disabled"; a connection without
+//! AUTH gets `NOAUTH`).
 
 use super::core::{Driver, Probe, ProbeError};
 use super::resolve::Resolved;
@@ -32,11 +43,12 @@ fn quote(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-/// The ACL file: the default user off, the service user with every right
+/// The ACL file: the default user off (with permissions, so the AOF
+/// replays whole: see the module docs), the service user with every right
 /// (the reference's `user <name> on ><password> ~* &* +@all`).
 pub fn acl_text(r: &Resolved) -> String {
     format!(
-        "user default off\nuser {} on >{} ~* &* +@all\n",
+        "user default off ~* &* +@all\nuser {} on >{} ~* &* +@all\n",
         r.user,
         r.password.expose()
     )
@@ -193,7 +205,7 @@ mod tests {
     fn acl_matches_the_reference_layout() {
         assert_eq!(
             acl_text(&resolved()),
-            "user default off\nuser volt_redis_1a2b3c4d on >p4ss ~* &* +@all\n"
+            "user default off ~* &* +@all\nuser volt_redis_1a2b3c4d on >p4ss ~* &* +@all\n"
         );
     }
 

@@ -5,7 +5,7 @@
 //! snapshots to `voltd status` and `runtime.status`.
 
 use super::machine::{ChildView, StatusMachine};
-use crate::api::{CredentialsCell, Handle, Outbox, SendCommand, ServiceKind};
+use crate::api::{ConfigSource, CredentialsCell, Handle, Outbox, SendCommand, ServiceKind};
 use crate::config::Settings;
 use crate::events::{Delivery, Event, EventBus, Record};
 use crate::host::clock::now_iso;
@@ -71,6 +71,8 @@ pub struct StatusSnapshot {
     pub terminal_sessions: usize,
     pub children: BTreeMap<String, ChildView>,
     pub services: BTreeMap<String, serde_json::Value>,
+    /// The job workers, once the job queues are open.
+    pub jobs: Option<JobsView>,
     pub version: String,
     pub installed_version: String,
     pub pid: u32,
@@ -85,6 +87,18 @@ pub struct HeartbeatView {
     pub at: String,
     pub latency_ms: f64,
     pub server_status: Option<ClusterStatus>,
+}
+
+/// The job workers as `voltd status` and `runtime.status` show them.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobsView {
+    /// Where the concurrency came from (`None` until registration).
+    pub source: Option<ConfigSource>,
+    pub role: Option<String>,
+    /// Worker availability per queue (`worker` is `"no worker"` for a
+    /// queue without an executor here).
+    pub queues: Vec<crate::jobs::Availability>,
 }
 
 /// Ask for a [`StatusSnapshot`].
@@ -113,6 +127,8 @@ pub struct StatusActor {
     last_heartbeat_error: Option<String>,
     /// Open host terminal sessions (from `session-opened`/`-closed`).
     terminal_sessions: BTreeSet<String>,
+    /// From `jobs-configured` and `worker-availability`.
+    jobs: Option<JobsView>,
     started_at: String,
     started: tokio::time::Instant,
     service_details: Box<dyn Fn() -> BTreeMap<String, serde_json::Value>>,
@@ -158,6 +174,7 @@ impl StatusActor {
             heartbeats_failed: 0,
             last_heartbeat_error: None,
             terminal_sessions: BTreeSet::new(),
+            jobs: None,
             started_at: now_iso(),
             started: tokio::time::Instant::now(),
             service_details,
@@ -198,6 +215,14 @@ impl StatusActor {
             }
             Event::SessionClosed { session_id, .. } => {
                 self.terminal_sessions.remove(session_id);
+            }
+            Event::JobsConfigured { source, role, .. } => {
+                let view = self.jobs.get_or_insert_with(JobsView::default);
+                view.source = Some(*source);
+                view.role = role.clone();
+            }
+            Event::WorkerAvailability { queues } => {
+                self.jobs.get_or_insert_with(JobsView::default).queues = queues.clone();
             }
             // A sessions actor that died without reporting took its
             // sessions along.
@@ -305,6 +330,7 @@ impl StatusActor {
             terminal_sessions: self.terminal_sessions.len(),
             children: self.machine.children().clone(),
             services: (self.service_details)(),
+            jobs: self.jobs.clone(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             installed_version: self.settings.installed_version.to_string(),
             pid: std::process::id(),

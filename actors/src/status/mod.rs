@@ -22,6 +22,7 @@ pub mod lifecycle;
 pub mod machine;
 
 pub use actor::{
-    Announced, GetSnapshot, HeartbeatView, StatusActor, StatusSnapshot, StatusWiring, os_support,
+    Announced, GetSnapshot, HeartbeatView, JobsView, StatusActor, StatusSnapshot, StatusWiring,
+    os_support,
 };
 pub use machine::{ChildView, ServiceFact, StatusMachine};

@@ -50,7 +50,7 @@ async fn a_bullmq_producer_job_runs_in_a_voltd_pool() {
     let redis = Redis::start().await;
     let queues = JobQueues::connect(redis.target()).await.unwrap();
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let mut pools = Pools::new(queues.clone(), None);
+    let pools = Pools::new(queues.clone(), None);
     pools
         .start(QueueName::PluginWarmup, Arc::new(Recorder(tx)), fast())
         .await
@@ -208,7 +208,7 @@ async fn a_job_whose_bullmq_worker_was_killed_is_recovered_as_stalled_and_run_ag
     // voltd's pool finds the stalled job (lock expired), moves it back to
     // waiting and runs it.
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let mut pools = Pools::new(queues.clone(), None);
+    let pools = Pools::new(queues.clone(), None);
     pools
         .start(QueueName::PluginWarmup, Arc::new(Recorder(tx)), fast())
         .await
@@ -244,7 +244,7 @@ async fn queued_jobs_survive_a_redis_restart() {
     redis.restart().await;
     // The same handles reconnect on their own.
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let mut pools = Pools::new(queues.clone(), None);
+    let pools = Pools::new(queues.clone(), None);
     let started = eventually("the pool to start after the restart", || {
         let q = queues.clone();
         async move { q.counts(QueueName::SshImport).await.ok() }

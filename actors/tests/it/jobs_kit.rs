@@ -5,7 +5,7 @@
 
 use s3::creds::Credentials;
 use s3::{Bucket, Region};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
@@ -191,97 +191,7 @@ impl S3 {
     }
 }
 
-pub struct Sshd {
-    pub port: u16,
-    pub dir: TempDir,
-    /// `type base64` of the server's host key.
-    pub host_key: String,
-    /// The authorised client key (OpenSSH private key text).
-    pub client_key: String,
-    pub user: String,
-    _proc: Proc,
-}
-
-fn keygen(path: &Path) {
-    let ok = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(path)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "ssh-keygen failed");
-}
-
-fn pub_line(path: &Path) -> String {
-    let text = std::fs::read_to_string(path.with_extension("pub")).unwrap();
-    text.split_whitespace()
-        .take(2)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-impl Sshd {
-    pub async fn start() -> Sshd {
-        let sshd = must_exist(
-            PathBuf::from("/usr/sbin/sshd"),
-            "sshd (Debian openssh-server)",
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        keygen(&d.join("host_key"));
-        keygen(&d.join("client_key"));
-        std::fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).unwrap();
-        // Privilege separation directory (root only; created by the
-        // package's service, which the tests never start).
-        if nix::unistd::geteuid().is_root() {
-            let _ = std::fs::create_dir_all("/run/sshd");
-        }
-        let user = std::env::var("USER")
-            .ok()
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| {
-                let out = Command::new("id").arg("-un").output().unwrap();
-                String::from_utf8(out.stdout).unwrap().trim().to_owned()
-            });
-        let port = free_port();
-        let config = format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nAuthorizedKeysFile {ak}\nPidFile {pid}\n\
-             StrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-             PermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\nLogLevel ERROR\nMaxStartups 100\nMaxSessions 100\n",
-            hk = d.join("host_key").display(),
-            ak = d.join("authorized_keys").display(),
-            pid = d.join("sshd.pid").display(),
-        );
-        std::fs::write(d.join("sshd_config"), config).unwrap();
-        let child = Command::new(sshd)
-            .args(["-D", "-e", "-f"])
-            .arg(d.join("sshd_config"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let host_key = pub_line(&d.join("host_key"));
-        let client_key = std::fs::read_to_string(d.join("client_key")).unwrap();
-        let s = Sshd {
-            port,
-            dir,
-            host_key,
-            client_key,
-            user,
-            _proc: Proc(child),
-        };
-        wait_port(port).await;
-        s
-    }
-
-    /// A directory the test fills with files to import.
-    pub fn data_dir(&self) -> PathBuf {
-        let p = self.dir.path().join("data");
-        std::fs::create_dir_all(&p).unwrap();
-        p
-    }
-}
+pub use testkit::sshd::Sshd;
 
 /// `node` with the CI dir's `node_modules` (bullmq) on its path.
 pub fn node() -> tokio::process::Command {

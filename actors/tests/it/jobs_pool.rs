@@ -130,7 +130,7 @@ async fn attempts_retry_retryable_failures_but_not_fatal_ones() {
     let queues = JobQueues::connect(redis.target()).await.unwrap();
     let runs = Arc::new(AtomicUsize::new(0));
     let (tx, mut events) = mpsc::unbounded_channel();
-    let mut pools = Pools::new(queues.clone(), Some(tx));
+    let pools = Pools::new(queues.clone(), Some(tx));
     pools
         .start(
             QueueName::TrajectoryGlbConversion,
@@ -232,7 +232,7 @@ async fn attempts_retry_retryable_failures_but_not_fatal_ones() {
 async fn the_last_thousand_finished_jobs_are_kept() {
     let redis = Redis::start().await;
     let queues = JobQueues::connect(redis.target()).await.unwrap();
-    let mut pools = Pools::new(queues.clone(), None);
+    let pools = Pools::new(queues.clone(), None);
     pools
         .start(QueueName::PluginWarmup, Arc::new(Noop), fast(8))
         .await
@@ -267,7 +267,7 @@ async fn the_last_thousand_finished_jobs_are_kept() {
 async fn a_job_past_its_deadline_fails_even_if_its_executor_ignores_cancellation() {
     let redis = Redis::start().await;
     let queues = JobQueues::connect(redis.target()).await.unwrap();
-    let mut pools = Pools::new(queues.clone(), None);
+    let pools = Pools::new(queues.clone(), None);
     pools
         .start(QueueName::PluginWarmup, Arc::new(Stubborn), fast(1))
         .await
@@ -297,7 +297,7 @@ async fn concurrency_changes_live_and_remove_running_kills_the_process() {
     let redis = Redis::start().await;
     let queues = JobQueues::connect(redis.target()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut pools = Pools::new(queues.clone(), None);
+    let pools = Pools::new(queues.clone(), None);
     pools
         .start(
             QueueName::SshImport,
@@ -455,7 +455,7 @@ async fn list_retry_and_clear_history_work_on_a_teams_jobs() {
     let redis = Redis::start().await;
     let queues = JobQueues::connect(redis.target()).await.unwrap();
     let runs = Arc::new(AtomicUsize::new(0));
-    let mut pools = Pools::new(queues.clone(), None);
+    let pools = Pools::new(queues.clone(), None);
     // Passes from the second attempt on: the first run fails for good
     // (attempts 1), a jobs.retry makes it pass.
     pools
@@ -562,5 +562,57 @@ async fn list_retry_and_clear_history_work_on_a_teams_jobs() {
         .await
         .unwrap_err();
     assert_eq!(bad.status, 400);
+    pools.close(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn closing_the_pools_puts_running_jobs_back_to_waiting_without_using_an_attempt() {
+    let redis = Redis::start().await;
+    let queues = JobQueues::connect(redis.target()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pools = Pools::new(queues.clone(), None);
+    pools
+        .start(
+            QueueName::SshImport,
+            Arc::new(Sleeper(dir.path().to_path_buf())),
+            fast(1),
+        )
+        .await
+        .unwrap();
+    commands::dispatch(
+        &queues,
+        &json!({"queueName": "ssh_import", "payload": {"jobId": "back-1", "teamId": "t"}}),
+    )
+    .await
+    .unwrap();
+    let pid = pid_of(dir.path(), "back-1").await;
+    // voltd stops: the job is neither failed nor left locked in `active`.
+    pools.close(Duration::from_secs(5)).await;
+    assert_eq!(
+        state(&queues, QueueName::SshImport, "back-1").await,
+        "waiting"
+    );
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    assert!(
+        stat.is_empty() || stat.contains(") Z "),
+        "the job's process ended"
+    );
+    let status = StatusStore::new(queues.connection().clone());
+    let rec = status.get("back-1").await.unwrap().unwrap();
+    assert_eq!(rec.status, JobStatus::Queued);
+    // voltd is back: the job runs again and completes; the interrupted
+    // run did not count as an attempt (attempts: 1 allows one).
+    let pools = Pools::new(queues.clone(), None);
+    pools
+        .start(QueueName::SshImport, Arc::new(Noop), fast(1))
+        .await
+        .unwrap();
+    wait_state(&queues, QueueName::SshImport, "back-1", "completed").await;
+    let (_, job) = queues.find("back-1").await.unwrap().unwrap();
+    assert_eq!(job.attempts_made(), 1);
+    assert_eq!(
+        status.get("back-1").await.unwrap().unwrap().status,
+        JobStatus::Completed
+    );
     pools.close(Duration::from_secs(5)).await;
 }

@@ -91,6 +91,15 @@ async fn native_services_become_healthy_and_are_bootstrapped() {
             .to_string(),
     };
     assert!(refused.contains("NOAUTH"), "{refused}");
+    // Nor can anyone log in as it (it keeps permissions only so that the
+    // AOF replays whole; see services/redis.rs).
+    let as_default =
+        redis::Client::open(format!("redis://default:anything@127.0.0.1:{redis_port}/")).unwrap();
+    let refused = match as_default.get_multiplexed_async_connection().await {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("logged in as the disabled default user"),
+    };
+    assert!(refused.contains("disabled"), "{refused}");
 
     // Every view has a pid, a probe latency and the service's figures.
     let minio_view = eventually(WITHIN, "minio figures after bootstrap", async || {

@@ -314,7 +314,7 @@ async fn remove_running_stops_a_running_import_within_two_seconds() {
         .set_len(2 << 30)
         .unwrap();
     let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
-    let mut pools = Pools::new(rig.queues.clone(), Some(tx));
+    let pools = Pools::new(rig.queues.clone(), Some(tx));
     pools
         .start(
             QueueName::SshImport,

@@ -400,3 +400,78 @@ async fn disconnect_daemon_cuts_the_connection_like_a_network_failure() {
     assert!(!plane.disconnect_daemon("000000000000000000000000").await);
     plane.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_plane_without_runtime_config_answers_it_as_an_unknown_command() {
+    let plane = start(volt_plane::PlaneConfig {
+        runtime_config: None,
+        ..config()
+    })
+    .await;
+    let (created, pw) = enrolled_cluster(&plane).await;
+    let mut c = SioClient::connect(&plane.base_url()).await;
+    c.register(&created.team_cluster.id, &pw).await;
+    let resp = c.command("c1", "runtime.config.get", json!({})).await;
+    assert_eq!(resp["ok"], false);
+    assert_eq!(resp["status"], 404);
+    assert_eq!(
+        resp["message"],
+        "Unknown daemon server command: runtime.config.get"
+    );
+    plane.shutdown().await;
+}
+
+#[tokio::test]
+async fn job_status_events_are_kept_when_they_authenticate() {
+    let plane = plane().await;
+    let (created, pw) = enrolled_cluster(&plane).await;
+    let id = created.team_cluster.id.clone();
+    let mut c = SioClient::connect(&plane.base_url()).await;
+    c.register(&id, &pw).await;
+    let event = |cluster: &str, password: &str, job: &str| {
+        json!({"type": "ssh-import-job-status", "teamClusterId": cluster,
+               "daemonPassword": password, "jobId": job, "teamId": "t",
+               "trajectoryId": "tr", "status": "completed"})
+    };
+    c.emit(MESSAGE_EVENT, &event(&id, &pw, "good")).await;
+    c.emit(MESSAGE_EVENT, &event(&id, "wrong", "bad-password"))
+        .await;
+    c.emit(MESSAGE_EVENT, &event("someone-else", &pw, "other-cluster"))
+        .await;
+    c.emit(
+        MESSAGE_EVENT,
+        &json!({"type": "analysis-job-status", "teamClusterId": id, "daemonPassword": pw,
+                "jobId": "a1", "name": "cna", "analysisId": "a", "teamId": "t", "status": "running"}),
+    )
+    .await;
+    // Everything sent before the marker has been handled.
+    c.sync().await;
+    let events = plane.job_events(&id).unwrap();
+    let kept: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| (e.kind.as_str(), e.fields["jobId"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            ("ssh-import-job-status", "good"),
+            ("analysis-job-status", "a1")
+        ]
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| !e.fields.contains_key("daemonPassword")),
+        "the password is not kept"
+    );
+    // The same list over HTTP.
+    let (status, body) = get(&format!(
+        "{}/api/clusters/{id}/job-events",
+        plane.base_url()
+    ))
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["data"][0]["type"], "ssh-import-job-status");
+    assert_eq!(body["data"][1]["fields"]["status"], "running");
+    plane.shutdown().await;
+}
