@@ -10,6 +10,7 @@
 
 use crate::api::vocab::{
     ActionStage, CredentialOrigin, OutputStream, RuntimeAction, ServiceKind, ServiceState,
+    WireLimit,
 };
 use futures_util::Stream;
 use otp::{ExitCode, ExitReason, SupervisorEvent};
@@ -87,6 +88,13 @@ pub enum Event {
         reason: String,
         connection: u64,
         reconnect_in_ms: u64,
+    },
+    /// The server sent more than a cap allows (`size` > `max`); the
+    /// connection is dropped and a new one made.
+    WireLimitExceeded {
+        limit: WireLimit,
+        size: u64,
+        max: u64,
     },
     /// The server refused the registration.
     RegistrationRejected { message: String },
@@ -274,6 +282,9 @@ impl Event {
                 connection,
                 reconnect_in_ms,
             } => warn!(%reason, connection, reconnect_in_ms, "Control channel down."),
+            Event::WireLimitExceeded { limit, size, max } => {
+                warn!(%limit, size, max, "The server sent more than voltd accepts; dropping the connection and reconnecting.")
+            }
             Event::RegistrationRejected { message } => {
                 error!(%message, "Registration rejected by the server.")
             }
