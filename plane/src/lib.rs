@@ -227,6 +227,11 @@ pub struct PlaneConfig {
     /// e.g. `reason` on lifecycle reports). Off, the plane behaves like a
     /// strict reference server: a `reason` key is refused.
     pub announce_extensions: bool,
+    /// Engine.IO `pingInterval` (the reference server's 25 s by default;
+    /// tests of slow links shorten it to make a late pong visible).
+    pub ping_interval: Duration,
+    /// Engine.IO `pingTimeout`: a pong later than this drops the socket.
+    pub ping_timeout: Duration,
 }
 
 impl Default for PlaneConfig {
@@ -245,6 +250,8 @@ impl Default for PlaneConfig {
             session_buffer_limit: DEFAULT_SESSION_BUFFER_LIMIT,
             releases_dir: None,
             announce_extensions: true,
+            ping_interval: socket::PING_INTERVAL,
+            ping_timeout: socket::PING_TIMEOUT,
         }
     }
 }
@@ -257,6 +264,8 @@ impl PlaneConfig {
             ("command_timeout", self.command_timeout),
             ("delete_timeout", self.delete_timeout),
             ("update_timeout", self.update_timeout),
+            ("ping_interval", self.ping_interval),
+            ("ping_timeout", self.ping_timeout),
         ] {
             if d.is_zero() {
                 return Err(PlaneError::InvalidInput(format!(
