@@ -8,14 +8,18 @@
 //! | [`standins`] | where the real servers are; launchers on free loopback ports | – |
 //! | `plane` | plane-only fixtures, [`plane::PersistentPlane`] | `plane` |
 //! | `sio` | a socket.io test client and a scripted daemon | `plane` |
+//! | `wire` | a scriptable socket.io server at the frame level (hostile servers) | `wire` |
 //! | `services` | the managed-services subtree on its own | `actors` |
 //! | `daemon` | plane + registered in-process daemon ([`daemon::Fixture`]) | `daemon` |
+//! | [`netns`] | network namespaces, veth links, `tc` limits, a delaying proxy (root) | – |
+//! | `chaos` | the chaos scenarios (kills, restarts, partition, slow link) | `chaos` |
 //!
 //! Rules the kit follows, so tests can rely on them: nothing sleeps to
 //! synchronise (waits poll observable state, or round-trip an ordering
 //! marker, see [`sio::SioClient::sync`]); every server a test starts
 //! listens on loopback only and is stopped by its pid when dropped.
 
+pub mod netns;
 pub mod process;
 pub mod standins;
 mod wait;
@@ -25,11 +29,17 @@ pub mod plane;
 #[cfg(feature = "plane")]
 pub mod sio;
 
+#[cfg(feature = "wire")]
+pub mod wire;
+
 #[cfg(feature = "actors")]
 pub mod services;
 
 #[cfg(feature = "daemon")]
 pub mod daemon;
+
+#[cfg(feature = "chaos")]
+pub mod chaos;
 
 pub use process::{alive, free_port, is_root, needs_root};
 pub use wait::{Settled, WAIT, eventually};

@@ -2,6 +2,7 @@
 //! the shared `testkit`. A new topic is a file here plus its `mod` line.
 
 mod download;
+mod hostile;
 mod import_cycles;
 mod jobs_interop;
 mod jobs_kit;
@@ -9,6 +10,7 @@ mod jobs_pool;
 mod keystore;
 mod mirror;
 mod provision;
+mod reconnect;
 mod services;
 mod ssh_import;
 mod timing;
