@@ -2,6 +2,7 @@
 //! the shared `testkit`. A new topic is a file here plus its `mod` line.
 
 mod download;
+mod fuzz_corpus;
 mod hostile;
 mod import_cycles;
 mod jobs_interop;
