@@ -158,7 +158,7 @@ fn main() {
                 let mut n = 0u64;
                 while !stop.get() {
                     n += 1;
-                    if n % 5 == 0 {
+                    if n.is_multiple_of(5) {
                         let _ = plane.request(&id, "runtime.services.status", json!({}), None).await;
                     }
                     if let Ok((200, _)) = plane
@@ -280,9 +280,8 @@ fn main() {
         );
         let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
         let _ = daemon.wait().await;
-        match Rc::try_unwrap(plane) {
-            Ok(p) => p.shutdown().await,
-            Err(_) => {}
+        if let Ok(p) = Rc::try_unwrap(plane) {
+            p.shutdown().await;
         }
     });
 }

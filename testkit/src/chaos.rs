@@ -86,7 +86,7 @@ impl Rng {
         Rng(seed.max(1))
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
@@ -97,7 +97,7 @@ impl Rng {
 
     /// Uniform in `0..n` (n > 0).
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.next_u64() % n.max(1)
     }
 }
 
@@ -873,7 +873,7 @@ pub async fn throttled_download(
     std::fs::create_dir_all(&data).expect("the data directory");
     // Incompressible bytes (nothing on the way compresses, but be sure).
     let mut rng = Rng::new(7);
-    let blob: Vec<u8> = (0..size).map(|_| rng.next() as u8).collect();
+    let blob: Vec<u8> = (0..size).map(|_| rng.next_u64() as u8).collect();
     std::fs::write(data.join("blob.bin"), &blob).expect("the file to download");
     let config = work.path().join("voltd.toml");
     std::fs::write(
