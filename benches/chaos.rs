@@ -7,7 +7,8 @@
 //! (25 kills during enrollment of fresh clusters + 100 of a running
 //! daemon), `plane` (20 restarts), `partition` (60 s, root), `throttle`
 //! (a 20 MB download over 1 Mbit/s + 200 ms, root). None named: all.
-//! `--seed N` fixes the kill points (default: the time).
+//! `--seed N` fixes the kill points (default: the time); `--voltd PATH`
+//! runs another voltd binary (e.g. an older release, for a comparison).
 
 use std::path::Path;
 use std::time::Duration;
@@ -35,7 +36,13 @@ fn main() {
         .filter(|k| args.iter().any(|a| a == k))
         .collect();
     let run = |name: &str| picked.is_empty() || picked.contains(&name);
-    let bin = Path::new(env!("CARGO_BIN_EXE_voltd"));
+    let bin_arg = args
+        .iter()
+        .position(|a| a == "--voltd")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    let bin_path = bin_arg.unwrap_or_else(|| env!("CARGO_BIN_EXE_voltd").to_owned());
+    let bin = Path::new(&bin_path);
     let system = actix_rt::System::new();
     system.block_on(async move {
         if run("services") {

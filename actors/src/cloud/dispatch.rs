@@ -554,7 +554,9 @@ mod tests {
     async fn a_stream_whose_first_reply_exceeds_max_payload_is_answered_413() {
         let (tx, mut rx) = mpsc::channel(8);
         let link = Link::new(1, tx, 300);
-        let headers = [("x-big".to_owned(), "v".repeat(400))].into_iter().collect();
+        let headers = [("x-big".to_owned(), "v".repeat(400))]
+            .into_iter()
+            .collect();
         let reply = Reply::Stream(reply::StreamReply {
             status: 200,
             headers,
