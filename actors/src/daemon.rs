@@ -140,6 +140,28 @@ pub fn lifecycle(settings: Arc<Settings>, w: &Wiring) -> Rc<Lifecycle> {
     })
 }
 
+/// The command families' context: what every handler may reach (one
+/// place, so the daemon and the dispatcher fuzz target wire it alike).
+pub fn handler_context(
+    settings: Arc<Settings>,
+    w: &Wiring,
+    lifecycle: Rc<Lifecycle>,
+) -> Rc<HandlerContext> {
+    Rc::new(HandlerContext {
+        settings,
+        bus: w.bus.clone(),
+        started: tokio::time::Instant::now(),
+        outbox: w.outbox.clone(),
+        credentials: w.credentials.clone(),
+        services: w.services.clone(),
+        status: w.snapshots.clone(),
+        terminal: w.attach.clone(),
+        jobs: w.jobs.clone(),
+        lifecycle,
+        extensions: w.extensions.clone(),
+    })
+}
+
 /// Builds the supervision tree for `settings`.
 pub fn build(
     settings: Arc<Settings>,
@@ -161,19 +183,7 @@ pub fn build(
         crate::provision::source::catalogue(&settings)?;
     }
 
-    let handlers = remote::command_handler(Rc::new(HandlerContext {
-        settings: settings.clone(),
-        bus: w.bus.clone(),
-        started: tokio::time::Instant::now(),
-        outbox: w.outbox.clone(),
-        credentials: w.credentials.clone(),
-        services: w.services.clone(),
-        status: w.snapshots.clone(),
-        terminal: w.attach.clone(),
-        jobs: w.jobs.clone(),
-        lifecycle,
-        extensions: w.extensions.clone(),
-    }));
+    let handlers = remote::command_handler(handler_context(settings.clone(), w, lifecycle));
 
     let cloud = {
         let (s, w0) = (settings.clone(), w.clone());

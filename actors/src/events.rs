@@ -11,6 +11,7 @@
 use crate::api::jobs::ConfigSource;
 use crate::api::vocab::{
     ActionStage, CredentialOrigin, OutputStream, RuntimeAction, ServiceKind, ServiceState,
+    WireLimit,
 };
 use crate::jobs::names::QueueName;
 use crate::jobs::pool::Availability;
@@ -64,6 +65,13 @@ pub enum Event {
         reason: String,
         connection: u64,
         reconnect_in_ms: u64,
+    },
+    /// The server sent more than a cap allows (`size` > `max`); the
+    /// connection is dropped and a new one made.
+    WireLimitExceeded {
+        limit: WireLimit,
+        size: u64,
+        max: u64,
     },
     /// The server refused the registration.
     RegistrationRejected { message: String },
@@ -199,6 +207,9 @@ impl Event {
                 connection,
                 reconnect_in_ms,
             } => warn!(%reason, connection, reconnect_in_ms, "Control channel down."),
+            Event::WireLimitExceeded { limit, size, max } => {
+                warn!(%limit, size, max, "The server sent more than voltd accepts; dropping the connection and reconnecting.")
+            }
             Event::RegistrationRejected { message } => {
                 error!(%message, "Registration rejected by the server.")
             }

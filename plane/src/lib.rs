@@ -250,6 +250,11 @@ pub struct PlaneConfig {
     /// `None` plays a server that does not know the command (404
     /// `Unknown daemon server command`). Default: [`runtime_config`].
     pub runtime_config: Option<serde_json::Value>,
+    /// Engine.IO `pingInterval` (the reference server's 25 s by default;
+    /// tests of slow links shorten it to make a late pong visible).
+    pub ping_interval: Duration,
+    /// Engine.IO `pingTimeout`: a pong later than this drops the socket.
+    pub ping_timeout: Duration,
 }
 
 impl Default for PlaneConfig {
@@ -271,6 +276,8 @@ impl Default for PlaneConfig {
             admin_token: None,
             allowed_hosts: Vec::new(),
             runtime_config: Some(runtime_config()),
+            ping_interval: socket::PING_INTERVAL,
+            ping_timeout: socket::PING_TIMEOUT,
         }
     }
 }
@@ -283,6 +290,8 @@ impl PlaneConfig {
             ("command_timeout", self.command_timeout),
             ("delete_timeout", self.delete_timeout),
             ("update_timeout", self.update_timeout),
+            ("ping_interval", self.ping_interval),
+            ("ping_timeout", self.ping_timeout),
         ] {
             if d.is_zero() {
                 return Err(PlaneError::InvalidInput(format!(

@@ -73,13 +73,14 @@ impl SocketCtx {
 
 /// Builds the socket.io layer and wires its handlers to `plane`.
 pub(crate) fn layer(plane: Arc<Plane>) -> (SocketIoLayer, SocketIo) {
+    let (ping_interval, ping_timeout) = (plane.cfg.ping_interval, plane.cfg.ping_timeout);
     let (layer, io) = SocketIo::builder()
         .max_payload(MAX_PAYLOAD)
         .ws_max_message_size(MAX_PAYLOAD as usize)
         .ws_max_frame_size(MAX_PAYLOAD as usize)
         .max_buffer_size(MAX_BUFFERED_PACKETS)
-        .ping_interval(PING_INTERVAL)
-        .ping_timeout(PING_TIMEOUT)
+        .ping_interval(ping_interval)
+        .ping_timeout(ping_timeout)
         .build_layer();
     let attach = move |s: SocketRef| {
         let plane = plane.clone();

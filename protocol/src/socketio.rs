@@ -499,10 +499,28 @@ pub fn placeholder(num: u64) -> Value {
 /// A binary packet together with its attachments, in order.
 pub type Assembled = (OwnedPacket, Vec<Vec<u8>>);
 
-/// Collects the binary frames that follow a BINARY_EVENT / BINARY_ACK.
-#[derive(Debug, Default)]
+/// Default cap on the bytes of the attachments of one binary packet
+/// ([`BinaryAssembler::new`]): 16 MiB, sixteen times socket.io's default
+/// `maxHttpBufferSize`. A VOLT binary event (a Gen C `session-input` chunk,
+/// a `command-binary` part) is a few KiB; without a total cap a peer could
+/// announce [`MAX_ATTACHMENTS`] attachments of a whole frame each and make
+/// the receiver hold gigabytes.
+pub const DEFAULT_MAX_ATTACHMENT_BYTES: usize = 16 << 20;
+
+/// Collects the binary frames that follow a BINARY_EVENT / BINARY_ACK,
+/// holding at most `max_bytes` of attachments at any time.
+#[derive(Debug)]
 pub struct BinaryAssembler {
     pending: Option<Assembled>,
+    /// Bytes of the attachments collected for `pending`.
+    held: usize,
+    max_bytes: usize,
+}
+
+impl Default for BinaryAssembler {
+    fn default() -> Self {
+        BinaryAssembler::new(DEFAULT_MAX_ATTACHMENT_BYTES)
+    }
 }
 
 /// Why a binary frame could not be taken.
@@ -512,14 +530,33 @@ pub enum AssembleError {
     Unexpected,
     #[error("a new binary packet started before the previous one was complete")]
     Interrupted,
+    /// The attachments of one packet add up to more than the cap; the
+    /// packet was dropped (a peer that does this is broken or hostile).
+    #[error("binary attachments of {size} bytes exceed the cap of {max} bytes")]
+    TooLarge { size: usize, max: usize },
 }
 
 impl BinaryAssembler {
+    /// An assembler that holds at most `max_bytes` of attachments.
+    pub fn new(max_bytes: usize) -> Self {
+        BinaryAssembler {
+            pending: None,
+            held: 0,
+            max_bytes,
+        }
+    }
+
+    /// The cap on attachment bytes.
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+
     /// Starts collecting for `packet`. Packets without attachments are
     /// returned at once. Starting while another packet is incomplete drops
     /// that packet and reports it.
     pub fn start(&mut self, packet: OwnedPacket) -> Result<Option<Assembled>, AssembleError> {
         let interrupted = self.pending.take().is_some();
+        self.held = 0;
         if packet.attachments == 0 {
             return if interrupted {
                 Err(AssembleError::Interrupted)
@@ -536,11 +573,23 @@ impl BinaryAssembler {
         }
     }
 
-    /// Adds one binary frame; returns the packet once all have arrived.
+    /// Adds one binary frame; returns the packet once all have arrived. A
+    /// frame that takes the packet's attachments over the cap drops the
+    /// packet (`TooLarge`): nothing is kept.
     pub fn push(&mut self, frame: Vec<u8>) -> Result<Option<Assembled>, AssembleError> {
         let (packet, frames) = self.pending.as_mut().ok_or(AssembleError::Unexpected)?;
+        let size = self.held.saturating_add(frame.len());
+        if size > self.max_bytes {
+            self.reset();
+            return Err(AssembleError::TooLarge {
+                size,
+                max: self.max_bytes,
+            });
+        }
+        self.held = size;
         frames.push(frame);
         if frames.len() as u32 >= packet.attachments {
+            self.held = 0;
             Ok(self.pending.take())
         } else {
             Ok(None)
@@ -552,9 +601,15 @@ impl BinaryAssembler {
         self.pending.is_some()
     }
 
+    /// Bytes of attachments held for the waiting packet.
+    pub fn held_bytes(&self) -> usize {
+        self.held
+    }
+
     /// Drops anything half-assembled (on disconnect).
     pub fn reset(&mut self) {
         self.pending = None;
+        self.held = 0;
     }
 }
 
@@ -801,6 +856,37 @@ mod tests {
         );
         asm.reset();
         assert!(!asm.is_waiting());
+    }
+
+    #[test]
+    fn assembler_caps_the_bytes_of_pending_attachments() {
+        let p = Packet::decode(
+            r#"53-["f",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1},{"_placeholder":true,"num":2}]"#,
+        )
+        .unwrap();
+        let mut asm = BinaryAssembler::new(10);
+        asm.start(p.to_owned_packet()).unwrap();
+        assert!(asm.push(vec![0; 6]).unwrap().is_none());
+        assert_eq!(asm.held_bytes(), 6);
+        assert_eq!(
+            asm.push(vec![0; 5]).unwrap_err(),
+            AssembleError::TooLarge { size: 11, max: 10 }
+        );
+        // The packet is gone, nothing is held, the next frame is stray.
+        assert!(!asm.is_waiting());
+        assert_eq!(asm.held_bytes(), 0);
+        assert_eq!(asm.push(vec![1]).unwrap_err(), AssembleError::Unexpected);
+
+        // Exactly the cap is accepted, and the count starts over per packet.
+        asm.start(p.to_owned_packet()).unwrap();
+        asm.push(vec![0; 4]).unwrap();
+        asm.push(vec![0; 4]).unwrap();
+        let (_, frames) = asm.push(vec![0; 2]).unwrap().unwrap();
+        assert_eq!(frames.iter().map(Vec::len).sum::<usize>(), 10);
+        assert_eq!(asm.held_bytes(), 0);
+        asm.start(p.to_owned_packet()).unwrap();
+        asm.push(vec![0; 10]).unwrap();
+        assert_eq!(BinaryAssembler::default().max_bytes(), 16 << 20);
     }
 
     #[test]

@@ -9,16 +9,20 @@
 //! | [`sshd`] | a real OpenSSH server on loopback with its own keys | – |
 //! | `plane` | plane-only fixtures, [`plane::PersistentPlane`] | `plane` |
 //! | `sio` | a socket.io test client and a scripted daemon | `plane` |
+//! | `wire` | a scriptable socket.io server at the frame level (hostile servers) | `wire` |
 //! | `services` | the managed-services subtree on its own | `actors` |
 //! | `creds` | credentials at rest, sealed or plain as this machine does it | `actors` |
 //! | `daemon` | plane + registered in-process daemon ([`daemon::Fixture`]) | `daemon` |
 //! | `mirror`, `artifacts` | a download mirror that misbehaves on demand; provisioning artifacts around the stand-ins | `mirror` |
+//! | [`netns`] | network namespaces, veth links, `tc` limits, a delaying proxy (root) | – |
+//! | `chaos` | the chaos scenarios (kills, restarts, partition, slow link) | `chaos` |
 //!
 //! Rules the kit follows, so tests can rely on them: nothing sleeps to
 //! synchronise (waits poll observable state, or round-trip an ordering
 //! marker, see [`sio::SioClient::sync`]); every server a test starts
 //! listens on loopback only and is stopped by its pid when dropped.
 
+pub mod netns;
 pub mod process;
 pub mod sshd;
 pub mod standins;
@@ -28,6 +32,9 @@ mod wait;
 pub mod plane;
 #[cfg(feature = "plane")]
 pub mod sio;
+
+#[cfg(feature = "wire")]
+pub mod wire;
 
 #[cfg(feature = "actors")]
 pub mod creds;
@@ -39,6 +46,8 @@ pub mod daemon;
 
 #[cfg(feature = "mirror")]
 pub mod artifacts;
+#[cfg(feature = "chaos")]
+pub mod chaos;
 #[cfg(feature = "mirror")]
 pub mod mirror;
 

@@ -4,6 +4,7 @@
 //! tests sit in a `needs_root` module of their topic, marked
 //! `#[ignore = "needs root"]`; `scripts/test.sh` runs them as root.
 
+mod chaos;
 mod cli;
 mod console;
 mod control_channel;

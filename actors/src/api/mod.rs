@@ -29,11 +29,11 @@ pub mod vocab;
 pub use credentials::{Credentials, CredentialsCell};
 pub use handle::Handle;
 pub use jobs::{ConfigSource, JobsCall, JobsCommand, JobsFailure};
-pub use link::{Link, LinkError, SocketEvent};
+pub use link::{Lane, Lanes, Link, LinkError, SocketEvent};
 pub use outbox::{CommandError, CurrentLink, Emit, Outbox, SendCommand};
 pub use reply::{CallInfo, CommandHandler, Reply, Run, StreamReply, accepted, parse_payload};
 pub use router::{Route, Router};
 pub use vocab::{
     ActionStage, ChildState, CredentialOrigin, OutputStream, RuntimeAction, ServiceKind,
-    ServiceState,
+    ServiceState, WireLimit,
 };

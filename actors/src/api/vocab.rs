@@ -206,3 +206,33 @@ pub fn heartbeats_allowed(status: ClusterStatus) -> bool {
             | ClusterStatus::OperatingSystemNotSupported
     )
 }
+
+/// A cap on something the VOLT server controls the size of (the `limit`
+/// of `Event::WireLimitExceeded`). Tripping one drops the connection; the
+/// daemon reconnects with a fresh one and nothing keeps growing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WireLimit {
+    /// Bytes of the binary attachments of one socket.io packet.
+    PendingAttachments,
+    /// Messages the server sent before it confirmed the registration.
+    EarlyMessages,
+    /// Bytes of those messages.
+    EarlyBytes,
+}
+
+impl WireLimit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WireLimit::PendingAttachments => "pending-attachments",
+            WireLimit::EarlyMessages => "early-messages",
+            WireLimit::EarlyBytes => "early-bytes",
+        }
+    }
+}
+
+impl fmt::Display for WireLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

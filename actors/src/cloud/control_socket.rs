@@ -8,18 +8,34 @@
 //! `team-cluster-daemon:register {teamClusterId, daemonPassword}` with an ack
 //! id → usable once `team-cluster-daemon:registered` arrives. Then the reader
 //! answers pings, acknowledges events that ask for it and forwards every
-//! envelope to the dispatcher; the writer batches queued frames per flush.
-//! Silence longer than pingInterval + pingTimeout means the link is dead.
+//! envelope to the dispatcher; the writer sends the link's two lanes,
+//! control frames first (`api/link.rs`). Silence longer than pingInterval +
+//! pingTimeout means the link is dead; so does data the server has not
+//! acknowledged for [`TCP_USER_TIMEOUT`] (a partition, a dead peer).
 //!
-//! Connection ends are followed by a reconnect after a jittered exponential
-//! delay (500 ms × 2ⁿ, ≤ 30 s, ±30 %), reset once a connection has stayed
-//! registered for a while. A registration refused for bad credentials ends
-//! the daemon with the credentials-rejected exit code.
+//! **Reconnecting** (`cloud/reconnect.rs`): a connection that registered and
+//! lasted [`stable_after`](crate::config::SocketSettings::stable_after)
+//! (2 s) resets the backoff, so the next attempt starts within 650 ms;
+//! failed attempts, and registrations shorter than that, back off 500 ms ×
+//! 2ⁿ up to 30 s, ± 30 %; the host's network coming back
+//! (`host/netwatch.rs`) cuts a wait short. A registration refused for bad
+//! credentials ends the daemon with the credentials-rejected exit code.
+//!
+//! **Caps** on what the server controls: one frame ≤ [`MAX_INBOUND_FRAME`];
+//! the attachments of one binary packet ≤ [`MAX_PENDING_ATTACHMENT_BYTES`];
+//! messages that arrive before `registered` ≤ [`MAX_EARLY_MESSAGES`] and
+//! [`MAX_EARLY_BYTES`]; the announced `maxPayload` is clamped to
+//! [`MAX_PAYLOAD_CEILING`] (every size voltd derives from it — chunks,
+//! `buffer` replies — follows); the silence deadline to
+//! [`MIN_SILENCE`]..=[`MAX_SILENCE`]. A tripped cap is logged
+//! (`Event::WireLimitExceeded`), the connection dropped and a new one made.
 
-use crate::api::link::{Link, OUTBOUND_QUEUE};
-use crate::api::{Credentials, CredentialsCell, Handle, SocketEvent};
+use crate::api::link::{Lane, Lanes, Link};
+use crate::api::{Credentials, CredentialsCell, Handle, SocketEvent, WireLimit};
+use crate::cloud::reconnect::{Ended, ReconnectPolicy};
 use crate::config::{CloudUrl, ProxyUrl, Settings};
 use crate::events::{Event, EventBus};
+use crate::host::netwatch::NetWatch;
 use actix::prelude::*;
 use base64::Engine as _;
 use futures_util::{SinkExt, StreamExt};
@@ -33,14 +49,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use volt_protocol::engineio::{self, OpenPayload};
 use volt_protocol::register::{Extensions, RegisterPayload, RegisteredPayload};
-use volt_protocol::socketio::{self, BinaryAssembler, PacketKind};
+use volt_protocol::socketio::{self, AssembleError, BinaryAssembler, PacketKind};
 use volt_protocol::{MESSAGE_EVENT, Message, REGISTER_EVENT, REGISTERED_EVENT};
 
 /// Largest frame accepted from the server. The server's own limit for what
@@ -53,6 +68,45 @@ pub const MAX_INBOUND_FRAME: usize = 64 << 20;
 /// saves a 128 KiB memset per wake-up (measurable per command) and large
 /// frames simply take several reads.
 pub const READ_BUFFER: usize = 64 * 1024;
+/// Ceiling on the server's announced `maxPayload`: 16 MiB, sixteen times
+/// socket.io's default (the reference server keeps the default). A larger
+/// announcement (10¹⁸ has been seen from a broken server) is treated as
+/// this; it bounds what voltd builds in one message, e.g. a
+/// `responseType:"buffer"` reply.
+pub const MAX_PAYLOAD_CEILING: usize = 16 << 20;
+/// Bytes of binary attachments one socket.io packet may carry (see
+/// `socketio::DEFAULT_MAX_ATTACHMENT_BYTES`).
+pub const MAX_PENDING_ATTACHMENT_BYTES: usize = socketio::DEFAULT_MAX_ATTACHMENT_BYTES;
+/// Messages kept between our register and the server's `registered`
+/// (commands the server had queued for this cluster may overtake its
+/// `registered`). A server legitimately sends a handful.
+pub const MAX_EARLY_MESSAGES: usize = 256;
+/// Bytes of those messages.
+pub const MAX_EARLY_BYTES: usize = 16 << 20;
+/// Bounds of the silence deadline (pingInterval + pingTimeout, both the
+/// server's): under 1 s every scheduling hiccup would drop the link; over
+/// 10 min a dead link would go unnoticed for as long (the reference server
+/// announces 25 s + 20..60 s).
+pub const MIN_SILENCE: Duration = Duration::from_secs(1);
+pub const MAX_SILENCE: Duration = Duration::from_secs(600);
+/// `TCP_NOTSENT_LOWAT` of the control connection: the kernel holds at most
+/// this much not-yet-sent data, the rest waits in the link's lanes where
+/// control frames can overtake it. 16 KiB is what HTTP/2 servers use for
+/// the same purpose; on a fast link the writer refills long before the
+/// kernel runs dry.
+pub const TCP_NOTSENT_LOWAT: u32 = 16 * 1024;
+/// `TCP_USER_TIMEOUT`: data the server has not acknowledged for this long
+/// means the path is gone (a partition, a dead server host). Without it a
+/// half-open connection lingers until Engine.IO's silence deadline and TCP
+/// retransmissions back off to minutes.
+pub const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+/// TCP keepalive: an idle connection is probed after 15 s, every 5 s, so
+/// [`TCP_USER_TIMEOUT`] also applies when nothing is being sent.
+pub const TCP_KEEPALIVE_IDLE: Duration = Duration::from_secs(15);
+pub const TCP_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+/// After the host's network comes back, wait this long for the burst of
+/// link/address/route changes to settle, then try at once.
+pub const NETWORK_SETTLE: Duration = Duration::from_millis(250);
 /// How long a graceful stop waits for the close frames to leave.
 pub const CLOSE_GRACE: Duration = Duration::from_millis(500);
 /// Ack id of the register event (the first and only ack we ask for).
@@ -68,6 +122,12 @@ type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
 enum End {
     /// Network/protocol failure or a close; reconnect.
     Lost(String),
+    /// The server sent more than a cap allows; reconnect.
+    Limit {
+        limit: WireLimit,
+        size: usize,
+        max: usize,
+    },
     /// The server refused the registration; `credentials` when it named the
     /// credentials (a retry cannot succeed).
     Rejected { credentials: bool, message: String },
@@ -103,9 +163,12 @@ pub struct ControlSocket {
     bus: EventBus,
     exit: ExitSlot,
     creds: Option<Credentials>,
-    attempt: u32,
+    policy: ReconnectPolicy,
     connections: u64,
-    current: Option<SpawnHandle>,
+    /// The connection task: its handle, its number and when it started.
+    current: Option<(SpawnHandle, u64, Instant)>,
+    /// The scheduled next attempt and when it is due.
+    retry: Option<(SpawnHandle, Instant)>,
     link: Rc<RefCell<Option<Link>>>,
     /// A failing streak has been logged; stay quiet until it recovers.
     failing_logged: bool,
@@ -123,6 +186,8 @@ impl ControlSocket {
         bus: EventBus,
         exit: ExitSlot,
     ) -> Self {
+        let policy =
+            ReconnectPolicy::new(settings.socket.reconnect(), settings.socket.stable_after);
         ControlSocket {
             settings,
             tls,
@@ -130,10 +195,11 @@ impl ControlSocket {
             dispatcher,
             bus,
             exit,
+            policy,
             creds: None,
-            attempt: 0,
             connections: 0,
             current: None,
+            retry: None,
             link: Rc::default(),
             failing_logged: false,
             stopping: false,
@@ -151,7 +217,7 @@ impl ControlSocket {
         let connection = self.connections;
         self.bus.emit(Event::SocketConnecting {
             url: self.settings.socket_url.to_string(),
-            attempt: self.attempt,
+            attempt: self.policy.streak(),
         });
         let params = ConnParams {
             url: self.settings.socket_url.clone(),
@@ -173,7 +239,7 @@ impl ControlSocket {
                 .into_actor(self)
                 .map(move |outcome, act, ctx| act.connection_ended(connection, outcome, ctx)),
         );
-        self.current = Some(handle);
+        self.current = Some((handle, connection, Instant::now()));
     }
 
     fn connection_ended(&mut self, connection: u64, outcome: Outcome, ctx: &mut Context<Self>) {
@@ -215,18 +281,27 @@ impl ControlSocket {
                 });
                 format!("registration rejected: {message}")
             }
+            End::Limit { limit, size, max } => {
+                self.bus.emit(Event::WireLimitExceeded {
+                    limit,
+                    size: size as u64,
+                    max: max as u64,
+                });
+                format!("{limit} limit exceeded: {size} > {max}")
+            }
             End::Lost(reason) => reason,
         };
         if self.stopping {
             return;
         }
-        if let Some(at) = outcome.registered_at
-            && at.elapsed() >= self.settings.socket.stable_after
-        {
-            self.attempt = 0;
-        }
-        let delay = self.settings.socket.reconnect().delay(self.attempt);
-        self.attempt = self.attempt.saturating_add(1);
+        let ended = match outcome.registered_at {
+            Some(at) => Ended::Registered {
+                lasted: at.elapsed(),
+            },
+            None => Ended::Failed,
+        };
+        let next = self.policy.ended(ended);
+        let delay = next.delay;
         if was_registered {
             self.failing_logged = true;
             self.bus.emit(Event::SocketDisconnected {
@@ -238,9 +313,94 @@ impl ControlSocket {
             self.failing_logged = true;
             tracing::warn!(url = %self.settings.socket_url, %reason, "Cannot reach the control plane; retrying in the background.");
         } else {
-            tracing::debug!(attempt = self.attempt, %reason, delay_ms = delay.as_millis() as u64, "Control socket attempt failed.");
+            tracing::debug!(streak = next.streak, %reason, delay_ms = delay.as_millis() as u64, "Control socket attempt failed.");
         }
-        ctx.run_later(delay, |act, ctx| act.connect(ctx));
+        self.schedule_connect(delay, ctx);
+    }
+
+    fn schedule_connect(&mut self, delay: Duration, ctx: &mut Context<Self>) {
+        if let Some((handle, _)) = self.retry.take() {
+            ctx.cancel_future(handle);
+        }
+        let handle = ctx.run_later(delay, |act, ctx| {
+            act.retry = None;
+            act.connect(ctx);
+        });
+        self.retry = Some((handle, Instant::now() + delay));
+    }
+
+    fn watch_network(&mut self, ctx: &mut Context<Self>) {
+        if !self.settings.socket.watch_network {
+            return;
+        }
+        match NetWatch::open() {
+            Ok(watch) => {
+                let changes = futures_util::stream::unfold(watch, |mut w| async move {
+                    match w.next_up().await {
+                        Ok(()) => Some((NetworkUp, w)),
+                        Err(e) => {
+                            tracing::debug!(error = %e, "Network watch ended.");
+                            None
+                        }
+                    }
+                });
+                ctx.add_stream(changes);
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "Cannot watch the host's network; reconnects follow the backoff only.");
+            }
+        }
+    }
+}
+
+/// The host's network may be back (`host/netwatch.rs`).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct NetworkUp;
+
+impl StreamHandler<NetworkUp> for ControlSocket {
+    fn handle(&mut self, _: NetworkUp, ctx: &mut Self::Context) {
+        // A registered connection is left alone: if the outage killed it,
+        // TCP_USER_TIMEOUT or the silence deadline ends it and the reconnect
+        // follows at once.
+        if self.link.borrow().is_some() || self.stopping {
+            return;
+        }
+        let now = Instant::now();
+        if let Some((handle, connection, started)) = self.current {
+            // An attempt under way may be stuck in SYN retransmissions or
+            // behind a dead route from the outage; one that just started
+            // already uses the network as it is now.
+            if now.duration_since(started) < NETWORK_SETTLE {
+                return;
+            }
+            ctx.cancel_future(handle);
+            self.current = None;
+            self.dispatcher.do_send(SocketEvent::Down { connection });
+            tracing::info!(
+                streak = self.policy.streak(),
+                "The host's network changed; starting a fresh connection attempt."
+            );
+            self.schedule_connect(NETWORK_SETTLE, ctx);
+            return;
+        }
+        // A wait for the next attempt is cut short, if it has longer to
+        // run than the settle time.
+        let Some((_, due)) = self.retry else {
+            return;
+        };
+        if due <= now + NETWORK_SETTLE {
+            return;
+        }
+        tracing::info!(
+            streak = self.policy.streak(),
+            "The host's network changed; reconnecting now."
+        );
+        self.schedule_connect(NETWORK_SETTLE, ctx);
+    }
+
+    fn finished(&mut self, _ctx: &mut Self::Context) {
+        // The default would stop the actor; the backoff still works.
     }
 }
 
@@ -257,6 +417,10 @@ impl Handler<Registered> for ControlSocket {
     type Result = ();
 
     fn handle(&mut self, msg: Registered, _ctx: &mut Self::Context) {
+        // A connection cancelled meanwhile (see `NetworkUp`) is not ours.
+        if self.current.map(|(_, c, _)| c) != Some(msg.link.connection()) {
+            return;
+        }
         let cluster_id = self
             .creds
             .as_ref()
@@ -293,6 +457,7 @@ impl Actor for ControlSocket {
                 act.connect(ctx);
             }),
         );
+        self.watch_network(ctx);
     }
 }
 
@@ -387,8 +552,50 @@ async fn open_stream(p: &ConnParams) -> Result<TcpStream, String> {
             s
         }
     };
-    let _ = stream.set_nodelay(true);
+    tune_socket(&stream);
     Ok(stream)
+}
+
+/// The TCP options of the control connection (see the constants): no
+/// Nagle delay, little unsent data in the kernel (so the link's lanes
+/// decide what goes next), and a dead path noticed within
+/// [`TCP_USER_TIMEOUT`] even when idle. Failures only cost those
+/// properties, so they are logged, not fatal.
+fn tune_socket(stream: &TcpStream) {
+    let sock = socket2::SockRef::from(stream);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(TCP_KEEPALIVE_IDLE)
+        .with_interval(TCP_KEEPALIVE_INTERVAL);
+    for (option, result) in [
+        ("TCP_NODELAY", sock.set_tcp_nodelay(true)),
+        (
+            "TCP_NOTSENT_LOWAT",
+            sock.set_tcp_notsent_lowat(TCP_NOTSENT_LOWAT),
+        ),
+        (
+            "TCP_USER_TIMEOUT",
+            sock.set_tcp_user_timeout(Some(TCP_USER_TIMEOUT)),
+        ),
+        ("SO_KEEPALIVE", sock.set_tcp_keepalive(&keepalive)),
+    ] {
+        if let Err(e) = result {
+            tracing::debug!(option, error = %e, "Cannot set a control socket option.");
+        }
+    }
+}
+
+/// The server's `maxPayload`, clamped to [`MAX_PAYLOAD_CEILING`].
+pub fn clamp_max_payload(announced: u64) -> usize {
+    usize::try_from(announced)
+        .unwrap_or(usize::MAX)
+        .min(MAX_PAYLOAD_CEILING)
+}
+
+/// The silence deadline for the server's ping settings (milliseconds),
+/// clamped to [`MIN_SILENCE`]..=[`MAX_SILENCE`].
+pub fn silence_deadline(ping_interval_ms: u64, ping_timeout_ms: u64) -> Duration {
+    Duration::from_millis(ping_interval_ms.saturating_add(ping_timeout_ms))
+        .clamp(MIN_SILENCE, MAX_SILENCE)
 }
 
 async fn open_ws(p: &ConnParams) -> Result<WsStream, String> {
@@ -438,6 +645,10 @@ async fn run_connection(p: ConnParams) -> Outcome {
         end: End::Lost(reason),
         registered_at: None,
     };
+    let limit = |limit: WireLimit, size: usize, max: usize| Outcome {
+        end: End::Limit { limit, size, max },
+        registered_at: None,
+    };
     let mut ws = match timeout(p.connect_timeout, open_ws(&p)).await {
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => return lost(e),
@@ -458,8 +669,15 @@ async fn run_connection(p: ConnParams) -> Outcome {
         },
         Err(e) => return lost(e),
     };
-    let idle = Duration::from_millis(open.ping_interval.saturating_add(open.ping_timeout));
-    let max_payload = usize::try_from(open.max_payload).unwrap_or(usize::MAX);
+    let idle = silence_deadline(open.ping_interval, open.ping_timeout);
+    let max_payload = clamp_max_payload(open.max_payload);
+    if max_payload as u64 != open.max_payload {
+        tracing::warn!(
+            announced = open.max_payload,
+            used = max_payload,
+            "The server announced a maxPayload above voltd's ceiling; using the ceiling."
+        );
+    }
 
     // 2. CONNECT the default namespace.
     if let Err(e) = ws
@@ -522,6 +740,7 @@ async fn run_connection(p: ConnParams) -> Outcome {
     }
     let deadline = Instant::now() + p.register_timeout;
     let mut early: Vec<String> = Vec::new();
+    let mut early_bytes = 0usize;
     let mut validation_error: Option<String> = None;
     let extensions;
     loop {
@@ -587,7 +806,20 @@ async fn run_connection(p: ConnParams) -> Outcome {
                             tracing::warn!(%detail, "Server reported an error during registration.");
                             validation_error = Some(format!("server error: {detail}"));
                         }
-                        Ok((name, _)) if name == MESSAGE_EVENT => early.push(m.to_owned()),
+                        Ok((name, _)) if name == MESSAGE_EVENT => {
+                            early_bytes = early_bytes.saturating_add(m.len());
+                            if early.len() >= MAX_EARLY_MESSAGES {
+                                return limit(
+                                    WireLimit::EarlyMessages,
+                                    early.len() + 1,
+                                    MAX_EARLY_MESSAGES,
+                                );
+                            }
+                            if early_bytes > MAX_EARLY_BYTES {
+                                return limit(WireLimit::EarlyBytes, early_bytes, MAX_EARLY_BYTES);
+                            }
+                            early.push(m.to_owned());
+                        }
                         _ => {}
                     },
                     PacketKind::Disconnect => {
@@ -603,23 +835,30 @@ async fn run_connection(p: ConnParams) -> Outcome {
     // 4. Registered: the link goes to the dispatcher first (same sender as
     //    the inbound messages that follow, so it is there before them).
     let registered_at = Instant::now();
-    let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
-    let link = Link::new(p.connection, tx.clone(), max_payload);
+    let (link, lanes) = Link::with_lanes(p.connection, max_payload);
     p.dispatcher.do_send(SocketEvent::Up(link.clone()));
-    p.me.do_send(Registered { link, extensions });
+    p.me.do_send(Registered {
+        link: link.clone(),
+        extensions,
+    });
 
     let (sink, stream) = ws.split();
     let mut reader = Reader {
-        tx,
+        link,
         dispatcher: p.dispatcher.clone(),
-        assembler: BinaryAssembler::default(),
+        assembler: BinaryAssembler::new(MAX_PENDING_ATTACHMENT_BYTES),
     };
     for m in early {
-        reader.on_socketio(&m).await;
+        if let Some(end) = reader.on_socketio(&m).await {
+            return Outcome {
+                end,
+                registered_at: Some(registered_at),
+            };
+        }
     }
     let end = tokio::select! {
         end = reader.run(stream, idle) => end,
-        end = write_loop(sink, rx) => end,
+        end = write_loop(sink, lanes) => end,
     };
     Outcome {
         end,
@@ -636,26 +875,32 @@ fn announced_extensions(payload: Option<&str>) -> Extensions {
         .unwrap_or_default()
 }
 
+/// Sends the link's frames: every control frame that is ready, then at
+/// most [`BULK_BYTES_PER_WRITE`](crate::api::link::BULK_BYTES_PER_WRITE)
+/// of bulk, per flush. A control frame queued while a flush is under way
+/// waits only for that flush (with [`TCP_NOTSENT_LOWAT`], for at most one
+/// bulk frame and 16 KiB of unsent kernel data).
 async fn write_loop(
     mut sink: futures_util::stream::SplitSink<WsStream, WsMessage>,
-    mut rx: mpsc::Receiver<WsMessage>,
+    mut lanes: Lanes,
 ) -> End {
-    while let Some(msg) = rx.recv().await {
-        let mut closing = matches!(msg, WsMessage::Close(_));
-        if let Err(e) = sink.feed(msg).await {
-            return End::Lost(format!("write: {e}"));
-        }
-        // Everything already queued goes out in the same flush.
-        while !closing {
-            match rx.try_recv() {
-                Ok(m) => {
-                    closing = matches!(m, WsMessage::Close(_));
-                    if let Err(e) = sink.feed(m).await {
-                        return End::Lost(format!("write: {e}"));
-                    }
-                }
-                Err(_) => break,
+    use crate::api::link::BULK_BYTES_PER_WRITE;
+    while let Some((lane, msg)) = lanes.next().await {
+        let mut bulk_bytes = 0usize;
+        let mut next = Some((lane, msg));
+        let mut closing = false;
+        while let Some((lane, msg)) = next.take() {
+            closing = matches!(msg, WsMessage::Close(_));
+            if lane == Lane::Bulk {
+                bulk_bytes += msg.len();
             }
+            if let Err(e) = sink.feed(msg).await {
+                return End::Lost(format!("write: {e}"));
+            }
+            if closing {
+                break;
+            }
+            next = lanes.ready(bulk_bytes < BULK_BYTES_PER_WRITE);
         }
         if let Err(e) = sink.flush().await {
             return End::Lost(format!("write: {e}"));
@@ -668,7 +913,8 @@ async fn write_loop(
 }
 
 struct Reader {
-    tx: mpsc::Sender<WsMessage>,
+    /// Pongs and acks go out in the control lane.
+    link: Link,
     dispatcher: Handle<SocketEvent>,
     assembler: BinaryAssembler,
 }
@@ -695,7 +941,11 @@ impl Reader {
                         return end;
                     }
                 }
-                Some(Ok(WsMessage::Binary(b))) => self.on_binary(b.to_vec()).await,
+                Some(Ok(WsMessage::Binary(b))) => {
+                    if let Some(end) = self.on_binary(b.to_vec()).await {
+                        return end;
+                    }
+                }
                 Some(Ok(WsMessage::Close(c))) => {
                     return End::Lost(format!(
                         "server closed the connection{}",
@@ -712,7 +962,7 @@ impl Reader {
 
     async fn send(&self, frame: String) {
         // The writer only goes away with the connection; nothing to do then.
-        let _ = self.tx.send(WsMessage::text(frame)).await;
+        let _ = self.link.send_frame(frame).await;
     }
 
     async fn on_text(&mut self, text: &str) -> Option<End> {
@@ -753,11 +1003,11 @@ impl Reader {
                     self.on_event(&name, first, packet.id).await;
                 }
             }
-            PacketKind::BinaryEvent => {
-                if let Err(e) = self.assembler.start(packet.to_owned_packet()) {
-                    tracing::debug!(error = %e, "Dropped an incomplete binary packet.");
-                }
-            }
+            PacketKind::BinaryEvent => match self.assembler.start(packet.to_owned_packet()) {
+                Ok(Some(assembled)) => self.on_assembled(assembled).await,
+                Ok(None) => {}
+                Err(e) => tracing::debug!(error = %e, "Dropped an incomplete binary packet."),
+            },
             PacketKind::Disconnect => {
                 return Some(End::Lost("server disconnected the namespace".into()));
             }
@@ -772,16 +1022,23 @@ impl Reader {
         None
     }
 
-    async fn on_binary(&mut self, bytes: Vec<u8>) {
-        let assembled = match self.assembler.push(bytes) {
-            Ok(Some(a)) => a,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::debug!(error = %e, "Ignoring a stray binary frame.");
-                return;
+    async fn on_binary(&mut self, bytes: Vec<u8>) -> Option<End> {
+        match self.assembler.push(bytes) {
+            Ok(Some(assembled)) => self.on_assembled(assembled).await,
+            Ok(None) => {}
+            Err(AssembleError::TooLarge { size, max }) => {
+                return Some(End::Limit {
+                    limit: WireLimit::PendingAttachments,
+                    size,
+                    max,
+                });
             }
-        };
-        let (packet, frames) = assembled;
+            Err(e) => tracing::debug!(error = %e, "Ignoring a stray binary frame."),
+        }
+        None
+    }
+
+    async fn on_assembled(&mut self, (packet, frames): socketio::Assembled) {
         let Some(data) = packet.data.as_ref() else {
             return;
         };

@@ -15,6 +15,10 @@
 //! pending command fails at once when the link goes down. [`Emit`] is
 //! fire-and-forget: queued in a bounded buffer while disconnected, drained
 //! in order after the next registration.
+//!
+//! Replies and the daemon's own commands travel in the link's control lane;
+//! a stream's chunks and its `stream-end` in the bulk lane (`api/link.rs`),
+//! so a large download never delays a heartbeat or another reply.
 
 use crate::api::reply::{self, CallInfo, CommandHandler, Reply, Run};
 use crate::api::{
@@ -332,8 +336,15 @@ async fn send_stream(link: &Link, call: &CallInfo, stream: reply::StreamReply) {
         stream.headers,
         stream_id.clone(),
     ));
-    if link.send(&start).await.is_err() {
-        return;
+    match link.send(&start).await {
+        Ok(()) => {}
+        // Headers too large for the server's maxPayload: say so rather than
+        // leave the server waiting for a reply until its timeout.
+        Err(LinkError::TooLarge { len, max }) => {
+            let _ = link.send(&too_large(call, len, max)).await;
+            return;
+        }
+        Err(_) => return,
     }
     // Raw bytes per chunk so that base64 plus the envelope stays under
     // maxPayload, whatever the server announced.
@@ -522,5 +533,47 @@ impl Handler<CurrentLink> for Dispatcher {
     type Result = Option<Link>;
     fn handle(&mut self, _: CurrentLink, _ctx: &mut Self::Context) -> Option<Link> {
         self.link.clone().filter(|l| !l.is_closed())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::mpsc;
+
+    fn call() -> CallInfo {
+        CallInfo {
+            request_id: "r1".into(),
+            command: "object.get".into(),
+            response_type: ResponseType::Stream,
+            payload: json!({}),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stream_whose_first_reply_exceeds_max_payload_is_answered_413() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let link = Link::new(1, tx, 300);
+        let headers = [("x-big".to_owned(), "v".repeat(400))]
+            .into_iter()
+            .collect();
+        let reply = Reply::Stream(reply::StreamReply {
+            status: 200,
+            headers,
+            body: Box::pin(futures_util::stream::empty()),
+        });
+        deliver(&link, &call(), reply).await;
+        // `deliver` has returned: whatever it sent is queued.
+        let frame = rx.try_recv().expect("a reply").into_text().unwrap();
+        let body = frame
+            .as_str()
+            .strip_prefix("42[\"team-cluster-daemon:message\",")
+            .and_then(|t| t.strip_suffix(']'))
+            .unwrap();
+        let Message::Response(r) = Message::decode(body).unwrap() else {
+            panic!("{body}")
+        };
+        assert_eq!((r.request_id.as_str(), r.ok, r.status), ("r1", false, 413));
+        assert!(rx.try_recv().is_err(), "nothing else is sent");
     }
 }

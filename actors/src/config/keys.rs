@@ -610,6 +610,7 @@ mod tests {
                 ca_file: Some("/etc/ca.pem".into()),
                 proxy: Some(ProxyUrl::parse("http://proxy:3128").unwrap()),
                 no_proxy: vec!["localhost".into()],
+                watch_network: true,
             },
             supervisor: SupervisorSettings {
                 max_restarts: 1,

@@ -17,9 +17,13 @@ pub const DEFAULT_RECONNECT_BASE: Duration = Duration::from_millis(500);
 pub const DEFAULT_RECONNECT_MAX: Duration = Duration::from_millis(30_000);
 /// … with socket.io's `randomizationFactor` 0.3.
 pub const DEFAULT_RECONNECT_JITTER: f64 = 0.3;
-/// A connection that stayed registered this long resets the backoff: a
-/// server that accepts and then drops us at once must not be hammered.
-pub const DEFAULT_STABLE_AFTER: Duration = Duration::from_secs(30);
+/// A connection that stayed registered this long resets the backoff; a
+/// shorter one counts as a failed attempt, so a server that accepts and
+/// then drops us at once is not hammered. "A few seconds": long enough to
+/// tell an accept-and-drop loop, short enough that a server cutting
+/// registered sockets seconds apart (a rolling deploy) gets a sub-second
+/// reconnect every time (see `cloud/reconnect.rs`).
+pub const DEFAULT_STABLE_AFTER: Duration = Duration::from_secs(2);
 /// TCP + TLS + WebSocket upgrade must finish within this.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// The server answers a register in milliseconds; 15 s is the server's own
@@ -71,6 +75,16 @@ pub struct SocketSettings {
     pub proxy: Option<ProxyUrl>,
     /// Hosts (or `.suffix` domains) reached without the proxy.
     pub no_proxy: Vec<String>,
+    /// Cut a reconnect wait short when the host's network comes back
+    /// (`host/netwatch.rs`). Not a key: always on in the daemon; tests of
+    /// the backoff's exact timing turn it off, since another process on
+    /// the machine may change its network while they run.
+    #[serde(skip, default = "watch_network_default")]
+    pub watch_network: bool,
+}
+
+fn watch_network_default() -> bool {
+    true
 }
 
 impl Default for SocketSettings {
@@ -87,6 +101,7 @@ impl Default for SocketSettings {
             ca_file: None,
             proxy: None,
             no_proxy: Vec::new(),
+            watch_network: true,
         }
     }
 }

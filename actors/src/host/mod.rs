@@ -1,5 +1,6 @@
 //! The host voltd runs on: metrics and processes from `/proc`, the
-//! monitoring actor, the clock format, downloads, filesystem helpers.
+//! monitoring actor, the clock format, downloads, filesystem helpers, the
+//! network-change watch.
 
 pub mod clock;
 pub mod download;
@@ -7,5 +8,6 @@ pub mod fsutil;
 pub mod keystore;
 pub mod metrics;
 pub mod monitoring;
+pub mod netwatch;
 pub mod notify;
 pub mod proc;

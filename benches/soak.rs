@@ -1,0 +1,287 @@
+//! Soak benchmark (not a test): `cargo bench --bench soak -- --duration SECS`.
+//!
+//! The release `voltd` with its three managed services (the stand-ins when
+//! the real servers are not installed) runs against an in-process
+//! volt-plane while a load loops for the whole duration:
+//!
+//! * commands: `runtime.ping` 20 times a second, a Redis keyspace listing
+//!   every 2 s, `runtime.services.status` every 5 s;
+//! * terminal output: a host terminal session every 10 s that prints
+//!   256 KB and exits (a new PTY, shell and pump each time);
+//! * reconnects: the plane cuts the daemon's socket every 30 s;
+//! * service restarts: `runtime.services.restart` of redis, mongo, minio in
+//!   turn every 60 s.
+//!
+//! Every `--sample` seconds (default 30) it prints voltd's RSS, open file
+//! descriptors and threads; at the end the RSS slope after `--warmup`
+//! seconds (least squares, in % of the mean per hour) and the descriptor
+//! range after warm-up. Targets: slope ≤ 1 %/h, descriptors flat.
+//! `--quick` is a 3-minute smoke run.
+
+use serde_json::json;
+use std::cell::Cell;
+use std::process::Stdio;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+use volt_plane::{PlaneConfig, SessionEvent};
+
+struct Sample {
+    at: f64,
+    rss_kib: u64,
+    fds: usize,
+    threads: u64,
+}
+
+fn proc_status(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Least-squares slope of `ys` over `xs`.
+fn slope(xs: &[f64], ys: &[f64]) -> f64 {
+    let n = xs.len() as f64;
+    let (mx, my) = (xs.iter().sum::<f64>() / n, ys.iter().sum::<f64>() / n);
+    let num: f64 = xs.iter().zip(ys).map(|(x, y)| (x - mx) * (y - my)).sum();
+    let den: f64 = xs.iter().map(|x| (x - mx) * (x - mx)).sum();
+    if den == 0.0 { 0.0 } else { num / den }
+}
+
+fn arg(args: &[String], name: &str) -> Option<u64> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let duration =
+        Duration::from_secs(arg(&args, "--duration").unwrap_or(if quick { 180 } else { 3600 }));
+    let warmup =
+        Duration::from_secs(arg(&args, "--warmup").unwrap_or(if quick { 60 } else { 600 }));
+    let sample_every =
+        Duration::from_secs(arg(&args, "--sample").unwrap_or(if quick { 10 } else { 30 }));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let plane = volt_plane::start(PlaneConfig {
+            listen: "127.0.0.1:0".parse().expect("address"),
+            daemon_wait: Duration::from_secs(10),
+            ..Default::default()
+        })
+        .await
+        .expect("plane");
+        let created = plane.create_cluster(Default::default()).await.expect("cluster");
+        let id = created.team_cluster.id.clone();
+        let (services, notes) = voltd::standins::services_config().expect("ports");
+        for n in notes {
+            println!("{n}");
+        }
+        let config = dir.path().join("voltd.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "cloud_url = \"{}\"\nteam_cluster_id = \"{id}\"\nstate_dir = \"{}\"\nlog_level = \"warn\"\n{services}",
+                plane.base_url(),
+                dir.path().join("state").display()
+            ),
+        )
+        .expect("config");
+        let mut daemon = tokio::process::Command::new(env!("CARGO_BIN_EXE_voltd"))
+            .arg("--config")
+            .arg(&config)
+            .arg("run")
+            .env("TEAM_CLUSTER_DAEMON_PASSWORD", &created.daemon_password)
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("voltd runs");
+        let pid = daemon.id().expect("pid");
+        let t = Instant::now();
+        loop {
+            let ready = plane.request(&id, "runtime.services.status", json!({}), None).await;
+            if let Ok((200, v)) = &ready
+                && ["redis", "mongo", "minio"]
+                    .iter()
+                    .all(|s| v["services"][s]["state"] == "healthy")
+            {
+                break;
+            }
+            assert!(t.elapsed() < Duration::from_secs(120), "services did not become healthy: {ready:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        println!(
+            "soak: voltd pid {pid} with its services up; {} s, warm-up {} s, a sample every {} s",
+            duration.as_secs(),
+            warmup.as_secs(),
+            sample_every.as_secs()
+        );
+
+        let plane = Rc::new(plane);
+        let stop = Rc::new(Cell::new(false));
+        let counts: Rc<[Cell<u64>; 6]> = Rc::new(Default::default());
+        // [pings ok, pings failed, terminal sessions, reconnects, service restarts, listings]
+        let bump = |c: &Rc<[Cell<u64>; 6]>, i: usize| c[i].set(c[i].get() + 1);
+
+        let mut tasks = Vec::new();
+        {
+            let (plane, id, stop, counts) = (plane.clone(), id.clone(), stop.clone(), counts.clone());
+            tasks.push(tokio::task::spawn_local(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(50));
+                while !stop.get() {
+                    tick.tick().await;
+                    match plane.request(&id, "runtime.ping", json!({}), Some(Duration::from_secs(10))).await {
+                        Ok((200, _)) => bump(&counts, 0),
+                        _ => bump(&counts, 1),
+                    }
+                }
+            }));
+        }
+        {
+            let (plane, id, stop, counts) = (plane.clone(), id.clone(), stop.clone(), counts.clone());
+            tasks.push(tokio::task::spawn_local(async move {
+                let mut n = 0u64;
+                while !stop.get() {
+                    n += 1;
+                    if n.is_multiple_of(5) {
+                        let _ = plane.request(&id, "runtime.services.status", json!({}), None).await;
+                    }
+                    if let Ok((200, _)) = plane
+                        .request(&id, "remote.explorer.list", json!({"target": "redis-data", "path": "db/0"}), None)
+                        .await
+                    {
+                        bump(&counts, 5);
+                    }
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            }));
+        }
+        {
+            let (plane, id, stop, counts) = (plane.clone(), id.clone(), stop.clone(), counts.clone());
+            tasks.push(tokio::task::spawn_local(async move {
+                while !stop.get() {
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                    let Ok(mut s) = plane.attach_host_terminal(&id).await else {
+                        continue;
+                    };
+                    if s.send_input(b"head -c 262144 /dev/zero | tr '\\0' a; exit 0\n", false).await.is_err() {
+                        continue;
+                    }
+                    let done = tokio::time::timeout(Duration::from_secs(30), async {
+                        loop {
+                            match s.recv().await {
+                                SessionEvent::Data { .. } => {}
+                                SessionEvent::End(_) => return true,
+                                _ => return false,
+                            }
+                        }
+                    })
+                    .await;
+                    if matches!(done, Ok(true)) {
+                        bump(&counts, 2);
+                    }
+                }
+            }));
+        }
+        {
+            let (plane, id, stop, counts) = (plane.clone(), id.clone(), stop.clone(), counts.clone());
+            tasks.push(tokio::task::spawn_local(async move {
+                while !stop.get() {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    if plane.disconnect_daemon(&id).await {
+                        bump(&counts, 3);
+                    }
+                }
+            }));
+        }
+        {
+            let (plane, id, stop, counts) = (plane.clone(), id.clone(), stop.clone(), counts.clone());
+            tasks.push(tokio::task::spawn_local(async move {
+                let mut n = 0usize;
+                while !stop.get() {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    let service = ["redis", "mongo", "minio"][n % 3];
+                    n += 1;
+                    if let Ok((200, _)) = plane
+                        .request(&id, "runtime.services.restart", json!({"service": service}), None)
+                        .await
+                    {
+                        bump(&counts, 4);
+                    }
+                }
+            }));
+        }
+
+        let start = Instant::now();
+        let mut samples: Vec<Sample> = Vec::new();
+        println!("{:>7} {:>10} {:>5} {:>8} {:>9} {:>6} {:>9} {:>10} {:>9} {:>8}",
+            "t (s)", "RSS (KiB)", "fds", "threads", "pings", "fails", "sessions", "reconnects", "restarts", "listings");
+        while start.elapsed() < duration {
+            tokio::time::sleep(sample_every).await;
+            assert!(matches!(daemon.try_wait(), Ok(None)), "voltd exited during the soak");
+            let s = Sample {
+                at: start.elapsed().as_secs_f64(),
+                rss_kib: proc_status(pid, "VmRSS:"),
+                fds: fds(pid),
+                threads: proc_status(pid, "Threads:"),
+            };
+            println!(
+                "{:>7.0} {:>10} {:>5} {:>8} {:>9} {:>6} {:>9} {:>10} {:>9} {:>8}",
+                s.at, s.rss_kib, s.fds, s.threads,
+                counts[0].get(), counts[1].get(), counts[2].get(), counts[3].get(), counts[4].get(), counts[5].get()
+            );
+            samples.push(s);
+        }
+        stop.set(true);
+        for t in tasks {
+            t.abort();
+        }
+        let after: Vec<&Sample> = samples.iter().filter(|s| s.at >= warmup.as_secs_f64()).collect();
+        if after.len() >= 2 {
+            let xs: Vec<f64> = after.iter().map(|s| s.at / 3600.0).collect();
+            let ys: Vec<f64> = after.iter().map(|s| s.rss_kib as f64).collect();
+            let mean = ys.iter().sum::<f64>() / ys.len() as f64;
+            let per_hour = slope(&xs, &ys);
+            let fd_min = after.iter().map(|s| s.fds).min().unwrap_or(0);
+            let fd_max = after.iter().map(|s| s.fds).max().unwrap_or(0);
+            let th_min = after.iter().map(|s| s.threads).min().unwrap_or(0);
+            let th_max = after.iter().map(|s| s.threads).max().unwrap_or(0);
+            println!(
+                "after {} s of warm-up ({} samples): RSS mean {:.1} MiB, slope {:+.1} KiB/h = {:+.2} %/h (target ≤ 1 %/h); fds {}..{}; threads {}..{}",
+                warmup.as_secs(),
+                after.len(),
+                mean / 1024.0,
+                per_hour,
+                per_hour / mean * 100.0,
+                fd_min,
+                fd_max,
+                th_min,
+                th_max
+            );
+        }
+        println!(
+            "load: {} pings ({} failed, during reconnects), {} terminal sessions, {} reconnects, {} service restarts, {} keyspace listings",
+            counts[0].get(), counts[1].get(), counts[2].get(), counts[3].get(), counts[4].get(), counts[5].get()
+        );
+        let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+        let _ = daemon.wait().await;
+        if let Ok(p) = Rc::try_unwrap(plane) {
+            p.shutdown().await;
+        }
+    });
+}
