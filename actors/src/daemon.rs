@@ -127,6 +127,7 @@ pub fn build(settings: Arc<Settings>, w: &Wiring) -> Result<SupervisorSpec, Stri
         terminal: w.attach.clone(),
         lifecycle,
         extensions: w.extensions.clone(),
+        host_files: Default::default(),
     }));
 
     let cloud = {

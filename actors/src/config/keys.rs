@@ -334,7 +334,7 @@ pub const KEYS: &[Key] = &[
     ),
     Key::new(
         "host_files.roots",
-        "directories the `host-files` explorer shows (none: it is off); paths (named after their last component) or `{ name, path }`",
+        "directories the `host-files` explorer and file manager show (none: it is off); paths (named after their last component, read-only) or `{ name, path, read_only }` (`read_only` defaults to `true`)",
     ),
 ];
 
@@ -566,6 +566,7 @@ mod tests {
                 roots: vec![HostRoot {
                     name: "tmp".into(),
                     path: "/tmp".into(),
+                    read_only: false,
                 }],
             },
         }

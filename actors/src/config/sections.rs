@@ -270,9 +270,13 @@ fn session_count<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
 pub struct HostRoot {
     /// First path segment in explorer paths.
     pub name: String,
-    /// Canonical absolute directory (symlinks resolved at load, so the
-    /// containment check compares like with like).
+    /// Canonical absolute directory (symlinks resolved at load; every
+    /// operation then resolves beneath it with the kernel's help).
     pub path: PathBuf,
+    /// No change through the file manager (mkdir, rename, delete, upload):
+    /// 403. The default for a root listed without `read_only`, so that an
+    /// upgrade makes no root writable silently.
+    pub read_only: bool,
 }
 
 /// `[host_files]`: the host file explorer's roots; none means the
@@ -283,14 +287,22 @@ pub struct HostFilesSettings {
     pub roots: Vec<HostRoot>,
 }
 
-/// One `roots` item as written: a path (named after its last component)
-/// or `{ name, path }`.
+/// One `roots` item as written: a path (named after its last component,
+/// read-only) or `{ name, path, read_only? }`.
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum RootSpec {
     Path(PathBuf),
-    Named { name: String, path: PathBuf },
+    Named {
+        name: String,
+        path: PathBuf,
+        #[serde(default)]
+        read_only: Option<bool>,
+    },
 }
+
+/// Whether a root listed without `read_only` is read-only.
+pub const DEFAULT_ROOT_READ_ONLY: bool = true;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -312,26 +324,40 @@ impl TryFrom<HostFilesFile> for HostFilesSettings {
             .roots
             .into_iter()
             .map(|r| match r {
-                RootSpec::Named { name, path } => (name, path),
+                RootSpec::Named {
+                    name,
+                    path,
+                    read_only,
+                } => (name, path, read_only.unwrap_or(DEFAULT_ROOT_READ_ONLY)),
                 RootSpec::Path(path) => {
                     let name = path
                         .file_name()
                         .map(|n| n.to_string_lossy().into_owned())
                         .unwrap_or_default();
-                    (name, path)
+                    (name, path, DEFAULT_ROOT_READ_ONLY)
                 }
             })
             .collect();
-        HostFilesSettings::try_new(roots)
+        HostFilesSettings::try_new_with_access(roots)
     }
 }
 
 impl HostFilesSettings {
-    /// Validating constructor: absolute existing directories (canonicalised),
-    /// unique non-empty names without `/`.
+    /// Validating constructor of read-only roots: absolute existing
+    /// directories (canonicalised), unique non-empty names without `/`.
     pub fn try_new(roots: Vec<(String, PathBuf)>) -> Result<Self, String> {
+        Self::try_new_with_access(
+            roots
+                .into_iter()
+                .map(|(n, p)| (n, p, DEFAULT_ROOT_READ_ONLY))
+                .collect(),
+        )
+    }
+
+    /// [`Self::try_new`] with each root's `read_only`.
+    pub fn try_new_with_access(roots: Vec<(String, PathBuf, bool)>) -> Result<Self, String> {
         let mut out: Vec<HostRoot> = Vec::new();
-        for (name, path) in roots {
+        for (name, path, read_only) in roots {
             if name.is_empty() || name.contains('/') || name == "." || name == ".." {
                 return Err(format!(
                     "host_files root name {name:?} must be a plain name"
@@ -354,7 +380,11 @@ impl HostFilesSettings {
             if out.iter().any(|r| r.name == name) {
                 return Err(format!("host_files root name {name:?} is used twice"));
             }
-            out.push(HostRoot { name, path: real });
+            out.push(HostRoot {
+                name,
+                path: real,
+                read_only,
+            });
         }
         Ok(HostFilesSettings { roots: out })
     }

@@ -797,15 +797,19 @@ fn host_file_roots_by_path_or_name() {
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
     let s = ok(roots(&format!(
-        "[\"{}\", {{ name = \"lab\", path = \"{}\" }}]",
+        "[\"{}\", {{ name = \"lab\", path = \"{}\" }}, {{ name = \"rw\", path = \"{}\", read_only = false }}]",
         a.path().display(),
+        b.path().display(),
         b.path().display()
     )));
     let r = &s.host_files.roots;
-    assert_eq!(r.len(), 2);
+    assert_eq!(r.len(), 3);
     assert_eq!(r[0].name, a.path().file_name().unwrap().to_string_lossy());
     assert_eq!(r[0].path, a.path().canonicalize().unwrap());
     assert_eq!(r[1].name, "lab");
+    // Listed without read_only: read-only, so an upgrade changes nothing.
+    assert!(r[0].read_only && r[1].read_only);
+    assert!(!r[2].read_only);
     assert!(shown(s).contains("name = \"lab\""));
     assert!(ok(roots("[]")).host_files.roots.is_empty());
 }

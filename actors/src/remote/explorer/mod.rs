@@ -2,9 +2,21 @@
 //!
 //! | command | payload | result |
 //! |---|---|---|
-//! | `remote.explorer.list` | `{target, path}` | `[{id, name, path, type, size, updatedAt, description}]` |
+//! | `remote.explorer.list` | `{target, path, limit?, cursor?}` | `[{id, name, path, type, size, updatedAt, description}]`; with `limit`/`cursor`: `{entries, truncated, cursor}` ([`Listing`]) |
 //! | `remote.explorer.node` | `{target, path}` | `{path, title, type, contentType, textContent, mongoDocuments}` |
-//! | `remote.explorer.download` (voltd; the reference lacks it) | `{target, path}` | stream reply of the whole value with `content-type` and `content-disposition` |
+//! | `remote.explorer.download` (voltd; the reference lacks it) | `{target, path}` | stream reply of the value with `content-type` and `content-disposition` |
+//! | `remote.explorer.stat` | `{target:"host-files", path}` | `{…entry, mode, readOnly}` |
+//! | `remote.explorer.mkdir` | `{target:"host-files", path}` | `{created, path}` |
+//! | `remote.explorer.rename` | `{target:"host-files", path, to, overwrite?}` | `{renamed, from, to}` |
+//! | `remote.explorer.delete` | `{target:"host-files", path, recursive?}` | `{deleted, path, type, removed}` |
+//! | `remote.explorer.upload.begin` | `{target:"host-files", path, size?, overwrite?}` | `{uploadId, received, maxChunkBytes}` |
+//! | `remote.explorer.upload.chunk` | `{uploadId, offset, chunkBase64}` | `{uploadId, received}` |
+//! | `remote.explorer.upload.commit` | `{uploadId, sha256?}` | `{uploaded, path, size, sha256}` |
+//! | `remote.explorer.upload.abort` | `{uploadId}` | `{aborted, uploadId}` |
+//!
+//! Listings are bounded per call: a page of at most `limit` entries (each
+//! target's default when none is asked for) and a `cursor` to go on from.
+//! The file manager commands (stat … upload) work on `host-files` only.
 //!
 //! Targets, one file each: `mongo-documents` ([`mongo`]), `redis-data`
 //! ([`redis`]), `minio` ([`minio`]) with the reference's exact shapes, and
@@ -57,18 +69,79 @@ impl Target {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct RawRequest {
     target: String,
     #[serde(default)]
     path: Option<String>,
+    #[serde(default)]
+    limit: Option<u64>,
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawChange {
+    target: String,
+    path: String,
+    #[serde(default)]
+    to: Option<String>,
+    #[serde(default)]
+    recursive: bool,
+    #[serde(default)]
+    overwrite: bool,
+    #[serde(default)]
+    size: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawChunk {
+    upload_id: String,
+    offset: u64,
+    chunk_base64: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawUploadEnd {
+    upload_id: String,
+    #[serde(default)]
+    sha256: Option<String>,
 }
 
 /// What to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    List,
+    List(Page),
     Node,
     Download,
+    Stat,
+    Mkdir,
+    Rename {
+        to: String,
+        overwrite: bool,
+    },
+    Delete {
+        recursive: bool,
+    },
+    UploadBegin {
+        size: Option<u64>,
+        overwrite: bool,
+    },
+    UploadChunk {
+        upload_id: String,
+        offset: u64,
+        bytes: Vec<u8>,
+    },
+    UploadCommit {
+        upload_id: String,
+        sha256: Option<String>,
+    },
+    UploadAbort {
+        upload_id: String,
+    },
 }
 
 /// A parsed explorer command.
@@ -78,6 +151,85 @@ pub struct ExplorerCommand {
     pub target: Target,
     /// The path as sent (nodes echo it back).
     pub raw_path: String,
+}
+
+/// Which page of a listing: `limit` entries after `cursor` (the one the
+/// previous page returned). A request that names either gets the paged
+/// shape `{entries, truncated, cursor}`; one that names neither gets the
+/// reference's bare array (see [`Listing::into_value`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Page {
+    pub limit: Option<u64>,
+    pub cursor: Option<String>,
+}
+
+impl Page {
+    /// Whether the request asked for pages (and so understands the paged
+    /// shape).
+    pub fn paged(&self) -> bool {
+        self.limit.is_some() || self.cursor.is_some()
+    }
+
+    /// The page size: `default` when none was asked for, at most `max`.
+    pub fn limit_or(&self, default: usize, max: usize) -> Result<usize, host_files::Fail> {
+        match self.limit {
+            None => Ok(default),
+            Some(0) => Err(host_files::Fail::bad_request(format!(
+                "limit must be between 1 and {max}"
+            ))),
+            Some(n) => Ok(usize::try_from(n).unwrap_or(max).min(max)),
+        }
+    }
+}
+
+/// One page of entries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listing {
+    pub entries: Vec<Entry>,
+    /// More entries follow: ask again with `cursor`.
+    pub truncated: bool,
+    pub cursor: Option<String>,
+}
+
+impl Listing {
+    /// A listing that is complete.
+    pub fn whole(entries: Vec<Entry>) -> Self {
+        Listing {
+            entries,
+            truncated: false,
+            cursor: None,
+        }
+    }
+
+    /// The reply: `{entries, truncated, cursor}` when the request was
+    /// paged; else the reference's bare array, ending — when truncated —
+    /// with one entry of type `truncated` that tells a person there is
+    /// more and how to ask for it (the reference has no way to say so, and
+    /// a silent cut is worse).
+    pub fn into_value(self, page: &Page, path: &str) -> serde_json::Value {
+        if page.paged() {
+            return serde_json::json!({
+                "entries": self.entries,
+                "truncated": self.truncated,
+                "cursor": self.cursor,
+            });
+        }
+        let mut entries = self.entries;
+        if self.truncated {
+            let shown = entries.len();
+            let id = format!("{}#more", normalize(path));
+            entries.push(Entry::new(
+                id,
+                format!("… more entries (first {shown} shown)"),
+                "truncated",
+                format!(
+                    "Only the first {shown} entries are shown; ask with limit and cursor {:?} for the next page",
+                    self.cursor.unwrap_or_default()
+                ),
+            ));
+        }
+        serde_json::to_value(entries).unwrap_or_default()
+    }
 }
 
 /// One entry of a listing, exactly the reference's shape.
@@ -246,21 +398,130 @@ fn json_reply<T: Serialize>(value: Result<T, Reply>) -> Reply {
     }
 }
 
+/// The commands only `host-files` has (the file manager).
+pub const HOST_FILES_ONLY: [&str; 8] = [
+    "remote.explorer.stat",
+    "remote.explorer.mkdir",
+    "remote.explorer.rename",
+    "remote.explorer.delete",
+    "remote.explorer.upload.begin",
+    "remote.explorer.upload.chunk",
+    "remote.explorer.upload.commit",
+    "remote.explorer.upload.abort",
+];
+
+fn host_files_only(name: &str, target: Target) -> Result<(), Reply> {
+    if target == Target::HostFiles {
+        return Ok(());
+    }
+    Err(Reply::failure_with_code(
+        400,
+        "EXPLORER_OPERATION_UNSUPPORTED",
+        format!("{name} works on the host-files target only"),
+    ))
+}
+
 impl ExplorerCommand {
     pub fn parse(name: &str, payload: &serde_json::Value) -> Result<Option<Self>, Reply> {
-        let action = match name {
-            "remote.explorer.list" => Action::List,
-            "remote.explorer.node" => Action::Node,
-            "remote.explorer.download" => Action::Download,
-            _ => return Ok(None),
+        use base64::Engine as _;
+        let simple = |action: Action| -> Result<Option<Self>, Reply> {
+            let raw: RawRequest = parse_payload(name, payload)?;
+            let target = Target::parse(raw.target.trim())?;
+            let action = match action {
+                Action::List(_) => Action::List(Page {
+                    limit: raw.limit,
+                    cursor: raw.cursor,
+                }),
+                other => other,
+            };
+            Ok(Some(ExplorerCommand {
+                action,
+                target,
+                raw_path: raw.path.unwrap_or_default(),
+            }))
         };
-        let raw: RawRequest = parse_payload(name, payload)?;
-        let target = Target::parse(raw.target.trim())?;
-        Ok(Some(ExplorerCommand {
-            action,
-            target,
-            raw_path: raw.path.unwrap_or_default(),
-        }))
+        let change = |make: &dyn Fn(&RawChange) -> Result<Action, Reply>| {
+            let raw: RawChange = parse_payload(name, payload)?;
+            let target = Target::parse(raw.target.trim())?;
+            host_files_only(name, target)?;
+            Ok(Some(ExplorerCommand {
+                action: make(&raw)?,
+                target,
+                raw_path: raw.path.clone(),
+            }))
+        };
+        let upload = |action: Action| {
+            Ok(Some(ExplorerCommand {
+                action,
+                target: Target::HostFiles,
+                raw_path: String::new(),
+            }))
+        };
+        match name {
+            "remote.explorer.list" => simple(Action::List(Page::default())),
+            "remote.explorer.node" => simple(Action::Node),
+            "remote.explorer.download" => simple(Action::Download),
+            "remote.explorer.stat" => change(&|_| Ok(Action::Stat)),
+            "remote.explorer.mkdir" => change(&|_| Ok(Action::Mkdir)),
+            "remote.explorer.rename" => change(&|r| match &r.to {
+                Some(to) => Ok(Action::Rename {
+                    to: to.clone(),
+                    overwrite: r.overwrite,
+                }),
+                None => Err(Reply::bad_request(format!(
+                    "Invalid payload for {name}: missing field `to`"
+                ))),
+            }),
+            "remote.explorer.delete" => change(&|r| {
+                Ok(Action::Delete {
+                    recursive: r.recursive,
+                })
+            }),
+            "remote.explorer.upload.begin" => change(&|r| {
+                Ok(Action::UploadBegin {
+                    size: r.size,
+                    overwrite: r.overwrite,
+                })
+            }),
+            "remote.explorer.upload.chunk" => {
+                let raw: RawChunk = parse_payload(name, payload)?;
+                if raw.chunk_base64.len() > host_files::uploads::MAX_CHUNK_BYTES / 3 * 4 + 4 {
+                    return Err(Reply::failure_with_code(
+                        413,
+                        "CHUNK_TOO_LARGE",
+                        format!(
+                            "chunkBase64 is {} characters; a chunk may carry at most {} bytes",
+                            raw.chunk_base64.len(),
+                            host_files::uploads::MAX_CHUNK_BYTES
+                        ),
+                    ));
+                }
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(raw.chunk_base64.trim())
+                    .map_err(|e| {
+                        Reply::bad_request(format!("chunkBase64 is not valid base64: {e}"))
+                    })?;
+                upload(Action::UploadChunk {
+                    upload_id: raw.upload_id,
+                    offset: raw.offset,
+                    bytes,
+                })
+            }
+            "remote.explorer.upload.commit" => {
+                let raw: RawUploadEnd = parse_payload(name, payload)?;
+                upload(Action::UploadCommit {
+                    upload_id: raw.upload_id,
+                    sha256: raw.sha256,
+                })
+            }
+            "remote.explorer.upload.abort" => {
+                let raw: RawUploadEnd = parse_payload(name, payload)?;
+                upload(Action::UploadAbort {
+                    upload_id: raw.upload_id,
+                })
+            }
+            _ => Ok(None),
+        }
     }
 
     pub fn run(self, ctx: &Rc<HandlerContext>, _call: &CallInfo) -> Run {
@@ -268,20 +529,43 @@ impl ExplorerCommand {
         Run::later(async move {
             let path = self.raw_path.as_str();
             match (self.target, self.action) {
-                (Target::Mongo, Action::List) => json_reply(mongo::list(&ctx).await),
+                (Target::Mongo, Action::List(page)) => {
+                    listing(mongo::list(&ctx, &page).await, &page, path)
+                }
                 (Target::Mongo, Action::Node) => json_reply(mongo::node(&ctx, path).await),
                 (Target::Mongo, Action::Download) => mongo::download(&ctx, path).await,
-                (Target::Redis, Action::List) => json_reply(redis::list(&ctx, path).await),
+                (Target::Redis, Action::List(page)) => {
+                    listing(redis::list(&ctx, path, &page).await, &page, path)
+                }
                 (Target::Redis, Action::Node) => json_reply(redis::node(&ctx, path).await),
                 (Target::Redis, Action::Download) => redis::download(&ctx, path).await,
-                (Target::Minio, Action::List) => json_reply(minio::list(&ctx, path).await),
+                (Target::Minio, Action::List(page)) => {
+                    listing(minio::list(&ctx, path, &page).await, &page, path)
+                }
                 (Target::Minio, Action::Node) => json_reply(minio::node(&ctx, path).await),
                 (Target::Minio, Action::Download) => minio::download(&ctx, path).await,
-                (Target::HostFiles, Action::List) => json_reply(host_files::list(&ctx, path).await),
+                (Target::HostFiles, Action::List(page)) => {
+                    listing(host_files::list(&ctx, path, &page).await, &page, path)
+                }
                 (Target::HostFiles, Action::Node) => json_reply(host_files::node(&ctx, path).await),
                 (Target::HostFiles, Action::Download) => host_files::download(&ctx, path).await,
+                (Target::HostFiles, action) => {
+                    json_reply(host_files::change(&ctx, path, action).await)
+                }
+                (_, _) => Reply::failure_with_code(
+                    400,
+                    "EXPLORER_OPERATION_UNSUPPORTED",
+                    "this operation works on the host-files target only",
+                ),
             }
         })
+    }
+}
+
+fn listing(result: Result<Listing, Reply>, page: &Page, path: &str) -> Reply {
+    match result {
+        Ok(l) => Reply::ok(l.into_value(page, path)),
+        Err(r) => r,
     }
 }
 
