@@ -154,7 +154,8 @@ pub fn build(settings: Arc<Settings>, w: &Wiring) -> Result<SupervisorSpec, Stri
                 },
                 w2.bus.clone(),
                 env.exit.clone(),
-            );
+            )
+            .with_limits((&s.commands).into());
             let (addr, running) = spawn_actor(actor);
             w2.socket_events.bind(addr);
             Ok(running)

@@ -256,9 +256,16 @@ pub const KEYS: &[Key] = &[
     ),
     Key::new(
         "terminal.user",
-        "user the shell runs as (another user needs voltd to run as root)",
-    )
-    .computed("the user voltd runs as"),
+        "login account the shell runs as (install.sh creates it); never voltd's own account, never root",
+    ),
+    Key::new(
+        "terminal.allow_daemon_user",
+        "development only: let the shell run as voltd's own account (it can then read voltd's credentials)",
+    ),
+    Key::new(
+        "terminal.helper_socket",
+        "socket of the terminal helper (`voltd-terminal.socket`), used when voltd cannot switch accounts itself",
+    ),
     Key::new("terminal.shell", "absolute path of the shell")
         .computed("the user's passwd shell, else `/bin/bash`"),
     Key::new(
@@ -331,6 +338,18 @@ pub const KEYS: &[Key] = &[
     Key::new(
         "services.mongo.auth_flag",
         "argument dropped while the root user is provisioned; `\"\"` = none",
+    ),
+    Key::new(
+        "commands.deadline_secs",
+        "an inbound command not answered within this gets 504",
+    ),
+    Key::new(
+        "commands.stream_idle_secs",
+        "a streamed reply with no progress for this long ends with an error",
+    ),
+    Key::new(
+        "commands.max_in_flight",
+        "inbound commands answered at once (streams included); more get 429",
     ),
     Key::new(
         "host_files.roots",
@@ -552,7 +571,9 @@ mod tests {
             },
             terminal: TerminalSettings {
                 enabled: false,
-                user: Some(UserName::parse("volt").unwrap()),
+                user: UserName::parse("volt").unwrap(),
+                allow_daemon_user: true,
+                helper_socket: AbsPath::new("/run/x.sock").unwrap(),
                 shell: Some(AbsPath::new("/bin/sh").unwrap()),
                 idle_timeout: Duration::from_secs(1),
                 max_sessions: 1,
@@ -568,6 +589,11 @@ mod tests {
                     path: "/tmp".into(),
                     read_only: false,
                 }],
+            },
+            commands: CommandSettings {
+                deadline: Duration::from_secs(1),
+                stream_idle: Duration::from_secs(1),
+                max_in_flight: 1,
             },
         }
     }

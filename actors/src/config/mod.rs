@@ -38,8 +38,8 @@ mod tests;
 
 pub use layer::{ConfigError, Env, Flags, Loaded, default_state_dir, load, locate, process_env};
 pub use sections::{
-    HostFilesSettings, HostRoot, InstallSettings, SocketSettings, SupervisorSettings,
-    TerminalSettings,
+    CommandSettings, HostFilesSettings, HostRoot, InstallSettings, SocketSettings,
+    SupervisorSettings, TerminalSettings,
 };
 pub use services::{ServiceMode, ServiceSettings, ServicesSettings};
 pub use show::show;
@@ -139,6 +139,8 @@ pub struct Settings {
     pub services: ServicesSettings,
     /// The host file explorer (`host-files` target).
     pub host_files: HostFilesSettings,
+    /// Deadlines and the in-flight cap of inbound commands.
+    pub commands: CommandSettings,
 }
 
 impl Settings {
@@ -165,6 +167,7 @@ impl Settings {
             terminal: TerminalSettings::default(),
             services: ServicesSettings::disabled(),
             host_files: HostFilesSettings::default(),
+            commands: CommandSettings::default(),
         }
     }
 
@@ -186,6 +189,7 @@ impl Settings {
         self.socket.try_reconnect()?;
         self.supervisor.try_intensity()?;
         self.terminal.validate()?;
+        self.commands.validate()?;
         self.services.validate()
     }
 

@@ -752,7 +752,7 @@ fn terminal_section_applies_and_is_shown() {
     let s = ok(file);
     let t = &s.terminal;
     assert!(!t.enabled);
-    assert_eq!(t.user.as_deref(), Some("volt"));
+    assert_eq!(&*t.user, "volt");
     assert_eq!(t.shell.as_deref(), Some(Path::new("/bin/zsh")));
     assert_eq!(t.idle_timeout, Duration::from_secs(60));
     assert_eq!(t.max_sessions, 4);
@@ -764,6 +764,9 @@ fn terminal_section_applies_and_is_shown() {
     let defaults = ok(base());
     assert_eq!(defaults.terminal, TerminalSettings::default());
     assert!(defaults.terminal.enabled);
+    // A dedicated account by default, never voltd's own.
+    assert_eq!(&*defaults.terminal.user, "volt-terminal");
+    assert!(!defaults.terminal.allow_daemon_user);
     assert!(shown(defaults).contains("idle_timeout_secs = 600"));
 }
 
@@ -773,6 +776,8 @@ fn terminal_section_is_validated() {
         ("user = \"-rf\"", "terminal.user"),
         ("user = \"a b\"", "terminal.user"),
         ("user = \"\"", "terminal.user"),
+        ("user = \"root\"", "must not be root"),
+        ("helper_socket = \"run/x.sock\"", "absolute path"),
         ("shell = \"bash\"", "absolute path"),
         ("idle_timeout_secs = 0", "terminal.idle_timeout_secs"),
         ("max_sessions = 0", "terminal.max_sessions"),
