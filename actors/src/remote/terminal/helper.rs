@@ -82,11 +82,15 @@ pub fn serve(mut conn: UnixStream, settings: &TerminalSettings, peer_uid: u32) {
         user: identity.name.clone(),
     };
     let sent = send_with_fd(&conn, &wire::encode(&opened), master.as_fd());
-    // voltd holds its own copy of the master now.
-    drop(master);
+    // voltd holds its own copy of the master now. This one stays open
+    // until the session is over: it keeps the terminal's number (the
+    // /dev/pts/N the kill path looks for) from going to a new terminal
+    // while this session's processes are still being ended.
     if let Err(e) = sent {
         tracing::warn!(error = %e, "Terminal helper: cannot pass the terminal to voltd.");
-        return end(session);
+        end(session);
+        drop(master);
+        return;
     }
     tracing::info!(pid = pid.as_raw(), user = %identity.name, peer_uid, "Terminal session started.");
     let _ = conn.set_read_timeout(None);
@@ -118,6 +122,7 @@ pub fn serve(mut conn: UnixStream, settings: &TerminalSettings, peer_uid: u32) {
         }
     }
     end(session);
+    drop(master);
 }
 
 /// The end of a session: SIGHUP now, SIGKILL to whatever is left after
@@ -177,4 +182,57 @@ fn send_with_fd(
         rest.write_all(&line[sent..])?;
     }
     Ok(())
+}
+
+/// `voltd terminal-helper`: serves the one connection systemd passed on
+/// standard input (`voltd-terminal.socket`, `Accept=yes`,
+/// `StandardInput=socket`). `terminal` is the `[terminal]` section of the
+/// config, or why it could not be read (then told to voltd). Returns the
+/// exit status.
+pub fn serve_stdin(terminal: Result<TerminalSettings, String>) -> i32 {
+    let conn = match std::io::stdin().as_fd().try_clone_to_owned() {
+        Ok(fd) => fd,
+        Err(e) => {
+            eprintln!("voltd terminal-helper: no standard input: {e}");
+            return 1;
+        }
+    };
+    let is_socket = rustix::fs::fstat(&conn).is_ok_and(|st| {
+        rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Socket
+    });
+    if !is_socket {
+        eprintln!(
+            "voltd terminal-helper serves one connection on its standard input and is started by voltd-terminal.socket; standard input is not a socket"
+        );
+        return 1;
+    }
+    let mut conn = UnixStream::from(conn);
+    let peer = match rustix::net::sockopt::socket_peercred(&conn) {
+        Ok(cred) => cred.uid.as_raw(),
+        Err(e) => {
+            eprintln!("voltd terminal-helper: cannot tell who connected: {e}");
+            return 1;
+        }
+    };
+    let settings = match terminal {
+        Ok(s) => s,
+        Err(e) => {
+            let message = format!("the terminal helper cannot read its configuration: {e}");
+            tracing::error!(%message, "Terminal refused.");
+            let _ = conn.write_all(&wire::encode(&Reply::Refused {
+                status: 500,
+                message,
+            }));
+            return 1;
+        }
+    };
+    if !settings.enabled {
+        let _ = conn.write_all(&wire::encode(&Reply::Refused {
+            status: 403,
+            message: "host terminal is disabled on this cluster".into(),
+        }));
+        return 0;
+    }
+    serve(conn, &settings, peer);
+    0
 }
