@@ -7,6 +7,8 @@
 mod cli;
 mod control_channel;
 mod explorer;
+mod file_manager;
+mod hostile;
 mod install;
 mod interop;
 mod journey;

@@ -453,13 +453,17 @@ async fn send_stream(link: &Link, call: &CallInfo, stream: reply::StreamReply, i
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut failure: Option<String> = None;
     loop {
-        let Ok(next) = tokio::time::timeout(idle, body.next()).await else {
-            tracing::warn!(command = %call.command, idle_ms = idle.as_millis() as u64, "Stream ended: no progress.");
-            failure = Some(format!(
-                "the stream made no progress for {} ms ([commands] stream_idle_secs)",
-                idle.as_millis()
-            ));
-            break;
+        // A body that makes no progress ends like a failed one: what was
+        // read is sent, then `stream-end` with the reason.
+        let next = match tokio::time::timeout(idle, body.next()).await {
+            Ok(next) => next,
+            Err(_) => {
+                tracing::warn!(command = %call.command, idle_ms = idle.as_millis() as u64, "Stream ended: no progress.");
+                Some(Err(format!(
+                    "the stream made no progress for {} ms ([commands] stream_idle_secs)",
+                    idle.as_millis()
+                )))
+            }
         };
         let done = match next {
             Some(Ok(bytes)) => {

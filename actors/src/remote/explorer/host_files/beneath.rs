@@ -143,7 +143,16 @@ fn walk(
             if links > MAX_SYMLINKS {
                 return Err(Errno::LOOP);
             }
-            let target = rustix::fs::readlinkat(cur, name.as_os_str(), Vec::new())?;
+            let target = match rustix::fs::readlinkat(cur, name.as_os_str(), Vec::new()) {
+                Ok(t) => t,
+                // No longer a symlink (swapped since the probe): look at
+                // the name again (bounded by MAX_SYMLINKS).
+                Err(Errno::INVAL) => {
+                    queue.push_front(name);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let bytes = target.as_bytes();
             if bytes.starts_with(b"/") {
                 return Err(Errno::XDEV);
@@ -245,6 +254,59 @@ mod tests {
             // /proc/self/root is absolute: outside either way.
             assert!(read(&root, "magic/etc/hostname", strategy).is_err());
         }
+    }
+
+    /// A directory swapped with an escaping symlink in a tight loop: 2 000
+    /// lookups each way, not one reaches the outside.
+    #[test]
+    fn a_swapped_symlink_never_escapes_either_strategy() {
+        let (d, root) = tree();
+        let base = d.path().join("root");
+        std::fs::create_dir(base.join("swap")).unwrap();
+        std::fs::write(base.join("swap/secret"), "inside").unwrap();
+        symlink("../outside", base.join("swap-out")).unwrap();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let swapper = {
+            let stop = stop.clone();
+            let base = base.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    rustix::fs::renameat_with(
+                        rustix::fs::CWD,
+                        base.join("swap"),
+                        rustix::fs::CWD,
+                        base.join("swap-out"),
+                        rustix::fs::RenameFlags::EXCHANGE,
+                    )
+                    .unwrap();
+                }
+            })
+        };
+        for strategy in [Strategy::Auto, Strategy::Walk] {
+            // At least 2 000 lookups, and until both sides were seen (the
+            // swapper may be descheduled for a while on a busy machine).
+            let (mut inside, mut refused, mut n) = (0, 0, 0);
+            while n < 2000 || inside == 0 || refused == 0 {
+                assert!(
+                    n < 1_000_000,
+                    "{strategy:?}: inside {inside}, refused {refused}"
+                );
+                n += 1;
+                match read(&root, "swap/secret", strategy) {
+                    Ok(text) => {
+                        assert_eq!(text, "inside", "{strategy:?} escaped");
+                        inside += 1;
+                    }
+                    Err(Errno::XDEV) => refused += 1,
+                    Err(e) => assert!(
+                        [Errno::NOENT, Errno::NOTDIR, Errno::LOOP].contains(&e),
+                        "{strategy:?}: {e}"
+                    ),
+                }
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        swapper.join().unwrap();
     }
 
     #[test]

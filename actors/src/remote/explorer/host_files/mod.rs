@@ -294,17 +294,8 @@ pub fn open_root(root: &HostRoot) -> Result<OwnedFd, Fail> {
 /// Opens `loc` beneath its root with `flags`.
 pub fn open_at(loc: &Located, flags: OFlags, what: &str) -> Result<OwnedFd, Fail> {
     let root = open_root(&loc.root)?;
-    open_beneath(&root, &loc.rel, flags, Mode::empty(), strategy())
+    open_beneath(&root, &loc.rel, flags, Mode::empty(), Strategy::Auto)
         .map_err(|e| io_fail(e, what, &loc.display))
-}
-
-/// The lookup strategy: the kernel's, unless a test asked for the walk.
-pub fn strategy() -> Strategy {
-    if std::env::var_os("VOLTD_TEST_FORCE_BENEATH_WALK").is_some() {
-        Strategy::Walk
-    } else {
-        Strategy::Auto
-    }
 }
 
 /// What a file type is called in entries and messages.
@@ -362,9 +353,8 @@ fn check_regular(loc: &Located, t: FileType) -> Result<(), Fail> {
             400,
             "NOT_A_REGULAR_FILE",
             format!(
-                "{} is a {} ({}): only regular files can be read",
+                "{} is a {}: only regular files can be read",
                 loc.display,
-                kind_name(other),
                 described(other).to_lowercase()
             ),
         )),
