@@ -28,12 +28,16 @@ pub mod host_files;
 pub mod minio;
 pub mod mongo;
 pub mod redis;
+pub mod shapes;
 
-use crate::api::reply::{CallInfo, Reply, Run, StreamReply, parse_payload};
+pub use shapes::{
+    Entry, Fail, Listing, MongoDocument, Node, Page, download_headers, normalize, stream,
+};
+
+use crate::api::reply::{CallInfo, Reply, Run, parse_payload};
 use crate::remote::context::HandlerContext;
 use serde::{Deserialize, Serialize};
 use std::rc::Rc;
-use volt_protocol::envelope::Headers;
 
 /// Every target, as spelled on the wire.
 pub const TARGETS: [&str; 4] = ["mongo-documents", "redis-data", "minio", "host-files"];
@@ -117,31 +121,8 @@ pub enum Action {
     List(Page),
     Node,
     Download,
-    Stat,
-    Mkdir,
-    Rename {
-        to: String,
-        overwrite: bool,
-    },
-    Delete {
-        recursive: bool,
-    },
-    UploadBegin {
-        size: Option<u64>,
-        overwrite: bool,
-    },
-    UploadChunk {
-        upload_id: String,
-        offset: u64,
-        bytes: Vec<u8>,
-    },
-    UploadCommit {
-        upload_id: String,
-        sha256: Option<String>,
-    },
-    UploadAbort {
-        upload_id: String,
-    },
+    /// The file manager (`host-files` only).
+    Change(host_files::Change),
 }
 
 /// A parsed explorer command.
@@ -151,208 +132,6 @@ pub struct ExplorerCommand {
     pub target: Target,
     /// The path as sent (nodes echo it back).
     pub raw_path: String,
-}
-
-/// Which page of a listing: `limit` entries after `cursor` (the one the
-/// previous page returned). A request that names either gets the paged
-/// shape `{entries, truncated, cursor}`; one that names neither gets the
-/// reference's bare array (see [`Listing::into_value`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Page {
-    pub limit: Option<u64>,
-    pub cursor: Option<String>,
-}
-
-impl Page {
-    /// Whether the request asked for pages (and so understands the paged
-    /// shape).
-    pub fn paged(&self) -> bool {
-        self.limit.is_some() || self.cursor.is_some()
-    }
-
-    /// The page size: `default` when none was asked for, at most `max`.
-    pub fn limit_or(&self, default: usize, max: usize) -> Result<usize, host_files::Fail> {
-        match self.limit {
-            None => Ok(default),
-            Some(0) => Err(host_files::Fail::bad_request(format!(
-                "limit must be between 1 and {max}"
-            ))),
-            Some(n) => Ok(usize::try_from(n).unwrap_or(max).min(max)),
-        }
-    }
-}
-
-/// One page of entries.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Listing {
-    pub entries: Vec<Entry>,
-    /// More entries follow: ask again with `cursor`.
-    pub truncated: bool,
-    pub cursor: Option<String>,
-}
-
-impl Listing {
-    /// A listing that is complete.
-    pub fn whole(entries: Vec<Entry>) -> Self {
-        Listing {
-            entries,
-            truncated: false,
-            cursor: None,
-        }
-    }
-
-    /// The reply: `{entries, truncated, cursor}` when the request was
-    /// paged; else the reference's bare array, ending — when truncated —
-    /// with one entry of type `truncated` that tells a person there is
-    /// more and how to ask for it (the reference has no way to say so, and
-    /// a silent cut is worse).
-    pub fn into_value(self, page: &Page, path: &str) -> serde_json::Value {
-        if page.paged() {
-            return serde_json::json!({
-                "entries": self.entries,
-                "truncated": self.truncated,
-                "cursor": self.cursor,
-            });
-        }
-        let mut entries = self.entries;
-        if self.truncated {
-            let shown = entries.len();
-            let id = format!("{}#more", normalize(path));
-            entries.push(Entry::new(
-                id,
-                format!("… more entries (first {shown} shown)"),
-                "truncated",
-                format!(
-                    "Only the first {shown} entries are shown; ask with limit and cursor {:?} for the next page",
-                    self.cursor.unwrap_or_default()
-                ),
-            ));
-        }
-        serde_json::to_value(entries).unwrap_or_default()
-    }
-}
-
-/// One entry of a listing, exactly the reference's shape.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Entry {
-    pub id: String,
-    pub name: String,
-    pub path: String,
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub size: Option<u64>,
-    pub updated_at: Option<String>,
-    pub description: Option<String>,
-}
-
-impl Entry {
-    /// An entry whose id and path are the same (every reference target).
-    pub fn new(
-        path: String,
-        name: String,
-        kind: &'static str,
-        description: impl Into<String>,
-    ) -> Self {
-        Entry {
-            id: path.clone(),
-            name,
-            path,
-            kind,
-            size: None,
-            updated_at: None,
-            description: Some(description.into()),
-        }
-    }
-}
-
-/// One MongoDB document in a node.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct MongoDocument {
-    pub id: String,
-    pub value: serde_json::Value,
-}
-
-/// What `remote.explorer.node` returns, exactly the reference's shape.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Node {
-    pub path: String,
-    pub title: String,
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub content_type: &'static str,
-    pub text_content: Option<String>,
-    pub mongo_documents: Vec<MongoDocument>,
-}
-
-impl Node {
-    /// A node with nothing to show (e.g. a bucket, the root).
-    pub fn empty(path: &str, title: impl Into<String>, kind: &'static str) -> Self {
-        Node {
-            path: path.to_owned(),
-            title: title.into(),
-            kind,
-            content_type: "empty",
-            text_content: None,
-            mongo_documents: Vec::new(),
-        }
-    }
-
-    pub fn text(path: &str, title: impl Into<String>, kind: &'static str, text: String) -> Self {
-        Node {
-            path: path.to_owned(),
-            title: title.into(),
-            kind,
-            content_type: "text",
-            text_content: Some(text),
-            mongo_documents: Vec::new(),
-        }
-    }
-}
-
-/// `path` with leading and trailing slashes removed (the reference's rule).
-pub fn normalize(path: &str) -> &str {
-    path.trim_matches('/')
-}
-
-/// Headers of a download: type, a safe attachment file name, and the
-/// length when known.
-pub fn download_headers(content_type: &str, file_name: &str, length: Option<u64>) -> Headers {
-    let mut h = Headers::new();
-    h.insert("content-type".into(), content_type.to_owned());
-    let safe: String = file_name
-        .chars()
-        .map(|c| {
-            if c.is_control() || c == '"' || c == '\\' || c == '/' {
-                '_'
-            } else {
-                c
-            }
-        })
-        .collect();
-    let ascii: String = safe
-        .chars()
-        .map(|c| if c.is_ascii() { c } else { '_' })
-        .collect();
-    let encoded: String = safe
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
-    h.insert(
-        "content-disposition".into(),
-        format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}"),
-    );
-    if let Some(n) = length {
-        h.insert("content-length".into(), n.to_string());
-    }
-    h
 }
 
 /// The 503 a handler answers when the store behind a target is not up.
@@ -374,18 +153,6 @@ pub fn unavailable(service: &str, ctx: &HandlerContext) -> Reply {
         "SERVICE_UNAVAILABLE",
         format!("{service} is not available on this cluster ({state})"),
     )
-}
-
-/// A stream reply from a boxed body.
-pub fn stream(
-    headers: Headers,
-    body: futures_util::stream::LocalBoxStream<'static, Result<Vec<u8>, String>>,
-) -> Reply {
-    Reply::Stream(StreamReply {
-        status: 200,
-        headers,
-        body,
-    })
 }
 
 fn json_reply<T: Serialize>(value: Result<T, Reply>) -> Reply {
@@ -424,6 +191,7 @@ fn host_files_only(name: &str, target: Target) -> Result<(), Reply> {
 impl ExplorerCommand {
     pub fn parse(name: &str, payload: &serde_json::Value) -> Result<Option<Self>, Reply> {
         use base64::Engine as _;
+        use host_files::Change;
         let simple = |action: Action| -> Result<Option<Self>, Reply> {
             let raw: RawRequest = parse_payload(name, payload)?;
             let target = Target::parse(raw.target.trim())?;
@@ -440,19 +208,19 @@ impl ExplorerCommand {
                 raw_path: raw.path.unwrap_or_default(),
             }))
         };
-        let change = |make: &dyn Fn(&RawChange) -> Result<Action, Reply>| {
+        let change = |make: &dyn Fn(&RawChange) -> Result<Change, Reply>| {
             let raw: RawChange = parse_payload(name, payload)?;
             let target = Target::parse(raw.target.trim())?;
             host_files_only(name, target)?;
             Ok(Some(ExplorerCommand {
-                action: make(&raw)?,
+                action: Action::Change(make(&raw)?),
                 target,
                 raw_path: raw.path.clone(),
             }))
         };
-        let upload = |action: Action| {
+        let upload = |change: Change| {
             Ok(Some(ExplorerCommand {
-                action,
+                action: Action::Change(change),
                 target: Target::HostFiles,
                 raw_path: String::new(),
             }))
@@ -461,10 +229,10 @@ impl ExplorerCommand {
             "remote.explorer.list" => simple(Action::List(Page::default())),
             "remote.explorer.node" => simple(Action::Node),
             "remote.explorer.download" => simple(Action::Download),
-            "remote.explorer.stat" => change(&|_| Ok(Action::Stat)),
-            "remote.explorer.mkdir" => change(&|_| Ok(Action::Mkdir)),
+            "remote.explorer.stat" => change(&|_| Ok(Change::Stat)),
+            "remote.explorer.mkdir" => change(&|_| Ok(Change::Mkdir)),
             "remote.explorer.rename" => change(&|r| match &r.to {
-                Some(to) => Ok(Action::Rename {
+                Some(to) => Ok(Change::Rename {
                     to: to.clone(),
                     overwrite: r.overwrite,
                 }),
@@ -473,12 +241,12 @@ impl ExplorerCommand {
                 ))),
             }),
             "remote.explorer.delete" => change(&|r| {
-                Ok(Action::Delete {
+                Ok(Change::Delete {
                     recursive: r.recursive,
                 })
             }),
             "remote.explorer.upload.begin" => change(&|r| {
-                Ok(Action::UploadBegin {
+                Ok(Change::UploadBegin {
                     size: r.size,
                     overwrite: r.overwrite,
                 })
@@ -501,7 +269,7 @@ impl ExplorerCommand {
                     .map_err(|e| {
                         Reply::bad_request(format!("chunkBase64 is not valid base64: {e}"))
                     })?;
-                upload(Action::UploadChunk {
+                upload(Change::UploadChunk {
                     upload_id: raw.upload_id,
                     offset: raw.offset,
                     bytes,
@@ -509,14 +277,14 @@ impl ExplorerCommand {
             }
             "remote.explorer.upload.commit" => {
                 let raw: RawUploadEnd = parse_payload(name, payload)?;
-                upload(Action::UploadCommit {
+                upload(Change::UploadCommit {
                     upload_id: raw.upload_id,
                     sha256: raw.sha256,
                 })
             }
             "remote.explorer.upload.abort" => {
                 let raw: RawUploadEnd = parse_payload(name, payload)?;
-                upload(Action::UploadAbort {
+                upload(Change::UploadAbort {
                     upload_id: raw.upload_id,
                 })
             }
@@ -545,14 +313,22 @@ impl ExplorerCommand {
                 (Target::Minio, Action::Node) => json_reply(minio::node(&ctx, path).await),
                 (Target::Minio, Action::Download) => minio::download(&ctx, path).await,
                 (Target::HostFiles, Action::List(page)) => {
-                    listing(host_files::list(&ctx, path, &page).await, &page, path)
+                    let roots = &ctx.settings.host_files.roots;
+                    listing(host_files::list(roots, path, &page).await, &page, path)
                 }
-                (Target::HostFiles, Action::Node) => json_reply(host_files::node(&ctx, path).await),
-                (Target::HostFiles, Action::Download) => host_files::download(&ctx, path).await,
-                (Target::HostFiles, action) => {
-                    json_reply(host_files::change(&ctx, path, action).await)
+                (Target::HostFiles, Action::Node) => {
+                    json_reply(host_files::node(&ctx.settings.host_files.roots, path).await)
                 }
-                (_, _) => Reply::failure_with_code(
+                (Target::HostFiles, Action::Download) => {
+                    host_files::download(&ctx.settings.host_files.roots, path).await
+                }
+                (Target::HostFiles, Action::Change(change)) => {
+                    let roots = &ctx.settings.host_files.roots;
+                    json_reply(
+                        host_files::change(roots, &ctx.host_files.uploads, path, change).await,
+                    )
+                }
+                (_, Action::Change(_)) => Reply::failure_with_code(
                     400,
                     "EXPLORER_OPERATION_UNSUPPORTED",
                     "this operation works on the host-files target only",

@@ -29,10 +29,10 @@ pub mod beneath;
 pub mod ops;
 pub mod uploads;
 
-use super::{Entry, Listing, Node, Page, download_headers, stream};
+pub use super::shapes::Fail;
+use super::shapes::{Entry, Listing, Node, Page, download_headers, stream};
 use crate::api::reply::Reply;
 use crate::config::HostRoot;
-use crate::remote::context::HandlerContext;
 use beneath::{Strategy, lstat_at, open_beneath};
 use futures_util::StreamExt;
 use rustix::fd::OwnedFd;
@@ -61,42 +61,6 @@ const READ_CHUNK: usize = 64 * 1024;
 #[derive(Clone, Default)]
 pub struct HostFiles {
     pub uploads: Uploads,
-}
-
-/// A failure computed off the actor thread (a [`Reply`] is not `Send`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fail {
-    pub status: u16,
-    pub code: &'static str,
-    pub message: String,
-}
-
-impl Fail {
-    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        Fail {
-            status,
-            code,
-            message: message.into(),
-        }
-    }
-
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        Fail::new(400, "BAD_REQUEST", message)
-    }
-
-    pub fn forbidden(message: impl Into<String>) -> Self {
-        Fail::new(403, "PATH_FORBIDDEN", message)
-    }
-
-    pub fn into_reply(self) -> Reply {
-        Reply::failure_with_code(self.status, self.code, self.message)
-    }
-}
-
-impl From<Fail> for Reply {
-    fn from(f: Fail) -> Reply {
-        f.into_reply()
-    }
 }
 
 /// What an error number means for `what` (an action) on `path` (as the
@@ -374,10 +338,6 @@ pub async fn blocking<T: Send + 'static>(
     }
 }
 
-fn roots(ctx: &HandlerContext) -> Vec<HostRoot> {
-    ctx.settings.host_files.roots.clone()
-}
-
 fn iso(t: std::time::SystemTime) -> String {
     crate::host::clock::system_time_iso(t)
 }
@@ -464,9 +424,8 @@ pub fn list_dir(loc: &Located, limit: usize, cursor: Option<&[u8]>) -> Result<Li
     })
 }
 
-pub async fn list(ctx: &HandlerContext, path: &str, page: &Page) -> Result<Listing, Reply> {
-    let roots = roots(ctx);
-    let Some(loc) = locate(&roots, path)? else {
+pub async fn list(roots: &[HostRoot], path: &str, page: &Page) -> Result<Listing, Reply> {
+    let Some(loc) = locate(roots, path)? else {
         return Ok(Listing::whole(
             roots
                 .iter()
@@ -490,9 +449,8 @@ pub async fn list(ctx: &HandlerContext, path: &str, page: &Page) -> Result<Listi
     blocking(move || list_dir(&loc, limit, cursor.as_deref())).await
 }
 
-pub async fn node(ctx: &HandlerContext, path: &str) -> Result<Node, Reply> {
-    let roots = roots(ctx);
-    let Some(loc) = locate(&roots, path)? else {
+pub async fn node(roots: &[HostRoot], path: &str) -> Result<Node, Reply> {
+    let Some(loc) = locate(roots, path)? else {
         return Ok(Node::empty(path, "Host files", "directory"));
     };
     let title = if loc.rel.as_os_str().is_empty() {
@@ -523,51 +481,76 @@ pub async fn node(ctx: &HandlerContext, path: &str) -> Result<Node, Reply> {
     .await
 }
 
-/// The file manager's commands (everything but list/node/download).
+/// A file manager command (everything but list/node/download).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Stat,
+    Mkdir,
+    Rename {
+        to: String,
+        overwrite: bool,
+    },
+    Delete {
+        recursive: bool,
+    },
+    UploadBegin {
+        size: Option<u64>,
+        overwrite: bool,
+    },
+    UploadChunk {
+        upload_id: String,
+        offset: u64,
+        bytes: Vec<u8>,
+    },
+    UploadCommit {
+        upload_id: String,
+        sha256: Option<String>,
+    },
+    UploadAbort {
+        upload_id: String,
+    },
+}
+
+/// Runs a file manager command on the blocking pool.
 pub async fn change(
-    ctx: &HandlerContext,
+    roots: &[HostRoot],
+    uploads: &Uploads,
     path: &str,
-    action: super::Action,
+    change: Change,
 ) -> Result<serde_json::Value, Reply> {
-    use super::Action;
-    let roots = roots(ctx);
-    let uploads = ctx.host_files.uploads.clone();
-    let at = |what: &str| locate_entry(&roots, path, what);
-    match action {
-        Action::Stat => {
+    let uploads = uploads.clone();
+    let at = |what: &str| locate_entry(roots, path, what);
+    match change {
+        Change::Stat => {
             let loc = at("stat")?;
             blocking(move || ops::stat(&loc)).await
         }
-        Action::Mkdir => {
+        Change::Mkdir => {
             let loc = at("mkdir")?;
             blocking(move || ops::mkdir(&loc)).await
         }
-        Action::Rename { to, overwrite } => {
+        Change::Rename { to, overwrite } => {
             let from = at("rename")?;
-            let to = locate_entry(&roots, &to, "rename")?;
+            let to = locate_entry(roots, &to, "rename")?;
             blocking(move || ops::rename(&from, &to, overwrite)).await
         }
-        Action::Delete { recursive } => {
+        Change::Delete { recursive } => {
             let loc = at("delete")?;
             blocking(move || ops::delete(&loc, recursive)).await
         }
-        Action::UploadBegin { size, overwrite } => {
+        Change::UploadBegin { size, overwrite } => {
             let loc = at("upload")?;
             blocking(move || uploads.begin(loc, size, overwrite)).await
         }
-        Action::UploadChunk {
+        Change::UploadChunk {
             upload_id,
             offset,
             bytes,
         } => blocking(move || uploads.chunk(&upload_id, offset, &bytes)).await,
-        Action::UploadCommit { upload_id, sha256 } => {
+        Change::UploadCommit { upload_id, sha256 } => {
             blocking(move || uploads.commit(&upload_id, sha256.as_deref())).await
         }
-        Action::UploadAbort { upload_id } => blocking(move || uploads.abort(&upload_id)).await,
-        Action::List(_) | Action::Node | Action::Download => Err(Reply::failure(
-            500,
-            "host-files: a read command reached the file manager",
-        )),
+        Change::UploadAbort { upload_id } => blocking(move || uploads.abort(&upload_id)).await,
     }
 }
 
@@ -597,9 +580,8 @@ pub fn content_type(name: &str) -> &'static str {
     }
 }
 
-pub async fn download(ctx: &HandlerContext, path: &str) -> Reply {
-    let roots = roots(ctx);
-    let loc = match locate(&roots, path) {
+pub async fn download(roots: &[HostRoot], path: &str) -> Reply {
+    let loc = match locate(roots, path) {
         Ok(Some(l)) => l,
         Ok(None) => return Reply::bad_request("download needs a file path"),
         Err(f) => return f.into_reply(),
