@@ -40,7 +40,7 @@
 # voltd itself. Every step prints one line; a second run changes nothing.
 set -euo pipefail
 
-STEPS=9
+STEPS=10
 CHANGES=0
 STEP=0
 say() { printf '[voltd-install] %s\n' "$*"; }
@@ -87,6 +87,7 @@ KEY_FILE="$CONF_DIR/release-key.pub"
 STATE_DIR="$PREFIX/var/lib/voltd"
 UNIT_DIR="$PREFIX/etc/systemd/system"
 SERVICE_USER=volt
+TERMINAL_USER=volt-terminal
 READY_TIMEOUT=90
 
 is_root() { [ "$(id -u)" -eq 0 ]; }
@@ -183,12 +184,13 @@ esac
 if [ "$UNINSTALL" = 1 ]; then
   if ! staging && command -v systemctl >/dev/null; then
     systemctl disable --now voltd 2>/dev/null || true
+    systemctl disable --now voltd-terminal.socket 2>/dev/null || true
   fi
-  rm -f "$UNIT_DIR/voltd.service" "$BIN_LINK"
+  rm -f "$UNIT_DIR/voltd.service" "$UNIT_DIR/voltd-terminal.socket" "$UNIT_DIR/voltd-terminal@.service" "$BIN_LINK"
   rm -rf "$UNIT_DIR/voltd.service.d"
   ! staging && command -v systemctl >/dev/null && systemctl daemon-reload || true
   rm -rf "$INSTALL_DIR" "$CONF_DIR" "$STATE_DIR"
-  say "voltd removed (the VOLT server keeps the cluster record until you delete it there)"
+  say "voltd removed (the VOLT server keeps the cluster record until you delete it there; the login account $TERMINAL_USER and its home are kept: userdel -r $TERMINAL_USER removes them)"
   exit 0
 fi
 
@@ -494,7 +496,81 @@ else
   step "service: unit $UNIT_NOTE"
 fi
 
-# --- 9. Start ---------------------------------------------------------------------------------
+# --- 9. Host terminal --------------------------------------------------------------------
+# The terminal's shell never runs as voltd's account: a dedicated login
+# account, reached through its own socket-activated helper unit (voltd's
+# sandbox stays as it is). Its password stays locked: it is reached only
+# through the VOLT terminal (or su/sudo by an admin).
+TERM_BEFORE="$CHANGES"
+put "$UNIT_DIR/voltd-terminal.socket" 0644 <<'VOLTD_TERMINAL_SOCKET'
+# Socket of the host terminal helper. install.sh embeds this file byte for
+# byte (a test checks it).
+#
+# voltd runs sandboxed as user volt (voltd.service) and cannot start a shell
+# as anyone else; for every terminal session it connects here, and systemd
+# starts one voltd-terminal@.service for the connection. Only root and group
+# volt may connect. The path is voltd's default `[terminal] helper_socket`.
+[Unit]
+Description=VOLT host terminal helper socket
+Documentation=https://github.com/VoltLabs-Research/VOLT
+
+[Socket]
+ListenStream=/run/voltd-terminal.sock
+Accept=yes
+SocketUser=root
+SocketGroup=volt
+SocketMode=0660
+# Far above voltd's own limit (`[terminal] max_sessions`, 1..1024, default
+# 16): this only bounds what a runaway client could start.
+MaxConnections=64
+
+[Install]
+WantedBy=sockets.target
+VOLTD_TERMINAL_SOCKET
+put "$UNIT_DIR/voltd-terminal@.service" 0644 <<'VOLTD_TERMINAL_SERVICE'
+# One host terminal session, started by voltd-terminal.socket for a
+# connection from voltd. install.sh embeds this file byte for byte.
+#
+# No sandbox, on purpose: the terminal is the whole host, and every
+# restriction here would also be the shell's (ProtectSystem would make the
+# disks read-only in it, NoNewPrivileges would break sudo). What keeps it
+# safe is how little it does: `voltd terminal-helper` reads one request from
+# the socket, starts the login shell as `[terminal] user` (default
+# volt-terminal; never root, never voltd's account), passes the terminal back
+# to voltd, and when voltd hangs up it sends SIGHUP, waits two seconds, kills
+# what is left and exits. The daemon's own unit stays as tight as it is.
+[Unit]
+Description=VOLT host terminal session
+Documentation=https://github.com/VoltLabs-Research/VOLT
+CollectMode=inactive-or-failed
+
+[Service]
+ExecStart=/opt/voltd/current/voltd --config /etc/voltd/voltd.toml terminal-helper
+StandardInput=socket
+StandardOutput=journal
+StandardError=journal
+# The session's processes live in this unit's cgroup: whatever the helper
+# could not kill stops with the unit.
+KillMode=control-group
+VOLTD_TERMINAL_SERVICE
+if staging; then
+  TERM_NOTE="helper units in $UNIT_DIR (staging: no account, not enabled)"
+else
+  if id "$TERMINAL_USER" >/dev/null 2>&1; then
+    TERM_NOTE="account $TERMINAL_USER exists"
+  else
+    useradd --create-home --user-group --shell /bin/bash "$TERMINAL_USER"
+    changed; TERM_NOTE="created login account $TERMINAL_USER"
+  fi
+  [ "$CHANGES" = "$TERM_BEFORE" ] || systemctl daemon-reload
+  if ! systemctl is-enabled --quiet voltd-terminal.socket 2>/dev/null; then
+    systemctl enable --now --quiet voltd-terminal.socket; changed
+  fi
+  TERM_NOTE="$TERM_NOTE; helper socket /run/voltd-terminal.sock"
+fi
+step "terminal: $TERM_NOTE"
+
+# --- 10. Start ---------------------------------------------------------------------------------
 if staging || [ "$START" = 0 ]; then
   step "start: skipped; run: $BIN_LINK --config $CONFIG run"
 elif systemctl is-active --quiet voltd && [ "$CHANGES" = 0 ]; then

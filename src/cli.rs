@@ -10,6 +10,7 @@
 //! | `voltd provision [--dry-run] [--json]` | installs the services' servers (`provision_cmd.rs`) | 0, 1 |
 //! | `voltd self-check` | a release candidate reads this config and state | 0 fit, 1 not |
 //! | `voltd update-guard [--install-dir D]` | before each start: count trial starts, roll back | always 0 |
+//! | `voltd terminal-helper` | one host terminal session on the connection in stdin (`voltd-terminal@.service`) | 0, 1 |
 
 use crate::flags::Overrides;
 use crate::logging;
@@ -102,6 +103,10 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         install_dir: Option<PathBuf>,
     },
+    /// Serve one host terminal session on the connection passed as
+    /// standard input (started by voltd-terminal.socket; runs the shell as
+    /// the [terminal] user).
+    TerminalHelper,
     /// Configuration commands.
     Config {
         #[command(subcommand)]
@@ -170,6 +175,7 @@ pub fn main_with(cli: Cli) -> i32 {
             });
             update_guard(install_dir, state_dir)
         }
+        Command::TerminalHelper => terminal_helper(cli.config.as_deref(), &env),
         Command::Config {
             command: ConfigCommand::Show { overrides },
         } => match config::load(cli.config.as_deref(), &env, &overrides.0) {
@@ -180,6 +186,29 @@ pub fn main_with(cli: Cli) -> i32 {
             Err(e) => fail(ExitCode::Config.code(), e),
         },
     }
+}
+
+/// `voltd terminal-helper`: logs to stderr (the journal), never stdout
+/// (which may be the socket too).
+fn terminal_helper(config_path: Option<&Path>, env: &config::Env) -> i32 {
+    let loaded = config::load(config_path, env, &Overrides::default().0);
+    let level = match &loaded {
+        Ok(l) => l.settings.log_level.clone(),
+        Err(_) => "info".to_owned(),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(false)
+        .with_writer(std::io::stderr)
+        .try_init();
+    voltd_actors::remote::terminal::helper::serve_stdin(
+        loaded
+            .map(|l| l.settings.terminal)
+            .map_err(|e| e.to_string()),
+    )
 }
 
 /// `voltd self-check`: the new release's half of the updater's check.

@@ -159,6 +159,7 @@ pub fn handler_context(
         jobs: w.jobs.clone(),
         lifecycle,
         extensions: w.extensions.clone(),
+        host_files: Default::default(),
     })
 }
 
@@ -209,7 +210,8 @@ pub fn build(
                 },
                 w2.bus.clone(),
                 env.exit.clone(),
-            );
+            )
+            .with_limits((&s.commands).into());
             let (addr, running) = spawn_actor(actor);
             w2.socket_events.bind(addr);
             Ok(running)

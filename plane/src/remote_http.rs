@@ -1,6 +1,10 @@
 //! Person-facing remote access over HTTP: the explorers
-//! (`remote.explorer.list` / `.node` / `.download`) and the object store
-//! (`object.list` / `.upload` / `.get`), each route one daemon command.
+//! (`remote.explorer.list` / `.node` / `.download`), the host file manager
+//! (`remote.explorer.stat` / `.mkdir` / `.rename` / `.delete` /
+//! `.upload.*`) and the object store (`object.list` / `.upload` / `.get`),
+//! each route one daemon command — an upload is one HTTP request that
+//! becomes `upload.begin`, a `upload.chunk` per packet-sized piece, then
+//! `upload.commit` (or `upload.abort` when anything fails).
 //!
 //! JSON replies use the API's envelope (`{status:"success", data}`). A
 //! daemon failure (`ok:false, status, message`) becomes that HTTP status
@@ -24,7 +28,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post, put};
 use base64::Engine as _;
 use futures_util::{StreamExt, TryStreamExt};
 use serde::Deserialize;
@@ -46,7 +50,23 @@ pub(crate) fn routes() -> Router<Arc<Plane>> {
     Router::new()
         .route(
             "/api/clusters/{id}/explorer/{target}/entries",
-            get(explorer_entries),
+            get(explorer_entries).delete(explorer_delete),
+        )
+        .route(
+            "/api/clusters/{id}/explorer/{target}/stat",
+            get(explorer_stat),
+        )
+        .route(
+            "/api/clusters/{id}/explorer/{target}/mkdir",
+            post(explorer_mkdir),
+        )
+        .route(
+            "/api/clusters/{id}/explorer/{target}/rename",
+            post(explorer_rename),
+        )
+        .route(
+            "/api/clusters/{id}/explorer/{target}/upload",
+            put(explorer_upload),
         )
         .route(
             "/api/clusters/{id}/explorer/{target}/node",
@@ -72,20 +92,33 @@ fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
 struct PathQuery {
     #[serde(default)]
     path: Option<String>,
+    #[serde(default)]
+    limit: Option<u64>,
+    #[serde(default)]
+    cursor: Option<String>,
 }
 
 fn explorer_payload(target: &str, q: PathQuery) -> Value {
-    json!({ "target": target, "path": q.path.unwrap_or_default() })
+    let mut payload = json!({ "target": target, "path": q.path.unwrap_or_default() });
+    if let Some(limit) = q.limit {
+        payload["limit"] = json!(limit);
+    }
+    if let Some(cursor) = q.cursor {
+        payload["cursor"] = json!(cursor);
+    }
+    payload
 }
 
-/// `GET /api/clusters/{id}/explorer/{target}/entries?path=…`: the entries
-/// under `path` (`remote.explorer.list`); no `path` lists the root. Targets:
-/// `mongo-documents`, `redis-data`, `minio`, `host-files` (the daemon
-/// answers 400 with the supported list for anything else).
+/// `GET /api/clusters/{id}/explorer/{target}/entries?path=…[&limit=N][&cursor=C]`:
+/// the entries under `path` (`remote.explorer.list`); no `path` lists the
+/// root. Targets: `mongo-documents`, `redis-data`, `minio`, `host-files`
+/// (the daemon answers 400 with the supported list for anything else).
+/// With `limit` or `cursor` the answer is one page, `{entries, truncated,
+/// cursor}`: ask again with that `cursor` while `truncated` is true.
 ///
 /// ```text
 /// curl -s "http://127.0.0.1:8080/api/clusters/$ID/explorer/minio/entries?path=volt-dumps/2024"
-/// curl -s "http://127.0.0.1:8080/api/clusters/$ID/explorer/redis-data/entries?path=db/0"
+/// curl -s "http://127.0.0.1:8080/api/clusters/$ID/explorer/host-files/entries?path=data&limit=100"
 /// ```
 async fn explorer_entries(
     State(plane): State<Arc<Plane>>,
@@ -145,6 +178,203 @@ async fn explorer_download(
         .open_stream(&id, "remote.explorer.download", &payload, None)
         .await?;
     Ok(stream_response(stream))
+}
+
+#[derive(Deserialize)]
+struct ChangeQuery {
+    path: String,
+    #[serde(default)]
+    to: Option<String>,
+    #[serde(default)]
+    recursive: bool,
+    #[serde(default)]
+    overwrite: bool,
+}
+
+/// Sends one file manager command and returns the daemon's data.
+async fn change(
+    plane: &Plane,
+    id: &str,
+    command: &str,
+    payload: Value,
+    created: bool,
+) -> ApiResult {
+    let (_, data) = plane.request(id, command, &payload, None).await?;
+    success(
+        if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        data,
+    )
+}
+
+/// `GET /api/clusters/{id}/explorer/host-files/stat?path=…`: one entry
+/// with its `mode` and whether its root is writable (`remote.explorer.stat`).
+///
+/// ```text
+/// curl -s "http://127.0.0.1:8080/api/clusters/$ID/explorer/host-files/stat?path=data/runs/log.txt"
+/// ```
+async fn explorer_stat(
+    State(plane): State<Arc<Plane>>,
+    Path((id, target)): Path<(String, String)>,
+    q: Result<Query<ChangeQuery>, QueryRejection>,
+) -> ApiResult {
+    let q = query(q)?;
+    let payload = json!({ "target": target, "path": q.path });
+    change(&plane, &id, "remote.explorer.stat", payload, false).await
+}
+
+/// `POST /api/clusters/{id}/explorer/host-files/mkdir?path=…`: a new
+/// directory in a writable root (`remote.explorer.mkdir`); 201.
+///
+/// ```text
+/// curl -s -X POST "http://127.0.0.1:8080/api/clusters/$ID/explorer/host-files/mkdir?path=data/new"
+/// ```
+async fn explorer_mkdir(
+    State(plane): State<Arc<Plane>>,
+    Path((id, target)): Path<(String, String)>,
+    q: Result<Query<ChangeQuery>, QueryRejection>,
+) -> ApiResult {
+    let q = query(q)?;
+    let payload = json!({ "target": target, "path": q.path });
+    change(&plane, &id, "remote.explorer.mkdir", payload, true).await
+}
+
+/// `POST /api/clusters/{id}/explorer/host-files/rename?path=…&to=…[&overwrite=true]`:
+/// renames or moves within one root (`remote.explorer.rename`); an
+/// existing destination is a 409 unless `overwrite=true`.
+///
+/// ```text
+/// curl -s -X POST "http://127.0.0.1:8080/api/clusters/$ID/explorer/host-files/rename?path=data/a.txt&to=data/old/a.txt"
+/// ```
+async fn explorer_rename(
+    State(plane): State<Arc<Plane>>,
+    Path((id, target)): Path<(String, String)>,
+    q: Result<Query<ChangeQuery>, QueryRejection>,
+) -> ApiResult {
+    let q = query(q)?;
+    let Some(to) = q.to else {
+        return Err(ApiError(PlaneError::InvalidInput(
+            "Invalid query: missing field `to`".into(),
+        )));
+    };
+    let payload = json!({ "target": target, "path": q.path, "to": to, "overwrite": q.overwrite });
+    change(&plane, &id, "remote.explorer.rename", payload, false).await
+}
+
+/// `DELETE /api/clusters/{id}/explorer/host-files/entries?path=…[&recursive=true]`:
+/// deletes a file or symlink, or a directory — only an empty one unless
+/// `recursive=true` (`remote.explorer.delete`).
+///
+/// ```text
+/// curl -s -X DELETE "http://127.0.0.1:8080/api/clusters/$ID/explorer/host-files/entries?path=data/old&recursive=true"
+/// ```
+async fn explorer_delete(
+    State(plane): State<Arc<Plane>>,
+    Path((id, target)): Path<(String, String)>,
+    q: Result<Query<ChangeQuery>, QueryRejection>,
+) -> ApiResult {
+    let q = query(q)?;
+    let payload = json!({ "target": target, "path": q.path, "recursive": q.recursive });
+    change(&plane, &id, "remote.explorer.delete", payload, false).await
+}
+
+/// Raw bytes per `remote.explorer.upload.chunk`: one socket.io packet
+/// carries the base64 (as for `object.upload`).
+pub const UPLOAD_CHUNK_BYTES: usize = MAX_OBJECT_UPLOAD_BYTES;
+
+/// `PUT /api/clusters/{id}/explorer/host-files/upload?path=…[&overwrite=true]`:
+/// stores the raw request body, of any size, at `path` in a writable root.
+/// The body is streamed to the daemon in packet-sized chunks
+/// (`remote.explorer.upload.begin`, `.chunk`…, `.commit` with the SHA-256
+/// the plane computed); the file appears only once complete, and a
+/// request cut short (or any failure) aborts the upload, leaving nothing.
+/// An existing file is a 409 unless `overwrite=true`. 201 with `{uploaded,
+/// path, size, sha256}`.
+///
+/// ```text
+/// curl -sS -X PUT -T results.tar.gz \
+///   "http://127.0.0.1:8080/api/clusters/$ID/explorer/host-files/upload?path=data/results.tar.gz"
+/// ```
+async fn explorer_upload(
+    State(plane): State<Arc<Plane>>,
+    Path((id, target)): Path<(String, String)>,
+    q: Result<Query<ChangeQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    use sha2::{Digest, Sha256};
+    let q = query(q)?;
+    let size = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let mut begin = json!({ "target": target, "path": q.path, "overwrite": q.overwrite });
+    if let Some(size) = size {
+        begin["size"] = json!(size);
+    }
+    let (_, started) = plane
+        .request(&id, "remote.explorer.upload.begin", &begin, None)
+        .await?;
+    let Some(upload_id) = started["uploadId"].as_str().map(str::to_owned) else {
+        return Err(ApiError(PlaneError::Internal(
+            "the daemon's upload.begin answer has no uploadId".into(),
+        )));
+    };
+    let abort = |plane: Arc<Plane>, id: String, upload_id: String| async move {
+        let payload = json!({ "uploadId": upload_id });
+        let _ = plane
+            .request(&id, "remote.explorer.upload.abort", &payload, None)
+            .await;
+    };
+    let mut stream = body.into_data_stream();
+    let mut pending: Vec<u8> = Vec::with_capacity(UPLOAD_CHUNK_BYTES);
+    let mut offset: u64 = 0;
+    let mut hasher = Sha256::new();
+    let mut finished = false;
+    while !finished {
+        match stream.next().await {
+            Some(Ok(bytes)) => pending.extend_from_slice(&bytes),
+            Some(Err(e)) => {
+                abort(plane.clone(), id.clone(), upload_id.clone()).await;
+                return Err(ApiError(PlaneError::InvalidInput(format!(
+                    "The request body broke off after {offset} bytes: {e}; nothing was stored"
+                ))));
+            }
+            None => finished = true,
+        }
+        while pending.len() >= UPLOAD_CHUNK_BYTES || (finished && !pending.is_empty()) {
+            let take = pending.len().min(UPLOAD_CHUNK_BYTES);
+            let piece: Vec<u8> = pending.drain(..take).collect();
+            hasher.update(&piece);
+            let payload = json!({
+                "uploadId": upload_id,
+                "offset": offset,
+                "chunkBase64": base64::engine::general_purpose::STANDARD.encode(&piece),
+            });
+            if let Err(e) = plane
+                .request(&id, "remote.explorer.upload.chunk", &payload, None)
+                .await
+            {
+                abort(plane.clone(), id.clone(), upload_id.clone()).await;
+                return Err(ApiError(e));
+            }
+            offset += piece.len() as u64;
+        }
+    }
+    let digest: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let commit = json!({ "uploadId": upload_id, "sha256": digest });
+    let (_, data) = plane
+        .request(&id, "remote.explorer.upload.commit", &commit, None)
+        .await?;
+    tracing::info!(cluster_id = %id, size = offset, "Host file uploaded.");
+    success(StatusCode::CREATED, data)
 }
 
 #[derive(Deserialize)]

@@ -139,3 +139,60 @@ impl Fixture {
         self.plane.shutdown().await;
     }
 }
+
+/// The login account terminal tests run shells as when the tests run as
+/// root (a terminal never runs as root nor as voltd's account).
+pub const TEST_TERMINAL_USER: &str = "volt-term-test";
+
+/// Creates [`TEST_TERMINAL_USER`] (with a home) once; root only.
+pub fn ensure_test_terminal_account() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if nix::unistd::User::from_name(TEST_TERMINAL_USER)
+            .ok()
+            .flatten()
+            .is_some()
+        {
+            return;
+        }
+        let out = std::process::Command::new("useradd")
+            .args(["--create-home", "--user-group", "--shell", "/bin/sh"])
+            .arg(TEST_TERMINAL_USER)
+            .output()
+            .expect("useradd runs");
+        assert!(
+            out.status.success()
+                || nix::unistd::User::from_name(TEST_TERMINAL_USER)
+                    .ok()
+                    .flatten()
+                    .is_some(),
+            "useradd {TEST_TERMINAL_USER}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+}
+
+/// Terminal settings for tests with `shell`, in direct mode (no helper
+/// socket): as root, shells run as [`TEST_TERMINAL_USER`]; otherwise as
+/// the account running the tests (`allow_daemon_user`, development mode).
+pub fn test_terminal(shell: &str) -> voltd_actors::config::TerminalSettings {
+    use voltd_actors::config::{AbsPath, TerminalSettings, UserName};
+    let euid = nix::unistd::Uid::effective();
+    let user = if euid.is_root() {
+        ensure_test_terminal_account();
+        TEST_TERMINAL_USER.to_owned()
+    } else {
+        nix::unistd::User::from_uid(euid)
+            .ok()
+            .flatten()
+            .expect("the test user has a passwd entry")
+            .name
+    };
+    TerminalSettings {
+        shell: Some(AbsPath::new(shell).expect("an absolute shell")),
+        user: UserName::parse(&user).expect("a valid user name"),
+        allow_daemon_user: !euid.is_root(),
+        helper_socket: AbsPath::new("/nonexistent/voltd-terminal.sock").expect("absolute"),
+        ..TerminalSettings::default()
+    }
+}

@@ -157,8 +157,11 @@ async fn piped_from_the_plane_it_installs_verifies_enrolls_and_a_second_run_chan
         .run(p, &[], &[("TEAM_CLUSTER_ENROLLMENT_TOKEN", &token)])
         .await;
     assert_eq!(code, 0, "{log}");
-    for n in 1..=9 {
-        assert!(log.contains(&format!("[{n}/9]")), "step {n} missing: {log}");
+    for n in 1..=10 {
+        assert!(
+            log.contains(&format!("[{n}/10]")),
+            "step {n} missing: {log}"
+        );
     }
     assert!(log.contains("signature verified"), "{log}");
     assert!(log.contains("done: voltd 0.1.0 installed"), "{log}");
@@ -188,10 +191,17 @@ async fn piped_from_the_plane_it_installs_verifies_enrolls_and_a_second_run_chan
         "{text}"
     );
     assert!(!text.contains(&token));
-    assert_eq!(
-        std::fs::read(p.join("etc/systemd/system/voltd.service")).unwrap(),
-        std::fs::read(repo().join("install/voltd.service")).unwrap()
-    );
+    for unit in [
+        "voltd.service",
+        "voltd-terminal.socket",
+        "voltd-terminal@.service",
+    ] {
+        assert_eq!(
+            std::fs::read(p.join("etc/systemd/system").join(unit)).unwrap(),
+            std::fs::read(repo().join("install").join(unit)).unwrap(),
+            "{unit}"
+        );
+    }
     let creds = testkit::creds::stored_credentials(&p.join("var/lib/voltd"));
     assert_eq!(creds.daemon_password.expose(), s.created.daemon_password);
     // Sealed credentials come with the drop-in that has systemd decrypt

@@ -10,6 +10,8 @@ mod console;
 mod control_channel;
 mod credentials;
 mod explorer;
+mod file_manager;
+mod hostile;
 mod install;
 mod interop;
 mod jobs;

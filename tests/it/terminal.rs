@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use testkit::alive;
+use testkit::daemon::test_terminal;
 use testkit::daemon::*;
 use testkit::eventually;
 use testkit::process::exists;
@@ -229,18 +230,16 @@ fn number_after(text: &str, prefix: &str) -> i32 {
         .unwrap_or_else(|| panic!("no number after {prefix} in {text:?}"))
 }
 
+/// Direct mode with `shell`, as the test account (testkit::daemon::test_terminal).
 fn sh(shell: &str) -> TerminalSettings {
-    TerminalSettings {
-        shell: Some(AbsPath::new(shell).unwrap()),
-        ..TerminalSettings::default()
-    }
+    test_terminal(shell)
 }
 
 #[actix_rt::test]
 async fn attach_runs_a_login_shell_with_a_clean_environment_in_the_home_directory() {
     // Cargo runs tests with this set: the shell must not see it.
     assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some());
-    let rig = Rig::start(TerminalSettings::default()).await;
+    let rig = Rig::start(sh("/bin/bash")).await;
     let mut term = rig.attach("term-basic").await;
     rig.input(
         "term-basic",
@@ -289,7 +288,7 @@ async fn attach_runs_a_login_shell_with_a_clean_environment_in_the_home_director
 
 #[actix_rt::test]
 async fn resize_reaches_the_shell() {
-    let rig = Rig::start(TerminalSettings::default()).await;
+    let rig = Rig::start(sh("/bin/bash")).await;
     let mut term = rig.attach("term-resize").await;
     rig.send(Message::SessionResize(SessionResizeMessage {
         session_id: "term-resize".into(),
@@ -312,7 +311,7 @@ async fn resize_reaches_the_shell() {
 
 #[actix_rt::test]
 async fn detach_kills_the_shell_and_its_children() {
-    let rig = Rig::start(TerminalSettings::default()).await;
+    let rig = Rig::start(sh("/bin/bash")).await;
     let mut term = rig.attach("term-detach").await;
     rig.input(
         "term-detach",
@@ -492,7 +491,7 @@ async fn attach_reply_precedes_the_end_of_a_shell_that_exits_at_once() {
 
 #[actix_rt::test]
 async fn five_concurrent_sessions_each_get_only_their_own_output() {
-    let rig = Rig::start(TerminalSettings::default()).await;
+    let rig = Rig::start(sh("/bin/bash")).await;
     let ids: Vec<String> = (0..5).map(|i| format!("term-many-{i}")).collect();
     let mut terms = Vec::new();
     for id in &ids {
@@ -523,7 +522,7 @@ async fn five_concurrent_sessions_each_get_only_their_own_output() {
 
 #[actix_rt::test]
 async fn socket_drop_ends_every_session_and_kills_their_shells() {
-    let rig = Rig::start(TerminalSettings::default()).await;
+    let rig = Rig::start(sh("/bin/bash")).await;
     let mut pids = Vec::new();
     for i in 0..3 {
         let sid = format!("term-drop-{i}");
@@ -559,7 +558,7 @@ async fn socket_drop_ends_every_session_and_kills_their_shells() {
 
 #[actix_rt::test]
 async fn bad_base64_ends_the_session_with_an_error_and_the_daemon_goes_on() {
-    let rig = Rig::start(TerminalSettings::default()).await;
+    let rig = Rig::start(sh("/bin/bash")).await;
     let mut term = rig.attach("term-b64").await;
     rig.input("term-b64", "echo \"pid=$$:$((1+1))\"\n");
     let out = term.expect(":2").await;
@@ -594,7 +593,7 @@ async fn bad_base64_ends_the_session_with_an_error_and_the_daemon_goes_on() {
 
 #[actix_rt::test]
 async fn unsupported_and_invalid_attaches_are_400_and_duplicates_409() {
-    let rig = Rig::start(TerminalSettings::default()).await;
+    let rig = Rig::start(sh("/bin/bash")).await;
     for (payload, message) in [
         (
             json!({"sessionId": "w", "kind": "websocket", "targetUrl": "ws://127.0.0.1:1/"}),
@@ -696,35 +695,155 @@ async fn idle_sessions_are_reaped() {
     rig.stop().await;
 }
 
-/// Switching users needs root: run by `scripts/test.sh` as root (CI).
+/// No fallback to voltd's account: without the terminal account (and, when
+/// not root, without a helper) an attach is a 403 that says why.
+#[actix_rt::test]
+async fn a_missing_terminal_account_is_403_and_nothing_falls_back_to_voltd() {
+    let rig = Rig::start(TerminalSettings {
+        user: voltd_actors::config::UserName::parse("volt-no-such-account").unwrap(),
+        allow_daemon_user: false,
+        ..sh("/bin/sh")
+    })
+    .await;
+    let reply = rig
+        .attach_payload(
+            json!({"sessionId": "no-account", "kind": "terminal", "terminalTarget": "host"}),
+        )
+        .await;
+    assert_eq!((reply.ok, reply.status), (false, 403), "{reply:?}");
+    let message = reply.message.unwrap_or_default();
+    assert!(
+        message.contains("volt-no-such-account does not exist")
+            || message.contains("never falls back to its own account"),
+        "{message}"
+    );
+    assert!(rig.open_sessions().await.is_empty());
+    assert!(rig.ping().await.ok);
+    rig.stop().await;
+}
+
+/// Switching accounts needs root: run by `scripts/test.sh` as root (CI).
 mod needs_root {
     use super::*;
+    use testkit::daemon::TEST_TERMINAL_USER;
+
+    fn uid_of(name: &str) -> u32 {
+        let out = std::process::Command::new("id")
+            .args(["-u", name])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    }
+
+    /// The last line of `out` that starts with `prefix` (the typed command
+    /// is echoed before its output).
+    fn last_line<'a>(out: &'a str, prefix: &str) -> &'a str {
+        let from = out
+            .rfind(prefix)
+            .unwrap_or_else(|| panic!("{prefix} in {out}"));
+        out[from..].lines().next().unwrap()
+    }
 
     #[actix_rt::test]
     #[ignore = "needs root"]
-    async fn shell_runs_as_the_configured_user() {
+    async fn the_shell_runs_as_the_terminal_account_and_cannot_read_voltds_secrets() {
         testkit::needs_root();
+        let rig = Rig::start(sh("/bin/sh")).await;
+        let creds = rig.state.path().join("credentials.json");
+        assert!(creds.is_file(), "the daemon enrolled");
+        let password = rig.created.daemon_password.clone();
+        assert!(std::fs::read_to_string(&creds).unwrap().contains(&password));
+        let mut term = rig.attach("term-identity").await;
+        let state = rig.state.path().display().to_string();
+        let voltd = std::process::id();
+        rig.input(
+            "term-identity",
+            &format!(
+                "echo \"who uid=$(id -u) user=$USER tty=$(stat -c %U $(tty))\"; \
+                 cat {state}/credentials.json; echo \"creds=$?\"; \
+                 ls {state} >/dev/null 2>&1; echo \"ls=$?\"; \
+                 cat /proc/{voltd}/environ; echo \"environ=$?\"; echo end-$((2+3))\n"
+            ),
+        );
+        let out = term.expect("end-5").await;
+        let who = last_line(&out, "who uid=");
+        assert!(
+            who.starts_with(&format!(
+                "who uid={} user={TEST_TERMINAL_USER} tty={TEST_TERMINAL_USER}",
+                uid_of(TEST_TERMINAL_USER)
+            )),
+            "{who}"
+        );
+        for check in ["creds=", "ls=", "environ="] {
+            let line = last_line(&out, check);
+            assert_ne!(line, format!("{check}0"), "{check} succeeded: {out}");
+        }
+        assert!(
+            !out.contains(&password),
+            "the daemon password leaked: {out}"
+        );
+        assert!(
+            !out.contains("CARGO_MANIFEST_DIR="),
+            "voltd's environment leaked: {out}"
+        );
+        rig.stop().await;
+    }
+
+    #[actix_rt::test]
+    #[ignore = "needs root"]
+    async fn through_the_socket_activated_helper_the_shell_runs_as_the_terminal_account() {
+        testkit::needs_root();
+        testkit::daemon::ensure_test_terminal_account();
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("voltd-terminal.sock");
+        let config = dir.path().join("voltd.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "cloud_url = \"http://127.0.0.1:9\"\nteam_cluster_id = \"helper-test\"\nstate_dir = \"{}\"\n[terminal]\nuser = \"{TEST_TERMINAL_USER}\"\nshell = \"/bin/sh\"\n",
+                dir.path().join("state").display()
+            ),
+        )
+        .unwrap();
+        // systemd's own socket activation, as voltd-terminal.socket does
+        // it (Accept=yes; the connection on stdin/stdout).
+        let mut activate = std::process::Command::new("systemd-socket-activate")
+            .arg("--listen")
+            .arg(&socket)
+            .args(["--accept", "--inetd"])
+            .arg(crate::voltd_bin())
+            .arg("--config")
+            .arg(&config)
+            .arg("terminal-helper")
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("systemd-socket-activate (Debian package systemd)");
+        eventually(SECS_10, "the helper socket", async || {
+            socket.exists().then_some(())
+        })
+        .await;
         let rig = Rig::start(TerminalSettings {
-            user: Some(voltd_actors::config::UserName::parse("nobody").unwrap()),
+            helper_socket: AbsPath::new(&socket).unwrap(),
             ..sh("/bin/sh")
         })
         .await;
-        let mut term = rig.attach("term-nobody").await;
+        let mut term = rig.attach("term-helper").await;
         rig.input(
-            "term-nobody",
-            "echo \"uid=$(id -u) user=$USER logname=$LOGNAME cwd=$(pwd) tty=$(stat -c %U $(tty)) end-$((2+3))\"\n",
+            "term-helper",
+            "echo \"via uid=$(id -u) ppid-user=$(ps -o user= -p $PPID) end-$((2+3))\"\n",
         );
         let out = term.expect("end-5").await;
-        // The last line is the output; the typed command was echoed before it.
-        let line = &out[out.rfind("uid=").unwrap()..];
+        let line = last_line(&out, "via uid=");
         assert!(
-            line.starts_with("uid=65534 user=nobody logname=nobody"),
+            line.starts_with(&format!("via uid={}", uid_of(TEST_TERMINAL_USER))),
             "{line}"
         );
-        // nobody's home does not exist: the shell starts in /.
-        assert!(line.contains("cwd=/ "), "{line}");
-        assert!(line.contains("tty=nobody"), "{line}");
+        rig.input("term-helper", "exit 4\n");
+        assert_eq!(term.ended().await.code, Some(4));
+        rig.no_sessions_left().await;
         rig.stop().await;
+        let _ = activate.kill();
+        let _ = activate.wait();
     }
 }
 
@@ -732,7 +851,7 @@ mod needs_root {
 async fn flood_arrives_complete_in_frames_under_max_payload_while_pings_are_answered() {
     const FLOOD: usize = 20_000_000;
     const MARKER: &[u8] = b"flood-42-done";
-    let rig = Rig::start(TerminalSettings::default()).await;
+    let rig = Rig::start(sh("/bin/bash")).await;
     let mut term = rig.attach("term-flood").await;
     rig.input(
         "term-flood",

@@ -69,3 +69,42 @@ fn the_unit_and_the_installer_use_the_paths_the_updater_uses() {
     assert!(script.contains("KEY_FILE=\"$CONF_DIR/release-key.pub\""));
     assert!(script.contains("CONF_DIR=\"$PREFIX/etc/voltd\""));
 }
+
+/// The terminal helper's units: embedded byte for byte, on the socket path
+/// and group voltd expects, starting the helper subcommand.
+#[test]
+fn install_sh_embeds_the_terminal_helper_units_and_they_match_voltd() {
+    let script = std::fs::read_to_string(repo().join("install/install.sh")).unwrap();
+    for (file, tag) in [
+        ("voltd-terminal.socket", "VOLTD_TERMINAL_SOCKET"),
+        ("voltd-terminal@.service", "VOLTD_TERMINAL_SERVICE"),
+    ] {
+        let text = std::fs::read_to_string(repo().join("install").join(file)).unwrap();
+        let open = format!("<<'{tag}'\n");
+        let start = script
+            .find(&open)
+            .unwrap_or_else(|| panic!("{tag} heredoc"))
+            + open.len();
+        let len = script[start..]
+            .find(&format!("\n{tag}\n"))
+            .expect("the heredoc ends")
+            + 1;
+        assert_eq!(&script[start..start + len], text, "{file}");
+    }
+    let socket = std::fs::read_to_string(repo().join("install/voltd-terminal.socket")).unwrap();
+    assert!(socket.contains(&format!(
+        "ListenStream={}\n",
+        voltd_actors::config::sections::DEFAULT_TERMINAL_HELPER_SOCKET
+    )));
+    assert!(socket.contains("Accept=yes"));
+    assert!(socket.contains("SocketGroup=volt\n") && socket.contains("SocketMode=0660"));
+    assert!(unit().contains("User=volt\n"));
+    let service = std::fs::read_to_string(repo().join("install/voltd-terminal@.service")).unwrap();
+    assert!(service.contains("--config /etc/voltd/voltd.toml terminal-helper\n"));
+    assert!(service.contains("StandardInput=socket") && service.contains("StandardOutput=journal"));
+    assert!(script.contains("TERMINAL_USER=volt-terminal"));
+    assert_eq!(
+        voltd_actors::config::sections::DEFAULT_TERMINAL_USER,
+        "volt-terminal"
+    );
+}

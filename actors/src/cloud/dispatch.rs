@@ -10,6 +10,14 @@
 //! Inbound `response` → the pending outbound command it answers. Other types
 //! → the [`Router`]'s subscribers.
 //!
+//! Inbound commands are bounded ([`CommandLimits`], `[commands]`): at most
+//! `max_in_flight` are answered at once (a command beyond that gets 429
+//! with the reason and is not run; replies that are ready at once, such as
+//! `runtime.ping`, never count), a reply not ready within `deadline` is a
+//! 504, and a streamed reply that makes no progress for `stream_idle` ends
+//! with `stream-end {message}`. A command whose JSON is too deep to decode
+//! (serde's limit of 128 levels) still gets its 400.
+//!
 //! Outbound [`SendCommand`] gets a UUID v4 `requestId` and a timeout and fails
 //! with `SOCKET_NOT_READY` / `COMMAND_TIMEOUT` / `COMMAND_REJECTED`; every
 //! pending command fails at once when the link goes down. [`Emit`] is
@@ -31,8 +39,10 @@ use futures_util::FutureExt;
 use otp::supervisor::StopChild;
 use otp::{ExitReason, ExitSlot, panic_message};
 use serde_json::{Value, json};
+use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
+use std::rc::Rc;
 use std::time::Duration;
 use tokio::sync::oneshot;
 use volt_protocol::Message;
@@ -61,6 +71,40 @@ struct Pending {
     command: String,
 }
 
+/// Bounds on answering inbound commands (from `[commands]`).
+#[derive(Debug, Clone, Copy)]
+pub struct CommandLimits {
+    pub deadline: Duration,
+    pub stream_idle: Duration,
+    pub max_in_flight: usize,
+}
+
+impl From<&crate::config::CommandSettings> for CommandLimits {
+    fn from(s: &crate::config::CommandSettings) -> Self {
+        CommandLimits {
+            deadline: s.deadline,
+            stream_idle: s.stream_idle,
+            max_in_flight: s.max_in_flight.max(1),
+        }
+    }
+}
+
+impl Default for CommandLimits {
+    fn default() -> Self {
+        (&crate::config::CommandSettings::default()).into()
+    }
+}
+
+/// Decrements the in-flight count when a command's reply is done (or its
+/// task is dropped).
+struct InFlight(Rc<Cell<usize>>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
+}
+
 /// The dispatcher's tuning (from the `[socket]` settings).
 #[derive(Debug, Clone, Copy)]
 pub struct DispatchSettings {
@@ -84,6 +128,8 @@ pub struct Dispatcher {
     dropped: u64,
     command_timeout: Duration,
     draining: bool,
+    limits: CommandLimits,
+    in_flight: Rc<Cell<usize>>,
 }
 
 impl Dispatcher {
@@ -110,7 +156,15 @@ impl Dispatcher {
             dropped: 0,
             command_timeout: settings.command_timeout,
             draining: false,
+            limits: CommandLimits::default(),
+            in_flight: Rc::new(Cell::new(0)),
         }
+    }
+
+    /// Sets the bounds on inbound commands (default: `[commands]`'s).
+    pub fn with_limits(mut self, limits: CommandLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     fn fail_pending(&mut self, why: &str) {
@@ -154,24 +208,62 @@ impl Dispatcher {
         match run {
             Run::Done(reply) => deliver_now(link, call, reply),
             Run::Later(fut) => {
+                let limits = self.limits;
+                let busy = self.in_flight.get();
+                if busy >= limits.max_in_flight {
+                    tracing::warn!(command = %call.command, in_flight = busy, "Command refused: too many in flight.");
+                    let reply = Reply::failure_with_code(
+                        429,
+                        "TOO_MANY_COMMANDS",
+                        format!(
+                            "{busy} commands are in flight (the limit is {}, [commands] max_in_flight); {} was not run, retry later",
+                            limits.max_in_flight, call.command
+                        ),
+                    );
+                    return deliver_now(link, call, reply);
+                }
+                self.in_flight.set(busy + 1);
+                let guard = InFlight(self.in_flight.clone());
                 let command = call.command.clone();
                 actix_rt::spawn(async move {
-                    let reply = match AssertUnwindSafe(fut).catch_unwind().await {
-                        Ok(reply) => reply,
-                        Err(p) => Reply::panicked(&command, &panic_message(p.as_ref())),
+                    let _guard = guard;
+                    let run = AssertUnwindSafe(fut).catch_unwind();
+                    let reply = match tokio::time::timeout(limits.deadline, run).await {
+                        Ok(Ok(reply)) => reply,
+                        Ok(Err(p)) => Reply::panicked(&command, &panic_message(p.as_ref())),
+                        Err(_) => {
+                            tracing::warn!(%command, deadline_ms = limits.deadline.as_millis() as u64, "Command missed its deadline.");
+                            Reply::failure_with_code(
+                                504,
+                                "COMMAND_DEADLINE",
+                                format!(
+                                    "{command} did not finish within {} ms ([commands] deadline_secs)",
+                                    limits.deadline.as_millis()
+                                ),
+                            )
+                        }
                     };
-                    deliver(&link, &call, reply).await;
+                    deliver_bounded(&link, &call, reply, limits.stream_idle).await;
                 });
             }
         }
     }
 
     fn on_invalid(&mut self, raw: &str, error: &str) {
-        let v: Value = serde_json::from_str(raw).unwrap_or(Value::Null);
-        let is_command = v.get("type").and_then(Value::as_str) == Some("command");
+        // Only the two keys: skipping the rest never recurses (serde_json
+        // ignores values iteratively), so 10 000-deep JSON is answered too.
+        #[derive(serde::Deserialize)]
+        struct Probe {
+            #[serde(rename = "type")]
+            kind: Option<String>,
+            #[serde(rename = "requestId")]
+            request_id: Option<String>,
+        }
+        let probe = serde_json::from_str::<Probe>(raw).ok();
+        let is_command = probe.as_ref().and_then(|p| p.kind.as_deref()) == Some("command");
         match (
             is_command,
-            v.get("requestId").and_then(Value::as_str),
+            probe.as_ref().and_then(|p| p.request_id.as_deref()),
             &self.link,
         ) {
             (true, Some(id), Some(link)) => {
@@ -283,13 +375,28 @@ async fn send_or_report(link: &Link, call: &CallInfo, msg: Message) {
 /// A streamed body asked for with `responseType:"buffer"` is sent as one
 /// buffer reply (`bodyBase64`) when it fits in the server's `maxPayload`.
 pub async fn deliver(link: &Link, call: &CallInfo, reply: Reply) {
+    deliver_bounded(link, call, reply, CommandLimits::default().stream_idle).await
+}
+
+/// [`deliver`], ending a stream that makes no progress for `idle`.
+pub async fn deliver_bounded(link: &Link, call: &CallInfo, reply: Reply, idle: Duration) {
     match reply.into_message(&call.request_id) {
         Ok(msg) => send_or_report(link, call, msg).await,
         Err(Reply::Stream(stream)) if call.response_type == ResponseType::Buffer => {
-            let reply = buffer_from_stream(stream, link.max_payload()).await;
-            Box::pin(deliver(link, call, reply)).await;
+            let reply =
+                match tokio::time::timeout(idle, buffer_from_stream(stream, link.max_payload()))
+                    .await
+                {
+                    Ok(reply) => reply,
+                    Err(_) => Reply::failure_with_code(
+                        504,
+                        "STREAM_STALLED",
+                        format!("the body made no progress for {} ms", idle.as_millis()),
+                    ),
+                };
+            Box::pin(deliver_bounded(link, call, reply, idle)).await;
         }
-        Err(Reply::Stream(stream)) => send_stream(link, call, stream).await,
+        Err(Reply::Stream(stream)) => send_stream(link, call, stream, idle).await,
         // Handled replies were answered by their handler.
         Err(_) => {}
     }
@@ -325,7 +432,7 @@ async fn buffer_from_stream(stream: reply::StreamReply, max_payload: usize) -> R
     }
 }
 
-async fn send_stream(link: &Link, call: &CallInfo, stream: reply::StreamReply) {
+async fn send_stream(link: &Link, call: &CallInfo, stream: reply::StreamReply, idle: Duration) {
     use futures_util::StreamExt;
     let request_id = call.request_id.clone();
     // Gen B uses the requestId as the streamId.
@@ -357,7 +464,18 @@ async fn send_stream(link: &Link, call: &CallInfo, stream: reply::StreamReply) {
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut failure: Option<String> = None;
     loop {
-        let next = body.next().await;
+        // A body that makes no progress ends like a failed one: what was
+        // read is sent, then `stream-end` with the reason.
+        let next = match tokio::time::timeout(idle, body.next()).await {
+            Ok(next) => next,
+            Err(_) => {
+                tracing::warn!(command = %call.command, idle_ms = idle.as_millis() as u64, "Stream ended: no progress.");
+                Some(Err(format!(
+                    "the stream made no progress for {} ms ([commands] stream_idle_secs)",
+                    idle.as_millis()
+                )))
+            }
+        };
         let done = match next {
             Some(Ok(bytes)) => {
                 pending.extend_from_slice(&bytes);
@@ -377,8 +495,11 @@ async fn send_stream(link: &Link, call: &CallInfo, stream: reply::StreamReply) {
                 stream_id: stream_id.clone(),
                 chunk_base64: b64.encode(&chunk),
             });
-            if link.send(&msg).await.is_err() {
-                return; // the connection is gone; the server failed the request
+            match tokio::time::timeout(idle, link.send(&msg)).await {
+                Ok(Ok(())) => {}
+                // The connection is gone (the server failed the request)
+                // or takes nothing any more: stop reading the body.
+                Ok(Err(_)) | Err(_) => return,
             }
         }
         if done {

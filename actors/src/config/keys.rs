@@ -256,9 +256,16 @@ pub const KEYS: &[Key] = &[
     ),
     Key::new(
         "terminal.user",
-        "user the shell runs as (another user needs voltd to run as root)",
-    )
-    .computed("the user voltd runs as"),
+        "login account the shell runs as (install.sh creates it); never voltd's own account, never root",
+    ),
+    Key::new(
+        "terminal.allow_daemon_user",
+        "development only: let the shell run as voltd's own account (it can then read voltd's credentials)",
+    ),
+    Key::new(
+        "terminal.helper_socket",
+        "socket of the terminal helper (`voltd-terminal.socket`), used when voltd cannot switch accounts itself",
+    ),
     Key::new("terminal.shell", "absolute path of the shell")
         .computed("the user's passwd shell, else `/bin/bash`"),
     Key::new(
@@ -407,8 +414,20 @@ pub const KEYS: &[Key] = &[
         "stalled-job check period (BullMQ `stalledInterval`)",
     ),
     Key::new(
+        "commands.deadline_secs",
+        "an inbound command not answered within this gets 504",
+    ),
+    Key::new(
+        "commands.stream_idle_secs",
+        "a streamed reply with no progress for this long ends with an error",
+    ),
+    Key::new(
+        "commands.max_in_flight",
+        "inbound commands answered at once (streams included); more get 429",
+    ),
+    Key::new(
         "host_files.roots",
-        "directories the `host-files` explorer shows (none: it is off); paths (named after their last component) or `{ name, path }`",
+        "directories the `host-files` explorer and file manager show (none: it is off); paths (named after their last component, read-only) or `{ name, path, read_only }` (`read_only` defaults to `true`)",
     ),
 ];
 
@@ -628,7 +647,9 @@ mod tests {
             },
             terminal: TerminalSettings {
                 enabled: false,
-                user: Some(UserName::parse("volt").unwrap()),
+                user: UserName::parse("volt").unwrap(),
+                allow_daemon_user: true,
+                helper_socket: AbsPath::new("/run/x.sock").unwrap(),
                 shell: Some(AbsPath::new("/bin/sh").unwrap()),
                 idle_timeout: Duration::from_secs(1),
                 max_sessions: 1,
@@ -642,6 +663,7 @@ mod tests {
                 roots: vec![HostRoot {
                     name: "tmp".into(),
                     path: "/tmp".into(),
+                    read_only: false,
                 }],
             },
             provision: ProvisionSection {
@@ -663,6 +685,11 @@ mod tests {
                 ssh_import_concurrency: 3,
                 lock_duration: Duration::from_secs(1),
                 stalled_interval: Duration::from_secs(1),
+            },
+            commands: CommandSettings {
+                deadline: Duration::from_secs(1),
+                stream_idle: Duration::from_secs(1),
+                max_in_flight: 1,
             },
         }
     }

@@ -43,8 +43,8 @@ pub use host::{ManifestCatalogue, ProvisionSection, UpdateSection};
 pub use jobs::JobsSettings;
 pub use layer::{ConfigError, Env, Flags, Loaded, default_state_dir, load, locate, process_env};
 pub use sections::{
-    HostFilesSettings, HostRoot, InstallSettings, SocketSettings, SupervisorSettings,
-    TerminalSettings,
+    CommandSettings, HostFilesSettings, HostRoot, InstallSettings, SocketSettings,
+    SupervisorSettings, TerminalSettings,
 };
 pub use services::{ServiceMode, ServiceSettings, ServicesSettings};
 pub use show::show;
@@ -154,6 +154,8 @@ pub struct Settings {
     pub update: UpdateSection,
     /// The job queues' workers.
     pub jobs: JobsSettings,
+    /// Deadlines and the in-flight cap of inbound commands.
+    pub commands: CommandSettings,
 }
 
 impl Settings {
@@ -184,6 +186,7 @@ impl Settings {
             provision: ProvisionSection::default(),
             update: UpdateSection::default(),
             jobs: JobsSettings::default(),
+            commands: CommandSettings::default(),
         }
     }
 
@@ -206,6 +209,7 @@ impl Settings {
         self.supervisor.try_intensity()?;
         self.terminal.validate()?;
         self.jobs.validate()?;
+        self.commands.validate()?;
         self.services.validate()
     }
 

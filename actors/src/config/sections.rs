@@ -1,5 +1,5 @@
-//! The `[socket]`, `[supervisor]`, `[install]`, `[terminal]` and
-//! `[host_files]` sections: each struct is both what the actors run with
+//! The `[socket]`, `[supervisor]`, `[install]`, `[terminal]`,
+//! `[host_files]` and `[commands]` sections: each struct is both what the actors run with
 //! and what the config file says (serde reads it; `Default` is the
 //! defaults, from the named constants below).
 
@@ -223,6 +223,13 @@ fn valid_ports<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ServicePorts>, 
     Ok(ports)
 }
 
+/// The login account terminal shells run as: created by install.sh, never
+/// the account voltd runs as.
+pub const DEFAULT_TERMINAL_USER: &str = "volt-terminal";
+/// Where the socket-activated terminal helper listens
+/// (`install/voltd-terminal.socket`).
+pub const DEFAULT_TERMINAL_HELPER_SOCKET: &str = "/run/voltd-terminal.sock";
+
 /// `[terminal]`: the host terminal (`session.attach` with
 /// `terminalTarget: "host"`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -230,9 +237,15 @@ fn valid_ports<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ServicePorts>, 
 pub struct TerminalSettings {
     /// When false every attach is refused with 403.
     pub enabled: bool,
-    /// Who the shell runs as; `None` = the user voltd runs as. Another user
-    /// needs voltd to run as root (it switches with `setpriv`).
-    pub user: Option<UserName>,
+    /// The login account the shell runs as. Never voltd's own account
+    /// (unless `allow_daemon_user`) and never root.
+    pub user: UserName,
+    /// Development only: let the shell run as the account voltd runs as
+    /// (it can then read voltd's credentials). Off, that is refused.
+    pub allow_daemon_user: bool,
+    /// The terminal helper's socket (`voltd-terminal.socket`): how a voltd
+    /// that cannot switch accounts itself starts shells.
+    pub helper_socket: AbsPath,
     /// Absolute path of the shell; `None` = the user's passwd shell, else
     /// `/bin/bash`.
     pub shell: Option<AbsPath>,
@@ -248,7 +261,11 @@ impl Default for TerminalSettings {
     fn default() -> Self {
         TerminalSettings {
             enabled: true,
-            user: None,
+            user: UserName::parse(DEFAULT_TERMINAL_USER)
+                .unwrap_or_else(|_| unreachable!("the default user name is valid")),
+            allow_daemon_user: false,
+            helper_socket: AbsPath::new(DEFAULT_TERMINAL_HELPER_SOCKET)
+                .unwrap_or_else(|_| unreachable!("the default socket path is absolute")),
             shell: None,
             idle_timeout: DEFAULT_TERMINAL_IDLE_TIMEOUT,
             max_sessions: DEFAULT_TERMINAL_MAX_SESSIONS,
@@ -258,6 +275,12 @@ impl Default for TerminalSettings {
 
 impl TerminalSettings {
     pub fn validate(&self) -> Result<(), String> {
+        if &*self.user == "root" {
+            return Err(
+                "terminal.user: must not be root (a terminal reads everything root can; use sudo inside it)"
+                    .into(),
+            );
+        }
         if self.idle_timeout.is_zero() {
             return Err("terminal.idle_timeout_secs: must be greater than 0".into());
         }
@@ -285,9 +308,13 @@ fn session_count<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
 pub struct HostRoot {
     /// First path segment in explorer paths.
     pub name: String,
-    /// Canonical absolute directory (symlinks resolved at load, so the
-    /// containment check compares like with like).
+    /// Canonical absolute directory (symlinks resolved at load; every
+    /// operation then resolves beneath it with the kernel's help).
     pub path: PathBuf,
+    /// No change through the file manager (mkdir, rename, delete, upload):
+    /// 403. The default for a root listed without `read_only`, so that an
+    /// upgrade makes no root writable silently.
+    pub read_only: bool,
 }
 
 /// `[host_files]`: the host file explorer's roots; none means the
@@ -298,14 +325,22 @@ pub struct HostFilesSettings {
     pub roots: Vec<HostRoot>,
 }
 
-/// One `roots` item as written: a path (named after its last component)
-/// or `{ name, path }`.
+/// One `roots` item as written: a path (named after its last component,
+/// read-only) or `{ name, path, read_only? }`.
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum RootSpec {
     Path(PathBuf),
-    Named { name: String, path: PathBuf },
+    Named {
+        name: String,
+        path: PathBuf,
+        #[serde(default)]
+        read_only: Option<bool>,
+    },
 }
+
+/// Whether a root listed without `read_only` is read-only.
+pub const DEFAULT_ROOT_READ_ONLY: bool = true;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -327,26 +362,40 @@ impl TryFrom<HostFilesFile> for HostFilesSettings {
             .roots
             .into_iter()
             .map(|r| match r {
-                RootSpec::Named { name, path } => (name, path),
+                RootSpec::Named {
+                    name,
+                    path,
+                    read_only,
+                } => (name, path, read_only.unwrap_or(DEFAULT_ROOT_READ_ONLY)),
                 RootSpec::Path(path) => {
                     let name = path
                         .file_name()
                         .map(|n| n.to_string_lossy().into_owned())
                         .unwrap_or_default();
-                    (name, path)
+                    (name, path, DEFAULT_ROOT_READ_ONLY)
                 }
             })
             .collect();
-        HostFilesSettings::try_new(roots)
+        HostFilesSettings::try_new_with_access(roots)
     }
 }
 
 impl HostFilesSettings {
-    /// Validating constructor: absolute existing directories (canonicalised),
-    /// unique non-empty names without `/`.
+    /// Validating constructor of read-only roots: absolute existing
+    /// directories (canonicalised), unique non-empty names without `/`.
     pub fn try_new(roots: Vec<(String, PathBuf)>) -> Result<Self, String> {
+        Self::try_new_with_access(
+            roots
+                .into_iter()
+                .map(|(n, p)| (n, p, DEFAULT_ROOT_READ_ONLY))
+                .collect(),
+        )
+    }
+
+    /// [`Self::try_new`] with each root's `read_only`.
+    pub fn try_new_with_access(roots: Vec<(String, PathBuf, bool)>) -> Result<Self, String> {
         let mut out: Vec<HostRoot> = Vec::new();
-        for (name, path) in roots {
+        for (name, path, read_only) in roots {
             if name.is_empty() || name.contains('/') || name == "." || name == ".." {
                 return Err(format!(
                     "host_files root name {name:?} must be a plain name"
@@ -369,8 +418,57 @@ impl HostFilesSettings {
             if out.iter().any(|r| r.name == name) {
                 return Err(format!("host_files root name {name:?} is used twice"));
             }
-            out.push(HostRoot { name, path: real });
+            out.push(HostRoot {
+                name,
+                path: real,
+                read_only,
+            });
         }
         Ok(HostFilesSettings { roots: out })
+    }
+}
+
+/// Inbound commands that run longer than this get 504: the server gave up
+/// after 30 s (60 s for lifecycle commands) anyway, and a handler stuck on
+/// a dead store must not hold its resources forever.
+pub const DEFAULT_COMMAND_DEADLINE: Duration = Duration::from_secs(60);
+/// A streamed reply with no progress (no chunk read, none sent) for this
+/// long is ended with an error.
+pub const DEFAULT_STREAM_IDLE: Duration = Duration::from_secs(60);
+/// Inbound commands being answered at once (streams included); more get
+/// 429. Each may hold a blocking thread, a descriptor or a store
+/// connection; the server itself rarely has more than a few dozen out.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 128;
+
+/// `[commands]`: bounds on answering inbound commands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandSettings {
+    /// Deadline of a command's reply (a stream's first response).
+    #[serde(rename = "deadline_secs", with = "secs")]
+    pub deadline: Duration,
+    /// A stream ends when it made no progress for this long.
+    #[serde(rename = "stream_idle_secs", with = "secs")]
+    pub stream_idle: Duration,
+    /// Commands in flight at once; more are refused with 429.
+    pub max_in_flight: usize,
+}
+
+impl Default for CommandSettings {
+    fn default() -> Self {
+        CommandSettings {
+            deadline: DEFAULT_COMMAND_DEADLINE,
+            stream_idle: DEFAULT_STREAM_IDLE,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+        }
+    }
+}
+
+impl CommandSettings {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_in_flight == 0 {
+            return Err("commands.max_in_flight: must be at least 1".into());
+        }
+        Ok(())
     }
 }

@@ -752,7 +752,7 @@ fn terminal_section_applies_and_is_shown() {
     let s = ok(file);
     let t = &s.terminal;
     assert!(!t.enabled);
-    assert_eq!(t.user.as_deref(), Some("volt"));
+    assert_eq!(&*t.user, "volt");
     assert_eq!(t.shell.as_deref(), Some(Path::new("/bin/zsh")));
     assert_eq!(t.idle_timeout, Duration::from_secs(60));
     assert_eq!(t.max_sessions, 4);
@@ -764,6 +764,9 @@ fn terminal_section_applies_and_is_shown() {
     let defaults = ok(base());
     assert_eq!(defaults.terminal, TerminalSettings::default());
     assert!(defaults.terminal.enabled);
+    // A dedicated account by default, never voltd's own.
+    assert_eq!(&*defaults.terminal.user, "volt-terminal");
+    assert!(!defaults.terminal.allow_daemon_user);
     assert!(shown(defaults).contains("idle_timeout_secs = 600"));
 }
 
@@ -773,6 +776,8 @@ fn terminal_section_is_validated() {
         ("user = \"-rf\"", "terminal.user"),
         ("user = \"a b\"", "terminal.user"),
         ("user = \"\"", "terminal.user"),
+        ("user = \"root\"", "must not be root"),
+        ("helper_socket = \"run/x.sock\"", "absolute path"),
         ("shell = \"bash\"", "absolute path"),
         ("idle_timeout_secs = 0", "terminal.idle_timeout_secs"),
         ("max_sessions = 0", "terminal.max_sessions"),
@@ -797,15 +802,19 @@ fn host_file_roots_by_path_or_name() {
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
     let s = ok(roots(&format!(
-        "[\"{}\", {{ name = \"lab\", path = \"{}\" }}]",
+        "[\"{}\", {{ name = \"lab\", path = \"{}\" }}, {{ name = \"rw\", path = \"{}\", read_only = false }}]",
         a.path().display(),
+        b.path().display(),
         b.path().display()
     )));
     let r = &s.host_files.roots;
-    assert_eq!(r.len(), 2);
+    assert_eq!(r.len(), 3);
     assert_eq!(r[0].name, a.path().file_name().unwrap().to_string_lossy());
     assert_eq!(r[0].path, a.path().canonicalize().unwrap());
     assert_eq!(r[1].name, "lab");
+    // Listed without read_only: read-only, so an upgrade changes nothing.
+    assert!(r[0].read_only && r[1].read_only);
+    assert!(!r[2].read_only);
     assert!(shown(s).contains("name = \"lab\""));
     assert!(ok(roots("[]")).host_files.roots.is_empty());
 }

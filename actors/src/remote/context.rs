@@ -7,6 +7,7 @@ use crate::api::reply::Reply;
 use crate::api::{CredentialsCell, Handle, JobsCall, Outbox};
 use crate::config::Settings;
 use crate::events::EventBus;
+use crate::remote::explorer::host_files::HostFiles;
 use crate::remote::terminal::Attach;
 use crate::services::ServiceRegistry;
 use crate::status::GetSnapshot;
@@ -40,6 +41,8 @@ pub struct HandlerContext {
     pub lifecycle: Rc<Lifecycle>,
     /// Handlers registered at run time.
     pub extensions: ExtensionRegistry,
+    /// The host file manager's open uploads.
+    pub host_files: HostFiles,
 }
 
 /// A handler registered at run time (embedding applications, tests).

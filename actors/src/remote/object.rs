@@ -3,7 +3,7 @@
 //! | command | payload | result |
 //! |---|---|---|
 //! | `object.upload` | `{bucket, objectKey, content, encoding?:"utf8"\|"base64", metadata?}` | `{uploaded:true}` |
-//! | `object.list` | `{bucket, prefix?}` | `{keys:[…]}` (every key under the prefix) |
+//! | `object.list` | `{bucket, prefix?, limit?, cursor?}` | `{keys:[…]}`: one page of at most 1000 keys under the prefix; a request with `limit`/`cursor` also gets `truncated` and the `cursor` of the next page |
 //! | `object.get` | `{bucket, objectKey}` | stream reply with `content-length` and `content-type`; 404 when missing |
 
 use super::context::HandlerContext;
@@ -43,7 +43,14 @@ pub struct List {
     pub bucket: String,
     #[serde(default)]
     pub prefix: Option<String>,
+    #[serde(default)]
+    pub limit: Option<u64>,
+    #[serde(default)]
+    pub cursor: Option<String>,
 }
+
+/// Keys per `object.list` call: S3's own per-call maximum.
+pub const MAX_LIST_KEYS: usize = 1000;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -135,18 +142,39 @@ async fn upload(ctx: &HandlerContext, u: Upload) -> Result<Reply, Reply> {
 }
 
 async fn list(ctx: &HandlerContext, l: List) -> Result<Reply, Reply> {
+    let page = super::explorer::Page {
+        limit: l.limit,
+        cursor: l.cursor.clone(),
+    };
+    let limit = page
+        .limit_or(MAX_LIST_KEYS, MAX_LIST_KEYS)
+        .map_err(|f| f.into_reply())?;
     let b = bucket(ctx, &l.bucket)?;
-    let pages = b
-        .list(l.prefix.unwrap_or_default(), None)
+    let (result, _) = b
+        .list_page(
+            l.prefix.unwrap_or_default(),
+            None,
+            l.cursor,
+            None,
+            Some(limit),
+        )
         .await
         .map_err(|e| match super::explorer::minio::s3_status(&e) {
             Some(404) => Reply::not_found(format!("Bucket not found: {}", l.bucket)),
             _ => failed(e),
         })?;
-    let keys: Vec<String> = pages
-        .into_iter()
-        .flat_map(|p| p.contents.into_iter().map(|o| o.key))
-        .collect();
+    let keys: Vec<String> = result.contents.into_iter().map(|o| o.key).collect();
+    let next = result
+        .next_continuation_token
+        .filter(|_| result.is_truncated);
+    if page.paged() {
+        return Ok(Reply::ok(
+            json!({ "keys": keys, "truncated": next.is_some(), "cursor": next }),
+        ));
+    }
+    if next.is_some() {
+        tracing::warn!(bucket = %l.bucket, keys = keys.len(), "object.list answered one page only; the server did not ask for pages (limit/cursor).");
+    }
     Ok(Reply::ok(json!({ "keys": keys })))
 }
 

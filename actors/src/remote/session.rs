@@ -10,7 +10,7 @@
 //! | `kind` `websocket` or `tunnel` | 400 | `<kind> sessions are not supported by this daemon` |
 //! | `terminalTarget:"container"` | 400 | `container terminals are not supported by this daemon: …` |
 //! | `[terminal] enabled = false` | 403 | `host terminal is disabled on this cluster` |
-//! | the user cannot be switched to | 403 | why, and what to configure |
+//! | no terminal account, or it is root or voltd's own account, or no way to switch to it (not root, no terminal helper) | 403 | why, and what to configure (never a fallback to voltd's account) |
 //! | `sessionId` already attached | 409 | `session <id> is already attached` |
 //! | `[terminal] max_sessions` open | 429 | `too many terminal sessions: …` |
 //!

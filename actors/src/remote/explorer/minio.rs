@@ -1,11 +1,13 @@
 //! `minio`: buckets, prefixes and objects of the cluster's object store.
 //!
 //! Paths: `` (buckets), `<bucket>` or `<bucket>/<prefix>` (immediate
-//! children: prefixes as `directory`, objects as `object`, sorted by name),
-//! `<bucket>/<key>` for a node (the first 64 KiB as UTF-8 text; a bucket
-//! alone is an `empty` node). Downloads stream the whole object.
+//! children: prefixes as `directory`, objects as `object`, sorted by name;
+//! one S3 page of at most [`MAX_PAGE`] per call, a `cursor` — the S3
+//! continuation token — goes on), `<bucket>/<key>` for a node (the first
+//! 64 KiB as UTF-8 text, by range; a bucket alone is an `empty` node).
+//! Downloads stream the whole object, never buffering it.
 
-use super::{Entry, Node, download_headers, normalize, stream, unavailable};
+use super::{Entry, Listing, Node, Page, download_headers, normalize, stream, unavailable};
 use crate::api::reply::Reply;
 use crate::remote::context::HandlerContext;
 use futures_util::StreamExt;
@@ -15,6 +17,8 @@ use s3::request::Request as _;
 
 /// Bytes of an object shown in a node (the reference's limit).
 pub const MAX_PREVIEW_BYTES: u64 = 65_536;
+/// Keys per listing page: S3's own per-call maximum.
+pub const MAX_PAGE: usize = 1000;
 
 /// The S3 error status, if the server answered one.
 pub fn s3_status(e: &S3Error) -> Option<u16> {
@@ -94,15 +98,20 @@ async fn bucket_names(ctx: &HandlerContext) -> Result<Vec<String>, Reply> {
     Ok(parse_bucket_names(&xml))
 }
 
-pub async fn list(ctx: &HandlerContext, path: &str) -> Result<Vec<Entry>, Reply> {
+pub async fn list(ctx: &HandlerContext, path: &str, page: &Page) -> Result<Listing, Reply> {
     let norm = normalize(path);
     if norm.is_empty() {
-        return Ok(bucket_names(ctx)
-            .await?
-            .into_iter()
-            .map(|b| Entry::new(b.clone(), b, "bucket", "Bucket"))
-            .collect());
+        return Ok(Listing::whole(
+            bucket_names(ctx)
+                .await?
+                .into_iter()
+                .map(|b| Entry::new(b.clone(), b, "bucket", "Bucket"))
+                .collect(),
+        ));
     }
+    let limit = page
+        .limit_or(MAX_PAGE, MAX_PAGE)
+        .map_err(|f| f.into_reply())?;
     let (bucket_name, prefix) = norm.split_once('/').unwrap_or((norm, ""));
     let prefix = prefix.trim_end_matches('/');
     let effective = if prefix.is_empty() {
@@ -111,37 +120,48 @@ pub async fn list(ctx: &HandlerContext, path: &str) -> Result<Vec<Entry>, Reply>
         format!("{prefix}/")
     };
     let b = bucket(ctx, bucket_name)?;
-    let pages = b
-        .list(effective.clone(), Some("/".to_owned()))
+    let (result, _) = b
+        .list_page(
+            effective.clone(),
+            Some("/".to_owned()),
+            page.cursor.clone(),
+            None,
+            Some(limit),
+        )
         .await
         .map_err(failed)?;
     let mut entries = Vec::new();
-    for page in pages {
-        for cp in page.common_prefixes.unwrap_or_default() {
-            let rest = cp.prefix.strip_prefix(&effective).unwrap_or(&cp.prefix);
-            let name = rest.trim_end_matches('/').to_owned();
-            if name.is_empty() {
-                continue;
-            }
-            let p = format!("{bucket_name}/{effective}{name}");
-            entries.push(Entry::new(p, name, "directory", "Directory"));
+    for cp in result.common_prefixes.unwrap_or_default() {
+        let rest = cp.prefix.strip_prefix(&effective).unwrap_or(&cp.prefix);
+        let name = rest.trim_end_matches('/').to_owned();
+        if name.is_empty() {
+            continue;
         }
-        for obj in page.contents {
-            let name = obj
-                .key
-                .strip_prefix(&effective)
-                .unwrap_or(&obj.key)
-                .to_owned();
-            if name.is_empty() {
-                continue;
-            }
-            let p = format!("{bucket_name}/{effective}{name}");
-            entries.push(Entry::new(p, name, "object", "Object"));
+        let p = format!("{bucket_name}/{effective}{name}");
+        entries.push(Entry::new(p, name, "directory", "Directory"));
+    }
+    for obj in result.contents {
+        let name = obj
+            .key
+            .strip_prefix(&effective)
+            .unwrap_or(&obj.key)
+            .to_owned();
+        if name.is_empty() {
+            continue;
         }
+        let p = format!("{bucket_name}/{effective}{name}");
+        entries.push(Entry::new(p, name, "object", "Object"));
     }
     entries.sort_by(|a, b| a.name.cmp(&b.name));
     entries.dedup_by(|a, b| a.path == b.path);
-    Ok(entries)
+    let cursor = result
+        .next_continuation_token
+        .filter(|_| result.is_truncated);
+    Ok(Listing {
+        entries,
+        truncated: cursor.is_some(),
+        cursor,
+    })
 }
 
 pub async fn node(ctx: &HandlerContext, path: &str) -> Result<Node, Reply> {
@@ -166,9 +186,14 @@ pub async fn node(ctx: &HandlerContext, path: &str) -> Result<Node, Reply> {
         });
     let bytes = match data {
         Ok(d) => d.bytes().to_vec(),
-        Err(Reply::Failure { status: 502, .. }) => {
-            // Some servers refuse ranges on empty objects (416): read it whole.
-            b.get_object(key).await.map_err(failed)?.bytes().to_vec()
+        Err(refused @ Reply::Failure { status: 502, .. }) => {
+            // Some servers refuse ranges on empty objects (416): an empty
+            // object is empty text; anything else keeps the error (never
+            // a read of the whole object).
+            match b.head_object(key).await {
+                Ok((head, _)) if head.content_length == Some(0) => Vec::new(),
+                _ => return Err(refused),
+            }
         }
         Err(r) => return Err(r),
     };

@@ -2,9 +2,21 @@
 //!
 //! | command | payload | result |
 //! |---|---|---|
-//! | `remote.explorer.list` | `{target, path}` | `[{id, name, path, type, size, updatedAt, description}]` |
+//! | `remote.explorer.list` | `{target, path, limit?, cursor?}` | `[{id, name, path, type, size, updatedAt, description}]`; with `limit`/`cursor`: `{entries, truncated, cursor}` ([`Listing`]) |
 //! | `remote.explorer.node` | `{target, path}` | `{path, title, type, contentType, textContent, mongoDocuments}` |
-//! | `remote.explorer.download` (voltd; the reference lacks it) | `{target, path}` | stream reply of the whole value with `content-type` and `content-disposition` |
+//! | `remote.explorer.download` (voltd; the reference lacks it) | `{target, path}` | stream reply of the value with `content-type` and `content-disposition` |
+//! | `remote.explorer.stat` | `{target:"host-files", path}` | `{…entry, mode, readOnly}` |
+//! | `remote.explorer.mkdir` | `{target:"host-files", path}` | `{created, path}` |
+//! | `remote.explorer.rename` | `{target:"host-files", path, to, overwrite?}` | `{renamed, from, to}` |
+//! | `remote.explorer.delete` | `{target:"host-files", path, recursive?}` | `{deleted, path, type, removed}` |
+//! | `remote.explorer.upload.begin` | `{target:"host-files", path, size?, overwrite?}` | `{uploadId, received, maxChunkBytes}` |
+//! | `remote.explorer.upload.chunk` | `{uploadId, offset, chunkBase64}` | `{uploadId, received}` |
+//! | `remote.explorer.upload.commit` | `{uploadId, sha256?}` | `{uploaded, path, size, sha256}` |
+//! | `remote.explorer.upload.abort` | `{uploadId}` | `{aborted, uploadId}` |
+//!
+//! Listings are bounded per call: a page of at most `limit` entries (each
+//! target's default when none is asked for) and a `cursor` to go on from.
+//! The file manager commands (stat … upload) work on `host-files` only.
 //!
 //! Targets, one file each: `mongo-documents` ([`mongo`]), `redis-data`
 //! ([`redis`]), `minio` ([`minio`]) with the reference's exact shapes, and
@@ -16,12 +28,16 @@ pub mod host_files;
 pub mod minio;
 pub mod mongo;
 pub mod redis;
+pub mod shapes;
 
-use crate::api::reply::{CallInfo, Reply, Run, StreamReply, parse_payload};
+pub use shapes::{
+    Entry, Fail, Listing, MongoDocument, Node, Page, download_headers, normalize, stream,
+};
+
+use crate::api::reply::{CallInfo, Reply, Run, parse_payload};
 use crate::remote::context::HandlerContext;
 use serde::{Deserialize, Serialize};
 use std::rc::Rc;
-use volt_protocol::envelope::Headers;
 
 /// Every target, as spelled on the wire.
 pub const TARGETS: [&str; 4] = ["mongo-documents", "redis-data", "minio", "host-files"];
@@ -57,18 +73,56 @@ impl Target {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct RawRequest {
     target: String,
     #[serde(default)]
     path: Option<String>,
+    #[serde(default)]
+    limit: Option<u64>,
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawChange {
+    target: String,
+    path: String,
+    #[serde(default)]
+    to: Option<String>,
+    #[serde(default)]
+    recursive: bool,
+    #[serde(default)]
+    overwrite: bool,
+    #[serde(default)]
+    size: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawChunk {
+    upload_id: String,
+    offset: u64,
+    chunk_base64: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawUploadEnd {
+    upload_id: String,
+    #[serde(default)]
+    sha256: Option<String>,
 }
 
 /// What to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    List,
+    List(Page),
     Node,
     Download,
+    /// The file manager (`host-files` only).
+    Change(host_files::Change),
 }
 
 /// A parsed explorer command.
@@ -78,129 +132,6 @@ pub struct ExplorerCommand {
     pub target: Target,
     /// The path as sent (nodes echo it back).
     pub raw_path: String,
-}
-
-/// One entry of a listing, exactly the reference's shape.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Entry {
-    pub id: String,
-    pub name: String,
-    pub path: String,
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub size: Option<u64>,
-    pub updated_at: Option<String>,
-    pub description: Option<String>,
-}
-
-impl Entry {
-    /// An entry whose id and path are the same (every reference target).
-    pub fn new(
-        path: String,
-        name: String,
-        kind: &'static str,
-        description: impl Into<String>,
-    ) -> Self {
-        Entry {
-            id: path.clone(),
-            name,
-            path,
-            kind,
-            size: None,
-            updated_at: None,
-            description: Some(description.into()),
-        }
-    }
-}
-
-/// One MongoDB document in a node.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct MongoDocument {
-    pub id: String,
-    pub value: serde_json::Value,
-}
-
-/// What `remote.explorer.node` returns, exactly the reference's shape.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Node {
-    pub path: String,
-    pub title: String,
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub content_type: &'static str,
-    pub text_content: Option<String>,
-    pub mongo_documents: Vec<MongoDocument>,
-}
-
-impl Node {
-    /// A node with nothing to show (e.g. a bucket, the root).
-    pub fn empty(path: &str, title: impl Into<String>, kind: &'static str) -> Self {
-        Node {
-            path: path.to_owned(),
-            title: title.into(),
-            kind,
-            content_type: "empty",
-            text_content: None,
-            mongo_documents: Vec::new(),
-        }
-    }
-
-    pub fn text(path: &str, title: impl Into<String>, kind: &'static str, text: String) -> Self {
-        Node {
-            path: path.to_owned(),
-            title: title.into(),
-            kind,
-            content_type: "text",
-            text_content: Some(text),
-            mongo_documents: Vec::new(),
-        }
-    }
-}
-
-/// `path` with leading and trailing slashes removed (the reference's rule).
-pub fn normalize(path: &str) -> &str {
-    path.trim_matches('/')
-}
-
-/// Headers of a download: type, a safe attachment file name, and the
-/// length when known.
-pub fn download_headers(content_type: &str, file_name: &str, length: Option<u64>) -> Headers {
-    let mut h = Headers::new();
-    h.insert("content-type".into(), content_type.to_owned());
-    let safe: String = file_name
-        .chars()
-        .map(|c| {
-            if c.is_control() || c == '"' || c == '\\' || c == '/' {
-                '_'
-            } else {
-                c
-            }
-        })
-        .collect();
-    let ascii: String = safe
-        .chars()
-        .map(|c| if c.is_ascii() { c } else { '_' })
-        .collect();
-    let encoded: String = safe
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
-    h.insert(
-        "content-disposition".into(),
-        format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}"),
-    );
-    if let Some(n) = length {
-        h.insert("content-length".into(), n.to_string());
-    }
-    h
 }
 
 /// The 503 a handler answers when the store behind a target is not up.
@@ -224,18 +155,6 @@ pub fn unavailable(service: &str, ctx: &HandlerContext) -> Reply {
     )
 }
 
-/// A stream reply from a boxed body.
-pub fn stream(
-    headers: Headers,
-    body: futures_util::stream::LocalBoxStream<'static, Result<Vec<u8>, String>>,
-) -> Reply {
-    Reply::Stream(StreamReply {
-        status: 200,
-        headers,
-        body,
-    })
-}
-
 fn json_reply<T: Serialize>(value: Result<T, Reply>) -> Reply {
     match value {
         Ok(v) => match serde_json::to_value(v) {
@@ -246,21 +165,131 @@ fn json_reply<T: Serialize>(value: Result<T, Reply>) -> Reply {
     }
 }
 
+/// The commands only `host-files` has (the file manager).
+pub const HOST_FILES_ONLY: [&str; 8] = [
+    "remote.explorer.stat",
+    "remote.explorer.mkdir",
+    "remote.explorer.rename",
+    "remote.explorer.delete",
+    "remote.explorer.upload.begin",
+    "remote.explorer.upload.chunk",
+    "remote.explorer.upload.commit",
+    "remote.explorer.upload.abort",
+];
+
+fn host_files_only(name: &str, target: Target) -> Result<(), Reply> {
+    if target == Target::HostFiles {
+        return Ok(());
+    }
+    Err(Reply::failure_with_code(
+        400,
+        "EXPLORER_OPERATION_UNSUPPORTED",
+        format!("{name} works on the host-files target only"),
+    ))
+}
+
 impl ExplorerCommand {
     pub fn parse(name: &str, payload: &serde_json::Value) -> Result<Option<Self>, Reply> {
-        let action = match name {
-            "remote.explorer.list" => Action::List,
-            "remote.explorer.node" => Action::Node,
-            "remote.explorer.download" => Action::Download,
-            _ => return Ok(None),
+        use base64::Engine as _;
+        use host_files::Change;
+        let simple = |action: Action| -> Result<Option<Self>, Reply> {
+            let raw: RawRequest = parse_payload(name, payload)?;
+            let target = Target::parse(raw.target.trim())?;
+            let action = match action {
+                Action::List(_) => Action::List(Page {
+                    limit: raw.limit,
+                    cursor: raw.cursor,
+                }),
+                other => other,
+            };
+            Ok(Some(ExplorerCommand {
+                action,
+                target,
+                raw_path: raw.path.unwrap_or_default(),
+            }))
         };
-        let raw: RawRequest = parse_payload(name, payload)?;
-        let target = Target::parse(raw.target.trim())?;
-        Ok(Some(ExplorerCommand {
-            action,
-            target,
-            raw_path: raw.path.unwrap_or_default(),
-        }))
+        let change = |make: &dyn Fn(&RawChange) -> Result<Change, Reply>| {
+            let raw: RawChange = parse_payload(name, payload)?;
+            let target = Target::parse(raw.target.trim())?;
+            host_files_only(name, target)?;
+            Ok(Some(ExplorerCommand {
+                action: Action::Change(make(&raw)?),
+                target,
+                raw_path: raw.path.clone(),
+            }))
+        };
+        let upload = |change: Change| {
+            Ok(Some(ExplorerCommand {
+                action: Action::Change(change),
+                target: Target::HostFiles,
+                raw_path: String::new(),
+            }))
+        };
+        match name {
+            "remote.explorer.list" => simple(Action::List(Page::default())),
+            "remote.explorer.node" => simple(Action::Node),
+            "remote.explorer.download" => simple(Action::Download),
+            "remote.explorer.stat" => change(&|_| Ok(Change::Stat)),
+            "remote.explorer.mkdir" => change(&|_| Ok(Change::Mkdir)),
+            "remote.explorer.rename" => change(&|r| match &r.to {
+                Some(to) => Ok(Change::Rename {
+                    to: to.clone(),
+                    overwrite: r.overwrite,
+                }),
+                None => Err(Reply::bad_request(format!(
+                    "Invalid payload for {name}: missing field `to`"
+                ))),
+            }),
+            "remote.explorer.delete" => change(&|r| {
+                Ok(Change::Delete {
+                    recursive: r.recursive,
+                })
+            }),
+            "remote.explorer.upload.begin" => change(&|r| {
+                Ok(Change::UploadBegin {
+                    size: r.size,
+                    overwrite: r.overwrite,
+                })
+            }),
+            "remote.explorer.upload.chunk" => {
+                let raw: RawChunk = parse_payload(name, payload)?;
+                if raw.chunk_base64.len() > host_files::uploads::MAX_CHUNK_BYTES / 3 * 4 + 4 {
+                    return Err(Reply::failure_with_code(
+                        413,
+                        "CHUNK_TOO_LARGE",
+                        format!(
+                            "chunkBase64 is {} characters; a chunk may carry at most {} bytes",
+                            raw.chunk_base64.len(),
+                            host_files::uploads::MAX_CHUNK_BYTES
+                        ),
+                    ));
+                }
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(raw.chunk_base64.trim())
+                    .map_err(|e| {
+                        Reply::bad_request(format!("chunkBase64 is not valid base64: {e}"))
+                    })?;
+                upload(Change::UploadChunk {
+                    upload_id: raw.upload_id,
+                    offset: raw.offset,
+                    bytes,
+                })
+            }
+            "remote.explorer.upload.commit" => {
+                let raw: RawUploadEnd = parse_payload(name, payload)?;
+                upload(Change::UploadCommit {
+                    upload_id: raw.upload_id,
+                    sha256: raw.sha256,
+                })
+            }
+            "remote.explorer.upload.abort" => {
+                let raw: RawUploadEnd = parse_payload(name, payload)?;
+                upload(Change::UploadAbort {
+                    upload_id: raw.upload_id,
+                })
+            }
+            _ => Ok(None),
+        }
     }
 
     pub fn run(self, ctx: &Rc<HandlerContext>, _call: &CallInfo) -> Run {
@@ -268,20 +297,51 @@ impl ExplorerCommand {
         Run::later(async move {
             let path = self.raw_path.as_str();
             match (self.target, self.action) {
-                (Target::Mongo, Action::List) => json_reply(mongo::list(&ctx).await),
+                (Target::Mongo, Action::List(page)) => {
+                    listing(mongo::list(&ctx, &page).await, &page, path)
+                }
                 (Target::Mongo, Action::Node) => json_reply(mongo::node(&ctx, path).await),
                 (Target::Mongo, Action::Download) => mongo::download(&ctx, path).await,
-                (Target::Redis, Action::List) => json_reply(redis::list(&ctx, path).await),
+                (Target::Redis, Action::List(page)) => {
+                    listing(redis::list(&ctx, path, &page).await, &page, path)
+                }
                 (Target::Redis, Action::Node) => json_reply(redis::node(&ctx, path).await),
                 (Target::Redis, Action::Download) => redis::download(&ctx, path).await,
-                (Target::Minio, Action::List) => json_reply(minio::list(&ctx, path).await),
+                (Target::Minio, Action::List(page)) => {
+                    listing(minio::list(&ctx, path, &page).await, &page, path)
+                }
                 (Target::Minio, Action::Node) => json_reply(minio::node(&ctx, path).await),
                 (Target::Minio, Action::Download) => minio::download(&ctx, path).await,
-                (Target::HostFiles, Action::List) => json_reply(host_files::list(&ctx, path).await),
-                (Target::HostFiles, Action::Node) => json_reply(host_files::node(&ctx, path).await),
-                (Target::HostFiles, Action::Download) => host_files::download(&ctx, path).await,
+                (Target::HostFiles, Action::List(page)) => {
+                    let roots = &ctx.settings.host_files.roots;
+                    listing(host_files::list(roots, path, &page).await, &page, path)
+                }
+                (Target::HostFiles, Action::Node) => {
+                    json_reply(host_files::node(&ctx.settings.host_files.roots, path).await)
+                }
+                (Target::HostFiles, Action::Download) => {
+                    host_files::download(&ctx.settings.host_files.roots, path).await
+                }
+                (Target::HostFiles, Action::Change(change)) => {
+                    let roots = &ctx.settings.host_files.roots;
+                    json_reply(
+                        host_files::change(roots, &ctx.host_files.uploads, path, change).await,
+                    )
+                }
+                (_, Action::Change(_)) => Reply::failure_with_code(
+                    400,
+                    "EXPLORER_OPERATION_UNSUPPORTED",
+                    "this operation works on the host-files target only",
+                ),
             }
         })
+    }
+}
+
+fn listing(result: Result<Listing, Reply>, page: &Page, path: &str) -> Reply {
+    match result {
+        Ok(l) => Reply::ok(l.into_value(page, path)),
+        Err(r) => r,
     }
 }
 

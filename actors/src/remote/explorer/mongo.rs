@@ -6,7 +6,9 @@
 //! string, dates → ISO strings, binary → base64); download → the whole
 //! collection as JSON lines, streamed from a cursor.
 
-use super::{Entry, MongoDocument, Node, download_headers, normalize, stream, unavailable};
+use super::{
+    Entry, Listing, MongoDocument, Node, Page, download_headers, normalize, stream, unavailable,
+};
 use crate::api::reply::Reply;
 use crate::remote::context::HandlerContext;
 use base64::Engine as _;
@@ -105,14 +107,30 @@ pub fn document(d: &Document) -> MongoDocument {
     MongoDocument { id, value }
 }
 
-pub async fn list(ctx: &HandlerContext) -> Result<Vec<Entry>, Reply> {
+/// Collections per listing page when none is asked for.
+pub const DEFAULT_PAGE: usize = 1000;
+
+pub async fn list(ctx: &HandlerContext, page: &Page) -> Result<Listing, Reply> {
+    let limit = page
+        .limit_or(DEFAULT_PAGE, DEFAULT_PAGE)
+        .map_err(|f| f.into_reply())?;
     let db = db(ctx)?;
     let mut names = db.list_collection_names().await.map_err(failed)?;
     names.sort();
-    Ok(names
-        .into_iter()
-        .map(|n| Entry::new(n.clone(), n, "collection", "Collection"))
-        .collect())
+    if let Some(after) = &page.cursor {
+        names.retain(|n| n > after);
+    }
+    let truncated = names.len() > limit;
+    names.truncate(limit);
+    let cursor = truncated.then(|| names.last().cloned()).flatten();
+    Ok(Listing {
+        entries: names
+            .into_iter()
+            .map(|n| Entry::new(n.clone(), n, "collection", "Collection"))
+            .collect(),
+        truncated,
+        cursor,
+    })
 }
 
 pub async fn node(ctx: &HandlerContext, path: &str) -> Result<Node, Reply> {

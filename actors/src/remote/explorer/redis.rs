@@ -2,27 +2,46 @@
 //!
 //! Paths: `` (the keyspace databases), `db/<n>` (keys of database n, via
 //! `SCAN`), `db/<n>/key/<encodeURIComponent(key)>` (one key). Shapes and
-//! limits are the reference's: at most 200 keys per listing, node values as
-//! pretty JSON `{type, value}` (list/zset/stream: first 100 elements; zset
-//! as a flat `[member, score, …]` array like ioredis). Downloads export the
-//! whole value, streamed page by page: a string as its raw bytes, anything
-//! else as JSON.
+//! limits are the reference's: 200 keys per listing page (a `cursor` goes
+//! on), node values as pretty JSON `{type, value}` (zset as a flat
+//! `[member, score, …]` array like ioredis).
+//!
+//! Nothing is read whole: a node asks for the size first (`STRLEN`,
+//! `HLEN`, `LLEN`, `SCARD`, `ZCARD`, `XLEN`) and reads at most
+//! [`NODE_BYTES`] of a string (`GETRANGE`) and [`NODE_ELEMENTS`] elements of
+//! anything else (`LRANGE`, `HSCAN`, `SSCAN`, `ZRANGE`, `XRANGE` with
+//! limits), each element shown up to [`NODE_ELEMENT_BYTES`]; what was cut
+//! is marked `"truncated": true` with the full `length`. Downloads export
+//! the value streamed page by page: a string as its raw bytes in
+//! `GETRANGE` slices up to the length announced, anything else as JSON.
 
-use super::{Entry, Node, download_headers, normalize, stream, unavailable};
+use super::{Entry, Listing, Node, Page, download_headers, normalize, stream, unavailable};
 use crate::api::reply::Reply;
 use crate::remote::context::HandlerContext;
 use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
 use serde_json::{Map, Value, json};
 
-/// Keys per listing (the reference's limit).
+/// Keys per listing page (the reference's limit).
 pub const MAX_LIST_KEYS: usize = 200;
+/// Largest `limit` a listing accepts.
+pub const MAX_LIST_LIMIT: usize = 1000;
 /// `SCAN … COUNT` hint per round trip (the reference's).
 const SCAN_COUNT: usize = 100;
-/// Elements shown for list/zset/stream nodes (the reference's limit).
-const NODE_ELEMENTS: isize = 100;
+/// Elements shown in a node (the reference's limit for list/zset/stream,
+/// now for every collection).
+pub const NODE_ELEMENTS: usize = 100;
+/// Bytes of a string shown in a node (as for objects and files).
+pub const NODE_BYTES: usize = 65_536;
+/// Bytes of one collection element shown in a node.
+pub const NODE_ELEMENT_BYTES: usize = 4096;
+/// `*SCAN` round trips a node makes to gather its elements (a sparse hash
+/// table can return empty pages).
+const NODE_SCAN_ROUNDS: usize = 64;
 /// Elements per page while downloading a large collection.
 const DOWNLOAD_PAGE: usize = 1000;
+/// Bytes per `GETRANGE` while downloading a string.
+const STRING_SLICE: usize = 1024 * 1024;
 
 fn failed(e: redis::RedisError) -> Reply {
     Reply::failure_with_code(502, "REDIS_ERROR", format!("Redis: {e}"))
@@ -158,7 +177,18 @@ pub fn parse_keyspace(info: &str) -> Vec<(i64, u64)> {
     out
 }
 
-pub async fn list(ctx: &HandlerContext, path: &str) -> Result<Vec<Entry>, Reply> {
+/// A listing cursor: the `SCAN` cursor of the batch to read, and how many
+/// keys of that batch the previous page already returned.
+fn parse_cursor(cursor: &str) -> Result<(u64, usize), Reply> {
+    let bad = || Reply::bad_request("invalid cursor (pass the one the previous page returned)");
+    let (scan, skip) = cursor.split_once(':').ok_or_else(bad)?;
+    Ok((
+        scan.parse().map_err(|_| bad())?,
+        skip.parse().map_err(|_| bad())?,
+    ))
+}
+
+pub async fn list(ctx: &HandlerContext, path: &str, page: &Page) -> Result<Listing, Reply> {
     if normalize(path).is_empty() {
         let mut con = connect(ctx, 0).await?;
         let info: String = redis::cmd("INFO")
@@ -166,24 +196,33 @@ pub async fn list(ctx: &HandlerContext, path: &str) -> Result<Vec<Entry>, Reply>
             .query_async(&mut con)
             .await
             .map_err(failed)?;
-        return Ok(parse_keyspace(&info)
-            .into_iter()
-            .map(|(db, keys)| {
-                Entry::new(
-                    format!("db/{db}"),
-                    format!("db{db}"),
-                    "redis-database",
-                    format!("{keys} keys"),
-                )
-            })
-            .collect());
+        return Ok(Listing::whole(
+            parse_keyspace(&info)
+                .into_iter()
+                .map(|(db, keys)| {
+                    Entry::new(
+                        format!("db/{db}"),
+                        format!("db{db}"),
+                        "redis-database",
+                        format!("{keys} keys"),
+                    )
+                })
+                .collect(),
+        ));
     }
     let Some(db) = parse_db(path) else {
-        return Ok(Vec::new());
+        return Ok(Listing::whole(Vec::new()));
+    };
+    let limit = page
+        .limit_or(MAX_LIST_KEYS, MAX_LIST_LIMIT)
+        .map_err(|f| f.into_reply())?;
+    let (mut cursor, mut skip) = match page.cursor.as_deref() {
+        Some(c) => parse_cursor(c)?,
+        None => (0, 0),
     };
     let mut con = connect(ctx, db).await?;
-    let mut cursor: u64 = 0;
     let mut keys: Vec<String> = Vec::new();
+    let mut next_page: Option<String> = None;
     loop {
         let (next, batch): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
             .arg(cursor)
@@ -192,24 +231,95 @@ pub async fn list(ctx: &HandlerContext, path: &str) -> Result<Vec<Entry>, Reply>
             .query_async(&mut con)
             .await
             .map_err(failed)?;
-        keys.extend(batch.iter().map(|k| lossy(k)));
+        let room = limit - keys.len();
+        let fresh = batch.len().saturating_sub(skip);
+        if fresh > room {
+            keys.extend(batch[skip..skip + room].iter().map(|k| lossy(k)));
+            next_page = Some(format!("{cursor}:{}", skip + room));
+            break;
+        }
+        keys.extend(batch[skip.min(batch.len())..].iter().map(|k| lossy(k)));
+        skip = 0;
         cursor = next;
-        if cursor == 0 || keys.len() >= MAX_LIST_KEYS {
+        if cursor == 0 {
+            break;
+        }
+        if keys.len() >= limit {
+            next_page = Some(format!("{cursor}:0"));
             break;
         }
     }
-    keys.truncate(MAX_LIST_KEYS);
-    Ok(keys
-        .into_iter()
-        .map(|k| {
-            let p = format!("db/{db}/key/{}", encode_uri_component(&k));
-            Entry::new(p, k, "redis-key", "Key")
-        })
-        .collect())
+    Ok(Listing {
+        entries: keys
+            .into_iter()
+            .map(|k| {
+                let p = format!("db/{db}/key/{}", encode_uri_component(&k));
+                Entry::new(p, k, "redis-key", "Key")
+            })
+            .collect(),
+        truncated: next_page.is_some(),
+        cursor: next_page,
+    })
 }
 
 async fn key_type(con: &mut MultiplexedConnection, key: &str) -> Result<String, Reply> {
     redis::cmd("TYPE")
+        .arg(key)
+        .query_async(con)
+        .await
+        .map_err(failed)
+}
+
+/// Cuts `s` to at most `max` bytes on a character boundary.
+fn cut(mut s: String, max: usize) -> (String, bool) {
+    if s.len() <= max {
+        return (s, false);
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+    (s, true)
+}
+
+/// An element as shown in a node (cut to [`NODE_ELEMENT_BYTES`]).
+fn shown(b: &[u8], cut_any: &mut bool) -> Value {
+    let (s, was_cut) = cut(lossy(b), NODE_ELEMENT_BYTES);
+    *cut_any |= was_cut;
+    Value::String(s)
+}
+
+/// `HSCAN`/`SSCAN` until `NODE_ELEMENTS` elements (pairs for a hash).
+async fn scan_some(
+    con: &mut MultiplexedConnection,
+    cmd: &str,
+    key: &str,
+    per_element: usize,
+) -> Result<Vec<Vec<u8>>, Reply> {
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    let mut cursor = 0u64;
+    for _ in 0..NODE_SCAN_ROUNDS {
+        let (next, items): (u64, Vec<Vec<u8>>) = redis::cmd(cmd)
+            .arg(key)
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(NODE_ELEMENTS)
+            .query_async(con)
+            .await
+            .map_err(failed)?;
+        out.extend(items);
+        cursor = next;
+        if cursor == 0 || out.len() >= NODE_ELEMENTS * per_element {
+            break;
+        }
+    }
+    out.truncate(NODE_ELEMENTS * per_element);
+    Ok(out)
+}
+
+async fn count(con: &mut MultiplexedConnection, cmd: &str, key: &str) -> Result<u64, Reply> {
+    redis::cmd(cmd)
         .arg(key)
         .query_async(con)
         .await
@@ -222,62 +332,100 @@ pub async fn node(ctx: &HandlerContext, path: &str) -> Result<Node, Reply> {
     };
     let mut con = connect(ctx, db).await?;
     let kind = key_type(&mut con, &key).await?;
-    let cmd = |name: &str| {
-        let mut c = redis::cmd(name);
-        c.arg(&key);
-        c
-    };
-    let value: redis::Value = match kind.as_str() {
-        "string" => cmd("GET").query_async(&mut con).await,
-        "hash" => cmd("HGETALL").query_async(&mut con).await,
-        "list" => {
-            cmd("LRANGE")
+    let mut cut_any = false;
+    let (length, value): (Option<u64>, Value) = match kind.as_str() {
+        "string" => {
+            let len = count(&mut con, "STRLEN", &key).await?;
+            let bytes: Vec<u8> = redis::cmd("GETRANGE")
+                .arg(&key)
                 .arg(0)
-                .arg(NODE_ELEMENTS - 1)
+                .arg(NODE_BYTES as i64 - 1)
                 .query_async(&mut con)
                 .await
+                .map_err(failed)?;
+            cut_any = len > bytes.len() as u64;
+            (Some(len), Value::String(lossy(&bytes)))
         }
-        "set" => cmd("SMEMBERS").query_async(&mut con).await,
-        "zset" => {
-            cmd("ZRANGE")
+        "hash" => {
+            let len = count(&mut con, "HLEN", &key).await?;
+            let flat = scan_some(&mut con, "HSCAN", &key, 2).await?;
+            let mut m = Map::new();
+            for pair in flat.chunks(2) {
+                if let [k, v] = pair {
+                    let (k, c) = cut(lossy(k), NODE_ELEMENT_BYTES);
+                    cut_any |= c;
+                    m.insert(k, shown(v, &mut cut_any));
+                }
+            }
+            cut_any |= (m.len() as u64) < len;
+            (Some(len), Value::Object(m))
+        }
+        "set" => {
+            let len = count(&mut con, "SCARD", &key).await?;
+            let items = scan_some(&mut con, "SSCAN", &key, 1).await?;
+            cut_any |= (items.len() as u64) < len;
+            let v = items.iter().map(|b| shown(b, &mut cut_any)).collect();
+            (Some(len), Value::Array(v))
+        }
+        "list" => {
+            let len = count(&mut con, "LLEN", &key).await?;
+            let items: Vec<Vec<u8>> = redis::cmd("LRANGE")
+                .arg(&key)
                 .arg(0)
-                .arg(NODE_ELEMENTS - 1)
+                .arg(NODE_ELEMENTS as i64 - 1)
+                .query_async(&mut con)
+                .await
+                .map_err(failed)?;
+            cut_any |= (items.len() as u64) < len;
+            let v = items.iter().map(|b| shown(b, &mut cut_any)).collect();
+            (Some(len), Value::Array(v))
+        }
+        "zset" => {
+            let len = count(&mut con, "ZCARD", &key).await?;
+            let items: Vec<Vec<u8>> = redis::cmd("ZRANGE")
+                .arg(&key)
+                .arg(0)
+                .arg(NODE_ELEMENTS as i64 - 1)
                 .arg("WITHSCORES")
                 .query_async(&mut con)
                 .await
+                .map_err(failed)?;
+            cut_any |= (items.len() as u64 / 2) < len;
+            let v = items.iter().map(|b| shown(b, &mut cut_any)).collect();
+            (Some(len), Value::Array(v))
         }
         "stream" => {
-            cmd("XRANGE")
+            let len = count(&mut con, "XLEN", &key).await?;
+            let v: redis::Value = redis::cmd("XRANGE")
+                .arg(&key)
                 .arg("-")
                 .arg("+")
                 .arg("COUNT")
                 .arg(NODE_ELEMENTS)
                 .query_async(&mut con)
                 .await
+                .map_err(failed)?;
+            let v = to_json(&v);
+            let n = v.as_array().map_or(0, Vec::len) as u64;
+            cut_any |= n < len;
+            // Stream fields are small by design; the whole page is capped.
+            let (text, c) = cut(v.to_string(), NODE_BYTES);
+            cut_any |= c;
+            (Some(len), if c { Value::String(text) } else { v })
         }
-        _ => Ok(redis::Value::Nil),
+        _ => (None, Value::Null),
+    };
+    let mut shape = json!({ "type": kind, "value": value });
+    if cut_any {
+        shape["truncated"] = json!(true);
+        shape["length"] = json!(length);
     }
-    .map_err(failed)?;
-    let mut value = to_json(&value);
-    if kind == "hash"
-        && let Value::Array(flat) = &value
-    {
-        // RESP2 answers HGETALL with a flat array; ioredis shows an object.
-        let mut m = Map::new();
-        for pair in flat.chunks(2) {
-            if let [Value::String(k), v] = pair {
-                m.insert(k.clone(), v.clone());
-            }
-        }
-        value = Value::Object(m);
-    }
-    let text =
-        serde_json::to_string_pretty(&json!({ "type": kind, "value": value })).unwrap_or_default();
+    let text = serde_json::to_string_pretty(&shape).unwrap_or_default();
     Ok(Node::text(path, key, "redis-value", text))
 }
 
 /// What the next page of a download fetches.
-enum Page {
+enum ExportPage {
     /// `HSCAN`/`SSCAN`/`ZSCAN` from a cursor.
     Scan {
         cursor: u64,
@@ -298,7 +446,7 @@ struct Export {
     con: MultiplexedConnection,
     key: String,
     kind: String,
-    page: Page,
+    page: ExportPage,
     /// Whether an element has been written (for commas).
     wrote: bool,
 }
@@ -315,8 +463,8 @@ impl Export {
             out.extend(serde_json::to_vec(&v).unwrap_or_default());
         };
         match &mut self.page {
-            Page::Done => return Ok(None),
-            Page::Scan { cursor, first } => {
+            ExportPage::Done => return Ok(None),
+            ExportPage::Scan { cursor, first } => {
                 let cmd = match self.kind.as_str() {
                     "hash" => "HSCAN",
                     "set" => "SSCAN",
@@ -357,10 +505,10 @@ impl Export {
                 *cursor = next;
                 if next == 0 {
                     out.extend_from_slice(if self.kind == "hash" { b"}}" } else { b"]}" });
-                    self.page = Page::Done;
+                    self.page = ExportPage::Done;
                 }
             }
-            Page::Range { from } => {
+            ExportPage::Range { from } => {
                 if *from == 0 {
                     out.push(b'[');
                 }
@@ -379,10 +527,10 @@ impl Export {
                 *from = to + 1;
                 if n < DOWNLOAD_PAGE {
                     out.extend_from_slice(b"]}");
-                    self.page = Page::Done;
+                    self.page = ExportPage::Done;
                 }
             }
-            Page::Stream { after } => {
+            ExportPage::Stream { after } => {
                 let start = match after {
                     None => {
                         out.push(b'[');
@@ -416,13 +564,70 @@ impl Export {
                     Some(id) if n == DOWNLOAD_PAGE => *after = Some(id),
                     _ => {
                         out.extend_from_slice(b"]}");
-                        self.page = Page::Done;
+                        self.page = ExportPage::Done;
                     }
                 }
             }
         }
         Ok(Some(out))
     }
+}
+
+/// A string in `GETRANGE` slices, exactly the length `STRLEN` announced.
+async fn download_string(mut con: MultiplexedConnection, key: String) -> Reply {
+    let len = match count(&mut con, "STRLEN", &key).await {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    let head: Vec<u8> = match redis::cmd("GETRANGE")
+        .arg(&key)
+        .arg(0)
+        .arg(1023)
+        .query_async(&mut con)
+        .await
+    {
+        Ok(b) => b,
+        Err(e) => return failed(e),
+    };
+    let text = std::str::from_utf8(&head).is_ok()
+        || std::str::from_utf8(&head).is_err_and(|e| e.error_len().is_none());
+    let (ctype, ext) = if text {
+        ("text/plain; charset=utf-8", "txt")
+    } else {
+        ("application/octet-stream", "bin")
+    };
+    let headers = download_headers(ctype, &format!("{key}.{ext}"), Some(len));
+    let body = futures_util::stream::unfold(Some((con, 0u64)), move |state| {
+        let key = key.clone();
+        async move {
+            let (mut con, sent) = state?;
+            if sent >= len {
+                return None;
+            }
+            let end = (sent + STRING_SLICE as u64).min(len) - 1;
+            let r: Result<Vec<u8>, _> = redis::cmd("GETRANGE")
+                .arg(&key)
+                .arg(sent)
+                .arg(end)
+                .query_async(&mut con)
+                .await;
+            match r {
+                Ok(b) if b.is_empty() => Some((
+                    Err(format!(
+                        "the value of {key} shrank while it was read: {sent} of the {len} bytes announced"
+                    )),
+                    None,
+                )),
+                Ok(mut b) => {
+                    b.truncate((len - sent) as usize);
+                    let n = b.len() as u64;
+                    Some((Ok(b), Some((con, sent + n))))
+                }
+                Err(e) => Some((Err(format!("Redis: {e}")), None)),
+            }
+        }
+    });
+    stream(headers, body.boxed_local())
 }
 
 pub async fn download(ctx: &HandlerContext, path: &str) -> Reply {
@@ -442,29 +647,15 @@ pub async fn download(ctx: &HandlerContext, path: &str) -> Reply {
         Err(r) => return r,
     };
     if kind == "string" {
-        let bytes: Option<Vec<u8>> = match redis::cmd("GET").arg(&key).query_async(&mut con).await {
-            Ok(b) => b,
-            Err(e) => return failed(e),
-        };
-        let bytes = bytes.unwrap_or_default();
-        let (ctype, ext) = if std::str::from_utf8(&bytes).is_ok() {
-            ("text/plain; charset=utf-8", "txt")
-        } else {
-            ("application/octet-stream", "bin")
-        };
-        let headers = download_headers(ctype, &format!("{key}.{ext}"), Some(bytes.len() as u64));
-        return stream(
-            headers,
-            futures_util::stream::once(async move { Ok(bytes) }).boxed_local(),
-        );
+        return download_string(con, key).await;
     }
     let page = match kind.as_str() {
-        "hash" | "set" | "zset" => Page::Scan {
+        "hash" | "set" | "zset" => ExportPage::Scan {
             cursor: 0,
             first: true,
         },
-        "list" => Page::Range { from: 0 },
-        "stream" => Page::Stream { after: None },
+        "list" => ExportPage::Range { from: 0 },
+        "stream" => ExportPage::Stream { after: None },
         "none" => return Reply::not_found(format!("Key not found: {key} (db {db})")),
         other => return Reply::failure(415, format!("cannot export a Redis {other}")),
     };
@@ -482,7 +673,7 @@ pub async fn download(ctx: &HandlerContext, path: &str) -> Reply {
                 Ok(Some(chunk)) => Some((Ok(chunk), export)),
                 Ok(None) => None,
                 Err(e) => {
-                    export.page = Page::Done;
+                    export.page = ExportPage::Done;
                     Some((Err(e), export))
                 }
             }

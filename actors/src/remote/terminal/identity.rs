@@ -1,14 +1,16 @@
 //! Who a terminal's shell runs as, and the clean login environment it
-//! gets: the configured `[terminal] user` (switching needs root and
-//! `setpriv`) or the account voltd runs as; the shell from the config, the
-//! passwd entry, or `/bin/bash`; an environment built from scratch
-//! (voltd's own environment may hold the daemon password).
+//! gets: the configured `[terminal] user` — a dedicated login account,
+//! never root and never the account of voltd (the peer that asked for the
+//! shell) unless `allow_daemon_user` says so for development; switching to
+//! it needs root (the helper, or voltd itself when it runs as root) and
+//! `setpriv`. The shell comes from the config, the passwd entry, or
+//! `/bin/bash`; the environment is built from scratch (voltd's own
+//! environment may hold the daemon password). Every refusal is a 403 with
+//! the reason; nothing falls back to voltd's account.
 
 use super::AttachError;
 use crate::config::TerminalSettings;
 use nix::unistd::{Uid, User};
-use portable_pty::CommandBuilder;
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 /// `PATH` before the login shell's profile runs (the Debian/Ubuntu default).
@@ -67,51 +69,68 @@ impl From<User> for Account {
     }
 }
 
-/// Looks the configured user (or voltd's own) up and decides how to run
-/// the shell.
+/// Looks the configured account up (a passwd lookup: blocking, so this
+/// runs in the helper, never on an actor thread) and decides how to run
+/// the shell. `euid`: who runs the helper; `peer`: the uid of the voltd
+/// that asked.
 pub(super) fn resolve_identity(
     settings: &TerminalSettings,
     euid: Uid,
+    peer: u32,
 ) -> Result<Identity, AttachError> {
-    let account: Account = match &settings.user {
-        Some(name) => User::from_name(name)
-            .map_err(|e| {
-                AttachError::new(500, format!("cannot look up terminal user {name}: {e}"))
-            })?
-            .ok_or_else(|| {
-                AttachError::new(
-                    500,
-                    format!("terminal user {name} does not exist on this host ([terminal] user)"),
-                )
-            })?
-            .into(),
-        None => User::from_uid(euid)
-            .map_err(|e| AttachError::new(500, format!("cannot look up uid {euid}: {e}")))?
-            .ok_or_else(|| {
-                AttachError::new(
-                    500,
-                    format!(
-                        "voltd runs as uid {euid}, which has no passwd entry; set [terminal] user"
-                    ),
-                )
-            })?
-            .into(),
-    };
-    plan_identity(settings.shell.as_deref(), euid.as_raw(), account)
+    let name: &str = &settings.user;
+    let account: Account = User::from_name(name)
+        .map_err(|e| AttachError::new(500, format!("cannot look up terminal user {name}: {e}")))?
+        .ok_or_else(|| {
+            AttachError::new(
+                403,
+                format!(
+                    "the terminal account {name} does not exist on this host: install.sh creates it; or name another login account in [terminal] user"
+                ),
+            )
+        })?
+        .into();
+    plan_identity(
+        settings.shell.as_deref(),
+        euid.as_raw(),
+        peer,
+        settings.allow_daemon_user,
+        account,
+    )
 }
 
 /// The pure part of [`resolve_identity`].
 pub(super) fn plan_identity(
     configured_shell: Option<&Path>,
     euid: u32,
+    peer: u32,
+    allow_daemon_user: bool,
     account: Account,
 ) -> Result<Identity, AttachError> {
+    if account.uid == 0 {
+        return Err(AttachError::new(
+            403,
+            format!(
+                "the terminal account {} is root: a terminal never runs as root (use sudo inside it)",
+                account.name
+            ),
+        ));
+    }
+    if account.uid == peer && !allow_daemon_user {
+        return Err(AttachError::new(
+            403,
+            format!(
+                "the terminal account {} (uid {}) is the account voltd runs as, whose shell could read voltd's credentials; name a dedicated login account in [terminal] user",
+                account.name, account.uid
+            ),
+        ));
+    }
     let switch = account.uid != euid;
     if switch && euid != 0 {
         return Err(AttachError::new(
             403,
             format!(
-                "the host terminal is configured to run as {} (uid {}), but voltd runs as uid {euid} and only root can switch users; run voltd as root or remove [terminal] user",
+                "the host terminal runs as {} (uid {}), but this process runs as uid {euid} and only root can switch accounts: install the terminal helper (voltd-terminal.socket, install.sh does) or run voltd as root",
                 account.name, account.uid
             ),
         ));
@@ -131,19 +150,26 @@ pub(super) fn plan_identity(
     })
 }
 
-/// The command line and environment of a login shell for `id`.
-pub(super) fn shell_command(id: &Identity, setpriv: Option<&Path>) -> CommandBuilder {
-    let mut argv: Vec<OsString> = Vec::new();
+/// The command line and environment of a login shell for `id`:
+/// `setsid --ctty` makes the shell a session leader with the PTY (its
+/// stdin) as controlling terminal, `setpriv` switches the account (both
+/// util-linux; no code of ours runs between fork and exec).
+pub(super) fn shell_command(
+    id: &Identity,
+    setsid: &Path,
+    setpriv: Option<&Path>,
+) -> std::process::Command {
+    let mut cmd = std::process::Command::new(setsid);
+    cmd.arg("--ctty").arg("--");
     if let Some(setpriv) = setpriv {
-        argv.push(setpriv.into());
-        argv.push(format!("--reuid={}", id.uid).into());
-        argv.push(format!("--regid={}", id.gid).into());
-        argv.push("--init-groups".into());
-        argv.push("--".into());
+        cmd.arg(setpriv);
+        cmd.arg(format!("--reuid={}", id.uid));
+        cmd.arg(format!("--regid={}", id.gid));
+        cmd.arg("--init-groups");
+        cmd.arg("--");
     }
-    argv.push(id.shell.clone().into());
-    argv.push("-l".into());
-    let mut cmd = CommandBuilder::from_argv(argv);
+    cmd.arg(&id.shell);
+    cmd.arg("-l");
     cmd.env_clear();
     for key in PASSED_ENV {
         if let Some(v) = std::env::var_os(key) {
@@ -161,8 +187,20 @@ pub(super) fn shell_command(id: &Identity, setpriv: Option<&Path>) -> CommandBui
     } else {
         Path::new("/")
     };
-    cmd.cwd(cwd);
+    cmd.current_dir(cwd);
     cmd
+}
+
+/// Where `setsid` (util-linux) is looked for.
+const SETSID_PATHS: [&str; 4] = [
+    "/usr/bin/setsid",
+    "/bin/setsid",
+    "/usr/sbin/setsid",
+    "/sbin/setsid",
+];
+
+pub(super) fn find_setsid() -> Option<&'static Path> {
+    SETSID_PATHS.iter().map(Path::new).find(|p| p.is_file())
 }
 
 pub(super) fn find_setpriv() -> Option<&'static Path> {
@@ -204,49 +242,74 @@ mod tests {
     }
 
     #[test]
-    fn identity_switches_only_from_root_and_picks_the_shell() {
-        let same = plan_identity(None, 1000, account(1000, "/bin/zsh")).unwrap();
-        assert!(!same.switch);
-        assert_eq!(same.shell, PathBuf::from("/bin/zsh"));
-
-        let from_root = plan_identity(None, 0, account(1000, "")).unwrap();
+    fn identity_is_never_root_nor_voltd_and_switches_only_from_root() {
+        // Root helper, voltd (peer) is uid 999: the account is switched to.
+        let from_root = plan_identity(None, 0, 999, false, account(1000, "")).unwrap();
         assert!(from_root.switch);
         assert_eq!(from_root.shell, PathBuf::from(FALLBACK_SHELL));
-
-        let configured = plan_identity(Some(Path::new("/bin/sh")), 0, account(0, "/bin/bash"));
+        let configured = plan_identity(
+            Some(Path::new("/bin/sh")),
+            0,
+            999,
+            false,
+            account(1000, "/bin/bash"),
+        );
         assert_eq!(configured.unwrap().shell, PathBuf::from("/bin/sh"));
 
-        let err = plan_identity(None, 1000, account(1001, "/bin/bash")).unwrap_err();
-        assert_eq!(err.status, 403);
-        assert!(
-            err.message.contains("only root can switch users"),
-            "{}",
-            err.message
-        );
+        for (euid, peer, allow, acct, needle) in [
+            (0, 0, true, 0, "never runs as root"),
+            (1000, 1000, false, 1000, "is the account voltd runs as"),
+            (0, 1000, false, 1000, "is the account voltd runs as"),
+            (1000, 1000, false, 1001, "only root can switch accounts"),
+        ] {
+            let err = plan_identity(None, euid, peer, allow, account(acct, "/bin/sh")).unwrap_err();
+            assert_eq!(err.status, 403, "{needle}");
+            assert!(err.message.contains(needle), "{}", err.message);
+        }
+        // Development: voltd's own account, explicitly allowed.
+        let same = plan_identity(None, 1000, 1000, true, account(1000, "/bin/zsh")).unwrap();
+        assert!(!same.switch);
+        assert_eq!(same.shell, PathBuf::from("/bin/zsh"));
     }
 
     #[test]
     fn shell_environment_is_built_from_scratch() {
-        let id = plan_identity(None, 0, account(0, "/bin/sh")).unwrap();
-        let cmd = shell_command(&id, None);
-        let env: HashMap<&str, &str> = cmd.iter_full_env_as_str().collect();
-        assert_eq!(env.get("TERM"), Some(&"xterm-256color"));
-        assert_eq!(env.get("HOME"), Some(&"/home/user0"));
-        assert_eq!(env.get("USER"), Some(&"user0"));
-        assert_eq!(env.get("LOGNAME"), Some(&"user0"));
-        assert_eq!(env.get("SHELL"), Some(&"/bin/sh"));
+        let id = plan_identity(None, 5, 5, true, account(5, "/bin/sh")).unwrap();
+        let cmd = shell_command(&id, Path::new("/usr/bin/setsid"), None);
+        let env: HashMap<String, String> = cmd
+            .get_envs()
+            .filter_map(|(k, v)| Some((k.to_str()?.to_owned(), v?.to_str()?.to_owned())))
+            .collect();
+        assert_eq!(env["TERM"], "xterm-256color");
+        assert_eq!(env["HOME"], "/home/user5");
+        assert_eq!(env["USER"], "user5");
+        assert_eq!(env["LOGNAME"], "user5");
+        assert_eq!(env["SHELL"], "/bin/sh");
         assert!(env.keys().all(|k| {
-            ["TERM", "HOME", "USER", "LOGNAME", "SHELL", "PATH"].contains(k)
-                || PASSED_ENV.contains(k)
+            ["TERM", "HOME", "USER", "LOGNAME", "SHELL", "PATH"].contains(&k.as_str())
+                || PASSED_ENV.contains(&k.as_str())
         }));
-        assert_eq!(cmd.get_argv(), &["/bin/sh", "-l"]);
+        let argv = |c: &std::process::Command| -> Vec<String> {
+            std::iter::once(c.get_program())
+                .chain(c.get_args())
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect()
+        };
+        assert_eq!(
+            argv(&cmd),
+            ["/usr/bin/setsid", "--ctty", "--", "/bin/sh", "-l"]
+        );
         let switched = shell_command(
-            &plan_identity(None, 0, account(7, "/bin/sh")).unwrap(),
+            &plan_identity(None, 0, 999, false, account(7, "/bin/sh")).unwrap(),
+            Path::new("/usr/bin/setsid"),
             Some(Path::new("/usr/bin/setpriv")),
         );
         assert_eq!(
-            switched.get_argv(),
-            &[
+            argv(&switched),
+            [
+                "/usr/bin/setsid",
+                "--ctty",
+                "--",
                 "/usr/bin/setpriv",
                 "--reuid=7",
                 "--regid=7",

@@ -1,17 +1,29 @@
-//! Host terminal sessions: the user's login shell in a real PTY, relayed
-//! over the control channel (`session.attach` and the `session-*` messages,
-//! Gen B wire format).
+//! Host terminal sessions: a login shell in a real PTY, running as the
+//! dedicated terminal account (never voltd's), relayed over the control
+//! channel (`session.attach` and the `session-*` messages, Gen B wire
+//! format).
 //!
 //! ```text
 //! session.attach ─► remote/session.rs ─Attach─► Sessions (this actor)
-//!                                                 1. shell in a PTY (not yet relayed)
-//!                                                 2. {attached:true} queued on the link
-//!                                                 3. pump started
+//!                     blocking pool: backend::open_shell ─► terminal helper (own unit, or a thread when root)
+//!                                                          checks the account, starts the shell in a PTY,
+//!                                                          passes the PTY master back (SCM_RIGHTS)
+//!                                                 1. {attached:true} queued on the link
+//!                                                 2. pump started
 //! session-input  ─Route─► Sessions ─► writer thread ─► PTY
 //! session-resize ─Route─► Sessions ─► TIOCSWINSZ (SIGWINCH to the shell)
-//! session-detach ─Route─► Sessions ─► SIGHUP, SIGKILL after a grace
+//! session-detach ─Route─► Sessions ─► helper: SIGHUP, SIGKILL after a grace
 //! PTY ─► reader thread ─(bounded)─► pump task ─► session-data … session-end ─► link
 //! ```
+//!
+//! * **Identity.** voltd never starts a shell itself: a terminal helper
+//!   does ([`helper`], [`backend`] says how it is reached). The helper
+//!   runs the shell as `[terminal] user` — a login account install.sh
+//!   creates — and refuses root and voltd's own account, so the shell can
+//!   read neither voltd's state directory and credentials nor
+//!   `/proc/<voltd>/environ`. Without a helper and without root there is
+//!   no shell: 403 with the reason. The helper owns the session's
+//!   processes; voltd holds the PTY and a control connection.
 //!
 //! * **Ordering.** The server rejects an attach whose `session-end` arrives
 //!   before the reply, so a session's pump (the only sender of its
@@ -26,35 +38,45 @@
 //! * **Batching.** Output is gathered for [`BATCH_WINDOW`] or up to
 //!   [`MAX_CHUNK_BYTES`] (less when the server's `maxPayload` demands) per
 //!   `session-data`.
-//! * **Processes.** The shell is a session leader (portable-pty calls
-//!   `setsid`), so everything started from the terminal shares its session
-//!   id. Ending a session sends SIGHUP (and SIGCONT, for stopped jobs) to
-//!   every process of that session and SIGKILL after [`KILL_GRACE`] to those
-//!   left and to anything else still holding the terminal open. This also
-//!   happens when the shell exits by itself, so no background job outlives
-//!   its terminal. The shell stays a zombie until then, so its pid (the
-//!   session id being signalled) cannot be recycled meanwhile.
+//! * **Processes.** The shell is a session leader (`setsid --ctty`), so
+//!   everything started from the terminal shares its session id. Ending a
+//!   session makes the helper send SIGHUP (and SIGCONT, for stopped jobs)
+//!   to every process of that session and SIGKILL after [`KILL_GRACE`] to
+//!   those left and to anything else still holding the terminal open. This
+//!   also happens when the shell exits by itself, so no background job
+//!   outlives its terminal. The shell stays a zombie until then, so its pid
+//!   (the session id being signalled) cannot be recycled meanwhile.
 //! * **Teardown.** Detach, invalid input, the idle timeout, a control socket
-//!   drop, the actor stopping, and dropping a session (even during a panic)
-//!   all end in the same kill path.
+//!   drop, the actor stopping, and dropping a session (even during a panic:
+//!   the helper connection closes) all end in the same kill path.
+//! * **Off the actor thread.** The passwd lookup, fork/exec and the
+//!   `/proc` scans of the kill path run in the helper; the helper is
+//!   reached from the blocking pool; PTY reads and writes have their own
+//!   threads.
 //!
 //! | file | what |
 //! |---|---|
 //! | `mod.rs` | the sessions actor: attach, input, resize, detach, idle sweep, teardown |
+//! | `backend.rs` | voltd's side: reaching a helper, the passed PTY, the control connection |
+//! | `helper.rs` | the helper: `voltd terminal-helper` (own unit) or a thread (direct mode) |
+//! | `wire.rs` | the helper's line protocol (pure codec) |
 //! | `identity.rs` | who the shell runs as and its clean environment |
-//! | `spawn.rs` | the PTY, the shell and its reader/writer/waiter threads |
+//! | `spawn.rs` | the PTY, the shell, and the reader/writer/waiter threads |
 //! | `pump.rs` | output batching and backpressure, `session-data`/`session-end` |
-//! | `reap.rs` | SIGHUP/SIGKILL of a session's processes |
+//! | `reap.rs` | SIGHUP/SIGKILL of a session's processes (in the helper) |
 //!
 //! The shell's environment is built from scratch (`TERM=xterm-256color`,
 //! `HOME`, `USER`, `LOGNAME`, `SHELL`, `PATH`, locale): voltd's own
 //! environment may hold the daemon password. Session input and output are
 //! never logged.
 
+mod backend;
+pub mod helper;
 mod identity;
 mod pump;
 mod reap;
 mod spawn;
+pub mod wire;
 
 pub use identity::FALLBACK_SHELL;
 pub use pump::{BATCH_WINDOW, MAX_CHUNK_BYTES, chunk_budget};
@@ -66,16 +88,15 @@ use crate::api::{Handle, Outbox, Route, Router};
 use crate::config::TerminalSettings;
 use crate::events::{Delivery, Event, EventBus};
 use actix::prelude::*;
-use identity::resolve_identity;
-use nix::unistd::Uid;
+use backend::{Control, Opened, open_shell, start_control};
 use otp::supervisor::StopChild;
 use otp::{ExitReason, ExitSlot};
-use portable_pty::{MasterPty, PtySize};
 use pump::{EndNote, Pump, PumpOutcome, Shared, decode_base64};
-use reap::SessionProcess;
-use spawn::spawn_shell;
+use rustix::fd::OwnedFd;
+use rustix::termios::Winsize;
+use spawn::start_io;
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -156,7 +177,9 @@ struct Session {
     user: String,
     /// The control connection the session was attached on.
     connection: u64,
-    master: Box<dyn MasterPty + Send>,
+    /// The PTY master the helper passed (resizes; the I/O threads hold
+    /// their own copies).
+    master: OwnedFd,
     input: std::sync::mpsc::Sender<Vec<u8>>,
     /// Input bytes accepted but not yet written (shared with the writer).
     input_queued: Arc<AtomicUsize>,
@@ -168,7 +191,8 @@ struct Session {
     /// Whether `SessionOpened` was emitted.
     opened: bool,
     input_overflow_logged: bool,
-    process: SessionProcess,
+    /// The helper connection: dropping it ends the session's processes.
+    control: Control,
 }
 
 /// The sessions actor (see the module docs).
@@ -181,8 +205,8 @@ pub struct Sessions {
     bus: EventBus,
     exit: ExitSlot,
     sessions: HashMap<String, Session>,
-    /// Processes that outlived their session's pump, killed after the grace.
-    lingering: HashMap<u64, SessionProcess>,
+    /// Attaches whose shell is being started (they count as sessions).
+    starting: HashSet<String>,
     next_serial: u64,
     stopping: bool,
 }
@@ -212,7 +236,7 @@ impl Sessions {
             bus: wiring.bus,
             exit,
             sessions: HashMap::new(),
-            lingering: HashMap::new(),
+            starting: HashSet::new(),
             next_serial: 0,
             stopping: false,
         }
@@ -244,29 +268,13 @@ impl Sessions {
         if let Some(note) = note {
             *s.shared.end.borrow_mut() = Some(note);
         }
-        s.process.hang_up();
+        s.control.hang_up();
         let serial = s.serial;
         let id = session_id.to_owned();
         ctx.run_later(KILL_GRACE, move |act, _| {
             if let Some(s) = act.sessions.get(&id).filter(|s| s.serial == serial) {
-                let killed = s.process.kill_all();
-                if killed > 0 {
-                    tracing::warn!(session_id = %id, killed, "Terminal processes ignored SIGHUP; killed.");
-                }
+                s.control.kill();
             }
-        });
-    }
-
-    /// Gives what is left of a finished session the grace, then kills it.
-    fn release(&mut self, process: SessionProcess, ctx: &mut Context<Self>) {
-        if process.hang_up() == 0 {
-            return; // dropped: anything holding the tty is killed, the shell reaped
-        }
-        let serial = self.serial();
-        self.lingering.insert(serial, process);
-        ctx.run_later(KILL_GRACE, move |act, _| {
-            // Dropping kills the survivors and reaps the shell.
-            act.lingering.remove(&serial);
         });
     }
 
@@ -329,13 +337,13 @@ impl Sessions {
             tracing::warn!(session_id = %m.session_id, rows = m.rows, cols = m.cols, "Ignoring a terminal resize outside 1..=1000.");
             return;
         }
-        let size = PtySize {
-            rows: m.rows,
-            cols: m.cols,
-            pixel_width: 0,
-            pixel_height: 0,
+        let size = Winsize {
+            ws_row: m.rows,
+            ws_col: m.cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
         };
-        if let Err(e) = s.master.resize(size) {
+        if let Err(e) = rustix::termios::tcsetwinsize(&s.master, size) {
             tracing::warn!(session_id = %m.session_id, error = %e, "Terminal resize failed.");
         }
     }
@@ -373,28 +381,51 @@ impl Sessions {
         }
     }
 
-    fn start_session(&mut self, msg: &Attach, ctx: &mut Context<Self>) -> Result<u64, AttachError> {
+    /// The checks an attach passes before a shell is started.
+    fn admit(&self, msg: &Attach) -> Result<(), AttachError> {
         if self.stopping {
             return Err(AttachError::new(503, "terminal sessions are shutting down"));
         }
-        if self.sessions.contains_key(&msg.session_id) {
+        if self.sessions.contains_key(&msg.session_id) || self.starting.contains(&msg.session_id) {
             return Err(AttachError::new(
                 409,
                 format!("session {} is already attached", msg.session_id),
             ));
         }
-        if self.sessions.len() >= self.settings.max_sessions {
+        let open = self.sessions.len() + self.starting.len();
+        if open >= self.settings.max_sessions {
             return Err(AttachError::new(
                 429,
                 format!(
-                    "too many terminal sessions: {} are open (the limit is {})",
-                    self.sessions.len(),
+                    "too many terminal sessions: {open} are open (the limit is {})",
                     self.settings.max_sessions
                 ),
             ));
         }
-        let identity = resolve_identity(&self.settings, Uid::effective())?;
-        let spawned = spawn_shell(&identity)?;
+        Ok(())
+    }
+
+    /// Takes a started shell into the actor: its I/O threads, control
+    /// connection and pump (which waits for the attach reply).
+    fn install(
+        &mut self,
+        msg: &Attach,
+        opened: Opened,
+        ctx: &mut Context<Self>,
+    ) -> Result<u64, AttachError> {
+        let Opened {
+            master,
+            user,
+            pid,
+            conn,
+            leftover,
+        } = opened;
+        let internal =
+            |e: std::io::Error| AttachError::new(500, format!("cannot start the terminal: {e}"));
+        // On any error below, `conn` is dropped: the helper ends the shell.
+        let io = start_io(&master).map_err(internal)?;
+        let (exited_tx, exited) = oneshot::channel();
+        let control = start_control(conn, leftover, exited_tx).map_err(internal)?;
         let serial = self.serial();
         let shared = Rc::new(Shared {
             last_activity: Cell::new(Instant::now()),
@@ -403,11 +434,11 @@ impl Sessions {
         let (start, start_rx) = oneshot::channel();
         let pump = Pump {
             session_id: msg.session_id.clone(),
-            output: spawned.output,
+            output: io.output,
             link: msg.link.clone(),
             shared: shared.clone(),
             start: start_rx,
-            exited: spawned.exited,
+            exited,
         };
         let me = ctx.address();
         let session_id = msg.session_id.clone();
@@ -419,21 +450,22 @@ impl Sessions {
                 outcome,
             });
         });
+        tracing::debug!(session_id = %msg.session_id, pid, %user, "Terminal shell started.");
         self.sessions.insert(
             msg.session_id.clone(),
             Session {
                 serial,
-                user: identity.name,
+                user,
                 connection: msg.link.connection(),
-                master: spawned.master,
-                input: spawned.input,
-                input_queued: spawned.input_queued,
+                master,
+                input: io.input,
+                input_queued: io.input_queued,
                 start: Some(start),
                 shared,
                 ending: None,
                 opened: false,
                 input_overflow_logged: false,
-                process: spawned.process,
+                control,
             },
         );
         Ok(serial)
@@ -458,31 +490,72 @@ impl Actor for Sessions {
                 let reason = s.ending.clone().unwrap_or_else(|| "daemon stopped".into());
                 self.bus.emit(Event::SessionClosed { session_id, reason });
             }
-            // Dropping the session kills its processes.
+            // Dropping the session closes its helper connection: the
+            // helper kills its processes.
         }
-        self.lingering.clear();
     }
 }
 
 impl Handler<Attach> for Sessions {
     type Result = ResponseActFuture<Self, Result<(), AttachError>>;
 
-    fn handle(&mut self, msg: Attach, ctx: &mut Self::Context) -> Self::Result {
-        let serial = match self.start_session(&msg, ctx) {
-            Ok(serial) => serial,
-            Err(e) => {
-                tracing::warn!(session_id = %msg.session_id, status = e.status, error = %e.message, "Terminal attach refused.");
-                return Box::pin(fut::ready(Err(e)));
-            }
+    fn handle(&mut self, msg: Attach, _ctx: &mut Self::Context) -> Self::Result {
+        if let Err(e) = self.admit(&msg) {
+            tracing::warn!(session_id = %msg.session_id, status = e.status, error = %e.message, "Terminal attach refused.");
+            return Box::pin(fut::ready(Err(e)));
+        }
+        self.starting.insert(msg.session_id.clone());
+        let settings = self.settings.clone();
+        // The helper is reached from the blocking pool: connecting, the
+        // passwd lookup and fork/exec never run on this thread.
+        let opening = async move {
+            tokio::task::spawn_blocking(move || open_shell(&settings))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(AttachError::new(
+                        500,
+                        format!("the terminal start failed: {e}"),
+                    ))
+                })
         };
+        Box::pin(opening.into_actor(self).then(move |opened, act, ctx| {
+            act.starting.remove(&msg.session_id);
+            let installed = opened.and_then(|o| {
+                if act.stopping {
+                    return Err(AttachError::new(503, "terminal sessions are shutting down"));
+                }
+                act.install(&msg, o, ctx)
+            });
+            let serial = match installed {
+                Ok(serial) => serial,
+                Err(e) => {
+                    tracing::warn!(session_id = %msg.session_id, status = e.status, error = %e.message, "Terminal attach refused.");
+                    let refused: ResponseActFuture<Self, Result<(), AttachError>> =
+                        Box::pin(fut::ready(Err(e)));
+                    return refused;
+                }
+            };
+            Box::pin(act.reply_attached(msg, serial))
+        }))
+    }
+}
+
+impl Sessions {
+    /// Queues the attach reply, then lets the session's pump speak.
+    fn reply_attached(
+        &mut self,
+        msg: Attach,
+        serial: u64,
+    ) -> impl ActorFuture<Self, Output = Result<(), AttachError>> + use<> {
         let reply = Message::Response(ResponseMessage::success(
             msg.request_id,
             serde_json::json!({ "attached": true }),
         ));
         let link = msg.link;
         let session_id = msg.session_id;
-        Box::pin(async move { link.send(&reply).await }.into_actor(self).map(
-            move |sent, act, _ctx| {
+        async move { link.send(&reply).await }
+            .into_actor(self)
+            .map(move |sent, act, _ctx| {
                 let Some(s) = act
                     .sessions
                     .get_mut(&session_id)
@@ -514,8 +587,7 @@ impl Handler<Attach> for Sessions {
                         ))
                     }
                 }
-            },
-        ))
+            })
     }
 }
 
@@ -558,10 +630,9 @@ impl Handler<PumpDone> for Sessions {
         } else {
             tracing::debug!(session_id = %done.session_id, %reason, "Terminal session ended before it started.");
         }
-        // The PTY and the writer go with the session; its processes get
-        // the grace.
-        let Session { process, .. } = s;
-        self.release(process, ctx);
+        // The PTY, the writer and the helper connection go with the
+        // session: the helper gives what is left the grace, then kills it.
+        drop(s);
         if self.stopping && self.sessions.is_empty() {
             ctx.stop();
         }
@@ -629,9 +700,21 @@ mod tests {
     use tokio::sync::mpsc;
     use tokio_tungstenite::tungstenite::Message as WsMessage;
 
+    /// A shell through a helper thread (direct mode): as `nobody` when the
+    /// tests run as root (a terminal never runs as root), else as the
+    /// account running them (development mode).
     fn settings(shell: &str) -> TerminalSettings {
+        let euid = nix::unistd::Uid::effective();
+        let name = if euid.is_root() {
+            "nobody".to_owned()
+        } else {
+            nix::unistd::User::from_uid(euid).unwrap().unwrap().name
+        };
         TerminalSettings {
             shell: Some(crate::config::AbsPath::new(shell).unwrap()),
+            user: crate::config::UserName::parse(&name).unwrap(),
+            allow_daemon_user: !euid.is_root(),
+            helper_socket: crate::config::AbsPath::new("/nonexistent/voltd-terminal.sock").unwrap(),
             ..TerminalSettings::default()
         }
     }

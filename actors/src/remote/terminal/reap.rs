@@ -1,5 +1,5 @@
-//! Ending a session's processes. The shell is a session leader
-//! (portable-pty calls `setsid`), so everything started from the terminal
+//! Ending a session's processes (in the terminal helper, which owns them).
+//! The shell is a session leader (`setsid --ctty`), so everything started from the terminal
 //! shares its session id: ending a session sends SIGHUP (and SIGCONT, for
 //! stopped jobs) to every process of that session, and SIGKILL after
 //! [`KILL_GRACE`] to those left and to anything else still holding the
@@ -38,6 +38,11 @@ impl SessionProcess {
             .into_iter()
             .filter(|pid| kill(*pid, sig).is_ok())
             .count()
+    }
+
+    /// How many processes of the session are alive (not zombies).
+    pub(super) fn alive(&self) -> usize {
+        session_members(self.pid).len()
     }
 
     /// SIGHUP, and SIGCONT so stopped jobs act on it; returns how many
