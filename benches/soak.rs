@@ -92,13 +92,21 @@ fn main() {
         for n in notes {
             println!("{n}");
         }
+        // The terminal runs shells as a dedicated account, as on a host
+        // (the tests' account when root; this user, allowed explicitly,
+        // otherwise), started by voltd's helper thread.
+        let term = testkit::daemon::test_terminal("/bin/sh");
         let config = dir.path().join("voltd.toml");
         std::fs::write(
             &config,
             format!(
-                "cloud_url = \"{}\"\nteam_cluster_id = \"{id}\"\nstate_dir = \"{}\"\nlog_level = \"warn\"\n{services}",
+                "cloud_url = \"{}\"\nteam_cluster_id = \"{id}\"\nstate_dir = \"{}\"\nlog_level = \"warn\"\n\
+                 [terminal]\nshell = \"/bin/sh\"\nuser = \"{}\"\nallow_daemon_user = {}\nhelper_socket = \"{}\"\n{services}",
                 plane.base_url(),
-                dir.path().join("state").display()
+                dir.path().join("state").display(),
+                term.user.as_str(),
+                term.allow_daemon_user,
+                term.helper_socket.display(),
             ),
         )
         .expect("config");
