@@ -280,20 +280,9 @@ impl fmt::Display for KillReport {
 /// done yet), or complete, 0600 and the cluster's password. Returns whether
 /// they are there.
 fn check_credentials(state: &Path, id: &str, password: &str) -> bool {
-    let path = state.join(voltd_actors::config::CREDENTIALS_FILE);
-    let Ok(meta) = std::fs::metadata(&path) else {
+    let Some(stored) = crate::creds::try_stored_credentials(state) else {
         return false;
     };
-    assert_eq!(
-        meta.permissions().mode() & 0o777,
-        0o600,
-        "{} has mode {:o}",
-        path.display(),
-        meta.permissions().mode() & 0o777
-    );
-    let stored = voltd_actors::cloud::credentials::load(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .expect("credentials present");
     assert_eq!(stored.team_cluster_id, id);
     assert_eq!(
         stored.daemon_password.expose(),
@@ -353,7 +342,7 @@ pub async fn voltd_kills(bin: &Path, enroll_rounds: usize, rounds: usize, seed: 
     let (created, cmd) = fresh_cluster(&plane, bin, &root.path().join("calibrate")).await;
     let t = Instant::now();
     let v = cmd.spawn(None);
-    let creds = cmd.state_dir.join(voltd_actors::config::CREDENTIALS_FILE);
+    let creds = crate::creds::stored_path(&cmd.state_dir);
     eventually(REGISTER_WITHIN, "credentials stored", async || {
         creds.exists()
     })

@@ -34,3 +34,29 @@ pub fn stored_credentials(state_dir: &Path) -> StoredCredentials {
         .expect("stored credentials readable")
         .expect("credentials stored")
 }
+
+/// The file the credentials live in on this machine: the sealed file where
+/// [`seals_here`], else the plain one.
+pub fn stored_path(state_dir: &Path) -> std::path::PathBuf {
+    let plain = state_dir.join(CREDENTIALS_FILE);
+    if seals_here() {
+        sealed_path(&plain)
+    } else {
+        plain
+    }
+}
+
+/// The credentials in `state_dir` if stored yet (a kill may come first),
+/// asserting they are kept as [`stored_credentials`] says and are 0600.
+pub fn try_stored_credentials(state_dir: &Path) -> Option<StoredCredentials> {
+    let at = stored_path(state_dir);
+    let meta = std::fs::metadata(&at).ok()?;
+    assert_eq!(
+        meta.permissions().mode() & 0o777,
+        0o600,
+        "{} has mode {:o}",
+        at.display(),
+        meta.permissions().mode() & 0o777
+    );
+    Some(stored_credentials(state_dir))
+}

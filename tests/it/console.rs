@@ -3,7 +3,7 @@
 //! a real Redis it supervises. A person's journey: log in, create a
 //! cluster, enroll voltd with the command the console shows, watch the
 //! badge turn `connected` without reloading, see chart points, open a Redis
-//! key in the explorer, run `echo hi` in the terminal, delete the cluster.
+//! key in the explorer, run a command in the terminal, delete the cluster.
 //!
 //! Screenshots of every page go to `target/console-screenshots/` (the path
 //! is printed).
@@ -139,12 +139,20 @@ impl Browser {
             .unwrap_or_else(|e| panic!("no {selector}: {e}"))
     }
 
+    /// Clicks the element `selector` finds. Live updates re-render lists
+    /// (a status change, a new page of events): an element replaced between
+    /// finding and clicking is found again.
     async fn click(&self, selector: &str) {
-        self.css(selector)
-            .await
-            .click()
-            .await
-            .unwrap_or_else(|e| panic!("click {selector}: {e}"));
+        let deadline = tokio::time::Instant::now() + STEP;
+        loop {
+            match self.css(selector).await.click().await {
+                Ok(_) => return,
+                Err(e)
+                    if e.is_stale_element_reference() && tokio::time::Instant::now() < deadline => {
+                }
+                Err(e) => panic!("click {selector}: {e}"),
+            }
+        }
     }
 
     /// Polls a JavaScript expression until it is truthy; returns its value.
@@ -271,12 +279,18 @@ async fn a_person_runs_a_cluster_from_the_console() {
     let redis_port = free_port();
     let redis_pw = "browser-test-redis-password";
     let config = dir.path().join("voltd.toml");
+    // The terminal's shells run as the tests' terminal account (root) or,
+    // allowed explicitly, as this user.
+    let term = testkit::daemon::test_terminal("/bin/sh");
     std::fs::write(
         &config,
         format!(
-            "cloud_url = \"{base}\"\nteam_cluster_id = \"{id}\"\nstate_dir = \"{state}\"\nheartbeat_interval_ms = 1000\n\n[install]\ninstall_root = \"{root}\"\n\n[services.redis]\nport = {redis_port}\nuser = \"browser\"\npassword = \"{redis_pw}\"\n",
+            "cloud_url = \"{base}\"\nteam_cluster_id = \"{id}\"\nstate_dir = \"{state}\"\nheartbeat_interval_ms = 1000\n\n[install]\ninstall_root = \"{root}\"\n\n[terminal]\nshell = \"/bin/sh\"\nuser = \"{user}\"\nallow_daemon_user = {allow}\nhelper_socket = \"{helper}\"\n\n[services.redis]\nport = {redis_port}\nuser = \"browser\"\npassword = \"{redis_pw}\"\n",
             state = dir.path().join("state").display(),
             root = dir.path().join("install").display(),
+            user = term.user.as_str(),
+            allow = term.allow_daemon_user,
+            helper = term.helper_socket.display(),
         ),
     )
     .unwrap();
@@ -374,7 +388,8 @@ async fn a_person_runs_a_cluster_from_the_console() {
     assert!(!upload.is_enabled().await.unwrap());
     b.shot("08-files").await;
 
-    // The terminal: `echo hi`, read `hi`.
+    // The terminal: the shell computes a marker the typed line does not
+    // contain (the prompt may land before or after the echoed input).
     b.click("#tab-terminal").await;
     b.until(
         "the terminal connection",
@@ -383,13 +398,13 @@ async fn a_person_runs_a_cluster_from_the_console() {
     .await;
     b.css(".xterm-helper-textarea")
         .await
-        .send_keys("echo hi\u{E007}")
+        .send_keys("echo ok-$((40+2))\u{E007}")
         .await
         .unwrap();
     b.until(
-        "hi on the screen",
+        "ok-42 on the screen",
         "const t = window.voltTerminal; if (!t) return false; const buf = t.buffer.active; \
-         for (let i = 0; i < buf.length; i++) { if (buf.getLine(i)?.translateToString(true).trim() === 'hi') return true; } return false;",
+         for (let i = 0; i < buf.length; i++) { if (buf.getLine(i)?.translateToString(true).includes('ok-42')) return true; } return false;",
     )
     .await;
     // Resizing the window resizes the terminal (and the PTY behind it).

@@ -159,11 +159,14 @@ async fn mongo_and_redis_explorers_have_the_reference_shapes() {
     assert_eq!(root["contentType"], "empty");
     assert_eq!(root["title"], "MongoDB");
 
-    // Redis: one key of every type.
+    // Redis: one key of every type, in database 1 (database 0 holds the
+    // job queues the daemon opens once Redis is healthy).
     let client = c.daemon.services().redis_client().unwrap();
     let mut con = client.get_multiplexed_async_connection().await.unwrap();
     let mut pipe = redis::pipe();
-    pipe.cmd("SET")
+    pipe.cmd("SELECT")
+        .arg(1)
+        .cmd("SET")
         .arg("jobs:status:1")
         .arg("{\"ok\":true}")
         .cmd("HSET")
@@ -194,11 +197,19 @@ async fn mongo_and_redis_explorers_have_the_reference_shapes() {
     pipe.query_async::<()>(&mut con).await.unwrap();
 
     let dbs = c.list("redis-data", "").await;
-    assert_eq!(
-        dbs,
-        json!([entry("db/0", "db0", "redis-database", "7 keys")])
+    // Database 0 is listed too once the job queues are open.
+    let dbs = dbs.as_array().unwrap();
+    let ours = dbs
+        .iter()
+        .find(|d| d["path"] == "db/1")
+        .expect("db/1 listed");
+    assert_eq!(ours, &entry("db/1", "db1", "redis-database", "7 keys"));
+    assert!(
+        dbs.iter()
+            .all(|d| d["type"] == "redis-database" && (d["path"] == "db/0" || d["path"] == "db/1")),
+        "{dbs:?}"
     );
-    let keys = c.list("redis-data", "/db/0/").await;
+    let keys = c.list("redis-data", "/db/1/").await;
     let odd = keys
         .as_array()
         .unwrap()
@@ -208,7 +219,7 @@ async fn mongo_and_redis_explorers_have_the_reference_shapes() {
     assert_eq!(
         odd,
         &entry(
-            "db/0/key/a%20key%2Fwith%3Aodd%20chars",
+            "db/1/key/a%20key%2Fwith%3Aodd%20chars",
             "a key/with:odd chars",
             "redis-key",
             "Key"
@@ -237,7 +248,7 @@ async fn mongo_and_redis_explorers_have_the_reference_shapes() {
         ),
         ("missing", json!({"type": "none", "value": null})),
     ] {
-        let node = c.node("redis-data", &format!("db/0/key/{key}")).await;
+        let node = c.node("redis-data", &format!("db/1/key/{key}")).await;
         assert_eq!(node["type"], "redis-value");
         assert_eq!(node["contentType"], "text");
         assert_eq!(value(&node), expected, "{key}");
@@ -251,7 +262,7 @@ async fn mongo_and_redis_explorers_have_the_reference_shapes() {
         );
     }
     let node = c
-        .node("redis-data", "db/0/key/a%20key%2Fwith%3Aodd%20chars")
+        .node("redis-data", "db/1/key/a%20key%2Fwith%3Aodd%20chars")
         .await;
     assert_eq!(node["title"], "a key/with:odd chars");
 
@@ -264,7 +275,7 @@ async fn mongo_and_redis_explorers_have_the_reference_shapes() {
     } = c
         .stream(
             "remote.explorer.download",
-            json!({"target": "redis-data", "path": "db/0/key/l"}),
+            json!({"target": "redis-data", "path": "db/1/key/l"}),
         )
         .await
     else {

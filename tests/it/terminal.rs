@@ -749,10 +749,18 @@ mod needs_root {
     async fn the_shell_runs_as_the_terminal_account_and_cannot_read_voltds_secrets() {
         testkit::needs_root();
         let rig = Rig::start(sh("/bin/sh")).await;
-        let creds = rig.state.path().join("credentials.json");
+        // The credentials as this host keeps them (sealed where root can
+        // seal, else the 0600 plain file): the shell must read neither.
+        let creds = testkit::creds::stored_path(rig.state.path());
         assert!(creds.is_file(), "the daemon enrolled");
         let password = rig.created.daemon_password.clone();
-        assert!(std::fs::read_to_string(&creds).unwrap().contains(&password));
+        assert_eq!(
+            testkit::creds::stored_credentials(rig.state.path())
+                .daemon_password
+                .expose(),
+            password
+        );
+        let creds = creds.display().to_string();
         let mut term = rig.attach("term-identity").await;
         let state = rig.state.path().display().to_string();
         let voltd = std::process::id();
@@ -760,7 +768,7 @@ mod needs_root {
             "term-identity",
             &format!(
                 "echo \"who uid=$(id -u) user=$USER tty=$(stat -c %U $(tty))\"; \
-                 cat {state}/credentials.json; echo \"creds=$?\"; \
+                 cat {creds} {state}/credentials.json; echo \"creds=$?\"; \
                  ls {state} >/dev/null 2>&1; echo \"ls=$?\"; \
                  cat /proc/{voltd}/environ; echo \"environ=$?\"; echo end-$((2+3))\n"
             ),
