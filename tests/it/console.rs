@@ -273,12 +273,17 @@ async fn a_person_runs_a_cluster_from_the_console() {
     let redis_port = free_port();
     let redis_pw = "browser-test-redis-password";
     let config = dir.path().join("voltd.toml");
+    // The terminal runs as the test account (never as root, never as
+    // voltd's own account unless that is allowed for development).
+    let terminal = testkit::daemon::test_terminal("/bin/sh");
     std::fs::write(
         &config,
         format!(
-            "cloud_url = \"{base}\"\nteam_cluster_id = \"{id}\"\nstate_dir = \"{state}\"\nheartbeat_interval_ms = 1000\n\n[install]\ninstall_root = \"{root}\"\n\n[services.redis]\nport = {redis_port}\nuser = \"browser\"\npassword = \"{redis_pw}\"\n",
+            "cloud_url = \"{base}\"\nteam_cluster_id = \"{id}\"\nstate_dir = \"{state}\"\nheartbeat_interval_ms = 1000\n\n[install]\ninstall_root = \"{root}\"\n\n[services.redis]\nport = {redis_port}\nuser = \"browser\"\npassword = \"{redis_pw}\"\n\n[terminal]\nuser = \"{tuser}\"\nallow_daemon_user = {allow}\nhelper_socket = \"/nonexistent/voltd-terminal.sock\"\n",
             state = dir.path().join("state").display(),
             root = dir.path().join("install").display(),
+            tuser = terminal.user,
+            allow = terminal.allow_daemon_user,
         ),
     )
     .unwrap();
