@@ -734,3 +734,74 @@ async fn the_files_tab_changes_a_writable_root_and_explains_a_read_only_one() {
     b.stop().await;
     f.stop().await;
 }
+
+/// A daemon without the file manager (the reference daemon, or a voltd
+/// from before it) answers `remote.explorer.stat` with the protocol's 404
+/// for an unknown command: the Files tab offers reading only and says so.
+/// The daemon is the kit's scripted one (real socket.io wire): an older
+/// daemon cannot be built here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_files_tab_offers_nothing_a_daemon_without_stat_does_not_offer() {
+    use testkit::sio::{ScriptedDaemon, success_for};
+    let plane = testkit::plane::plane().await;
+    let base = plane.base_url();
+    let (created, pw) = testkit::plane::enrolled_cluster(&plane).await;
+    let id = created.team_cluster.id.clone();
+    let daemon = ScriptedDaemon::start(&base, &id, &pw, |cmd| {
+        let answer = match (cmd["command"].as_str(), cmd["payload"]["path"].as_str()) {
+            (Some("remote.explorer.list"), Some("")) => success_for(
+                cmd,
+                json!([{"id": "data", "name": "data", "path": "data", "type": "directory", "description": "/srv/data"}]),
+            ),
+            (Some("remote.explorer.list"), _) => success_for(cmd, json!([])),
+            (name, _) => json!({
+                "type": "response", "requestId": cmd["requestId"], "ok": false, "status": 404,
+                "message": format!("Unknown daemon command: {}", name.unwrap_or_default()),
+            }),
+        };
+        vec![answer]
+    })
+    .await;
+    let b = Browser::start().await;
+    log_in(&b, &base, testkit::plane::TEST_ADMIN_TOKEN).await;
+    b.client
+        .goto(&format!("{base}/#/clusters/{id}/files"))
+        .await
+        .unwrap();
+    b.click("button[data-path='data']").await;
+    b.until(
+        "the verdict",
+        "return document.querySelector('button[data-op=mkdir]').title === 'not offered by this daemon'",
+    )
+    .await;
+    for op in ["upload", "mkdir", "rename", "delete"] {
+        assert_eq!(
+            file_button(&b, op).await,
+            (true, "not offered by this daemon".into()),
+            "{op}"
+        );
+    }
+    let note = b.css("#files-readonly").await;
+    assert!(note.is_displayed().await.unwrap());
+    assert!(
+        note.text().await.unwrap().contains("read-only host files"),
+        "{}",
+        note.text().await.unwrap()
+    );
+    b.shot("35-files-not-offered").await;
+    let asked: Vec<Value> = daemon
+        .received()
+        .iter()
+        .map(|c| c["command"].clone())
+        .collect();
+    assert!(asked.contains(&json!("remote.explorer.stat")), "{asked:?}");
+    assert!(
+        asked
+            .iter()
+            .all(|c| c == "remote.explorer.list" || c == "remote.explorer.stat"),
+        "only list and stat were asked: {asked:?}"
+    );
+    b.stop().await;
+    daemon.stop().await;
+    plane.shutdown().await;
+}
