@@ -698,14 +698,15 @@ async function tabFiles(ctx) {
   // The picker Upload opens; the file is sent as it is read (a streamed
   // PUT of the File), never held whole in memory.
   const picker = h('input', { type: 'file', id: 'files-upload-input', class: 'sr-only', tabindex: '-1', 'aria-hidden': 'true' });
-  const buttons = Object.fromEntries(FILE_OPS.map(([op, label]) => [op, h('button', { type: 'button', 'data-op': op, disabled: true, 'aria-describedby': 'files-selection' }, label)]));
+  const buttons = Object.fromEntries(FILE_OPS.map(([op, label]) => [op, h('button', { type: 'button', 'data-op': op, disabled: true }, label)]));
   const mount = h('div');
   ctx.panel.replaceChildren(note,
     h('div', { class: 'toolbar', role: 'toolbar', 'aria-label': 'File operations' }, Object.values(buttons), picker, progress, status),
     selection, errors, mount);
 
   // `at`: the open directory; `selected`: the entry shown (a file, a
-  // link); `offer`: what the daemon said about the open root.
+  // link); `offer`: what the daemon said about the open root. A disabled
+  // button's title (its accessible description) says why it is disabled.
   const st = { at: '', selected: null, root: null, asked: 0, busy: false, offer: { writable: false, why: 'open a root to change files in it' } };
   // Rename and Delete act on the entry shown, else on the open folder
   // (never on a root).
@@ -764,6 +765,7 @@ async function tabFiles(ctx) {
     if (asked !== st.asked) return;
     st.offer = offer;
     render();
+    if (offer.note) announce(offer.note);
   }
 
   const ex = explorer(ctx, mount, 'host-files', {
