@@ -30,7 +30,7 @@ impl Manager {
         Manager {
             f,
             files,
-            http: reqwest::Client::new(),
+            http: testkit::plane::http(),
         }
     }
 
@@ -109,12 +109,15 @@ async fn a_50_mb_upload_in_chunks_downloads_byte_identical_then_rename_delete_an
     assert_eq!(status, 409, "{body}");
 
     // mkdir, rename (move), stat, delete.
-    let (status, body) = m.send(m.http.post(m.url("mkdir", "path=rw/old"))).await;
+    let (status, body) = m
+        .send(m.http.post(m.url("mkdir", "path=rw/old")).json(&json!({})))
+        .await;
     assert_eq!(status, 201, "{body}");
     let (status, body) = m
         .send(
             m.http
-                .post(m.url("rename", "path=rw/big.bin&to=rw/old/big.bin")),
+                .post(m.url("rename", "path=rw/big.bin&to=rw/old/big.bin"))
+                .json(&json!({})),
         )
         .await;
     assert_eq!(status, 200, "{body}");
@@ -141,10 +144,12 @@ async fn a_50_mb_upload_in_chunks_downloads_byte_identical_then_rename_delete_an
     for (status, body) in [
         m.send(m.http.put(m.url("upload", "path=ro/new.txt")).body("x"))
             .await,
-        m.send(m.http.post(m.url("mkdir", "path=ro/d"))).await,
+        m.send(m.http.post(m.url("mkdir", "path=ro/d")).json(&json!({})))
+            .await,
         m.send(
             m.http
-                .post(m.url("rename", "path=ro/keep.txt&to=ro/moved.txt")),
+                .post(m.url("rename", "path=ro/keep.txt&to=ro/moved.txt"))
+                .json(&json!({})),
         )
         .await,
         m.send(m.http.delete(m.url("entries", "path=ro/keep.txt")))
@@ -163,11 +168,12 @@ async fn an_interrupted_upload_leaves_no_file() {
     // A client that announces 10 MB, sends 3 MB and hangs up.
     let url = reqwest::Url::parse(&m.url("upload", "path=rw/cut.bin")).unwrap();
     let addr = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap());
-    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
     let head = format!(
-        "PUT {}?{} HTTP/1.1\r\nhost: x\r\ncontent-length: 10000000\r\n\r\n",
+        "PUT {}?{} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {}\r\ncontent-length: 10000000\r\n\r\n",
         url.path(),
-        url.query().unwrap()
+        url.query().unwrap(),
+        testkit::plane::TEST_ADMIN_TOKEN,
     );
     tcp.write_all(head.as_bytes()).await.unwrap();
     let part = vec![7u8; 3_000_000];
