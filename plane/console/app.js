@@ -41,7 +41,11 @@ async function api(method, path, body) {
     init.headers['content-type'] = 'application/json';
     init.body = JSON.stringify(body ?? {});
   }
-  const r = await fetch(path, init);
+  return answer(await fetch(path, init), path);
+}
+
+// The API envelope of a response: its data, or an ApiError.
+async function answer(r, path) {
   let json = null;
   try { json = await r.json(); } catch { /* not JSON */ }
   if (r.status === 401 && path !== '/api/auth/login') { showLogin(); throw new ApiError(401, 'Auth::Required', 'Please log in'); }
@@ -577,8 +581,9 @@ async function tabServices(ctx) {
 const EXPLORERS = [['redis-data', 'Redis'], ['mongo-documents', 'MongoDB'], ['minio', 'MinIO']];
 const CONTAINER_TYPES = new Set(['bucket', 'directory', 'redis-database']);
 
-// A browser of one explorer target. `writeOps`: the host-files write
-// operations the daemon offers (buttons for the others stay disabled).
+// A browser of one explorer target. `opts.onNavigate(path)` runs when a
+// directory is opened (or reloaded), `opts.onSelect(entry)` when an entry
+// is shown: the file manager acts on them.
 function explorer(ctx, mount, target, opts = {}) {
   const crumbs = h('nav', { class: 'crumbs', 'aria-label': 'Path' });
   const list = h('ul', { class: 'entries', id: 'explorer-entries', 'aria-label': 'Entries' });
@@ -588,6 +593,8 @@ function explorer(ctx, mount, target, opts = {}) {
   let path = '';
   async function open(p) {
     path = p;
+    node.replaceChildren(h('p', { class: 'muted' }, 'Choose an entry to see it.'));
+    opts.onNavigate?.(p);
     crumbs.replaceChildren(h('button', { type: 'button', onclick: () => open('') }, 'root'),
       ...p.split('/').filter(Boolean).flatMap((seg, i, all) => [h('span', { 'aria-hidden': 'true' }, '/'),
         h('button', { type: 'button', onclick: () => open(all.slice(0, i + 1).join('/')) }, decodeURIComponent(seg))]));
@@ -604,6 +611,7 @@ function explorer(ctx, mount, target, opts = {}) {
   async function showNode(e, button) {
     for (const b of list.querySelectorAll('button[aria-current]')) b.removeAttribute('aria-current');
     button?.setAttribute('aria-current', 'true');
+    opts.onSelect?.(e);
     node.replaceChildren(h('p', { class: 'muted' }, 'Loading…'));
     let n;
     try { n = await api('GET', `${base}/node?path=${encodeURIComponent(e.path)}`); } catch (err) { node.replaceChildren(errorBox(err)); return; }
@@ -616,7 +624,7 @@ function explorer(ctx, mount, target, opts = {}) {
     announce(`Opened ${n.title ?? e.name}`);
   }
   open('');
-  return { reload: () => open(path), path: () => path };
+  return { reload: () => open(path), open, path: () => path };
 }
 
 async function tabExplorer(ctx) {
@@ -628,47 +636,253 @@ async function tabExplorer(ctx) {
   go();
 }
 
-// Host files: read operations today; the write buttons light up for the
-// operations the daemon announces (`remote.explorer.capabilities`).
-const WRITE_OPS = [['upload', 'Upload'], ['mkdir', 'New folder'], ['rename', 'Rename'], ['delete', 'Delete']];
+// Host files: the file manager. What is offered is what the daemon says:
+// `stat` of the current location (…/explorer/host-files/stat) tells
+// whether its root is writable (`readOnly`); a daemon that does not know
+// `stat` (404, unknown command) offers reading only. Every change goes
+// through the plane's HTTP routes (mkdir, rename, DELETE entries, and a
+// streamed PUT for uploads).
+const FILE_OPS = [['upload', 'Upload…'], ['mkdir', 'New folder…'], ['rename', 'Rename…'], ['delete', 'Delete…']];
+const NOT_OFFERED = 'not offered by this daemon';
+
+const pathParts = (p) => p.split('/').filter(Boolean);
+const rootOf = (p) => pathParts(p)[0] ?? '';
+const parentOf = (p) => pathParts(p).slice(0, -1).join('/');
+const joinPath = (...parts) => parts.flatMap(pathParts).join('/');
+
+function fmtBytes(n) {
+  if (n < 1024) return `${n} B`;
+  if (n < 1048576) return `${(n / 1024).toFixed(1)} KiB`;
+  if (n < 1073741824) return `${(n / 1048576).toFixed(1)} MiB`;
+  return `${(n / 1073741824).toFixed(2)} GiB`;
+}
+
+// A dialog asking for one line of text; resolves the trimmed text, or
+// null when cancelled.
+function askDialog({ title, label, value = '', help, confirmLabel }) {
+  return new Promise((resolve) => {
+    const input = h('input', { id: 'ask-input', value, autocomplete: 'off', spellcheck: 'false', required: true, 'aria-describedby': help ? 'ask-help' : null });
+    const yes = h('button', { type: 'submit', class: 'primary', id: 'ask-yes' }, confirmLabel);
+    const no = h('button', { type: 'button', id: 'ask-no' }, 'Cancel');
+    const form = h('form', { method: 'dialog' },
+      h('h2', { id: 'ask-title' }, title),
+      h('div', { class: 'field' }, h('label', { for: 'ask-input' }, label), input),
+      help ? h('p', { class: 'muted', id: 'ask-help' }, help) : null,
+      h('div', { class: 'toolbar' }, yes, no));
+    const dlg = h('dialog', { 'aria-labelledby': 'ask-title', id: 'ask-dialog' }, form);
+    document.body.append(dlg);
+    let answer = null;
+    form.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const v = input.value.trim();
+      if (!v) { input.focus(); return; }
+      answer = v;
+      dlg.close();
+    });
+    no.addEventListener('click', () => dlg.close());
+    dlg.addEventListener('close', () => { dlg.remove(); resolve(answer); });
+    dlg.showModal();
+    input.focus();
+    input.select();
+  });
+}
 
 async function tabFiles(ctx) {
-  let ops = ['list', 'node', 'download'];
-  try {
-    const caps = await command(ctx.id, 'remote.explorer.capabilities', { target: 'host-files' });
-    if (Array.isArray(caps?.operations)) ops = caps.operations;
-  } catch { /* an older daemon: read-only */ }
-  const offered = new Set(ops);
-  const note = offered.has('upload') || offered.has('delete')
-    ? null
-    : h('p', { class: 'muted', id: 'files-readonly' }, 'This daemon offers read-only host files (list, view, download). Write operations appear here when it offers them.');
-  const buttons = WRITE_OPS.map(([op, label]) => h('button', {
-    type: 'button', 'data-op': op, disabled: !offered.has(op),
-    title: offered.has(op) ? label : 'Not offered by this daemon',
-  }, label));
+  const base = `/api/clusters/${encodeURIComponent(ctx.id)}/explorer/host-files`;
+  const query = (params) => new URLSearchParams(params).toString();
+  const note = h('p', { class: 'notice', id: 'files-readonly', hidden: true });
+  const status = h('span', { class: 'muted', id: 'files-status', role: 'status' });
+  const progress = h('progress', { id: 'files-progress', hidden: true, 'aria-label': 'Upload in progress' });
+  const selection = h('p', { class: 'muted', id: 'files-selection' });
+  const errors = h('div', { id: 'files-error' });
+  // The picker Upload opens; the file is sent as it is read (a streamed
+  // PUT of the File), never held whole in memory.
+  const picker = h('input', { type: 'file', id: 'files-upload-input', class: 'sr-only', tabindex: '-1', 'aria-hidden': 'true' });
+  const buttons = Object.fromEntries(FILE_OPS.map(([op, label]) => [op, h('button', { type: 'button', 'data-op': op, disabled: true }, label)]));
   const mount = h('div');
-  ctx.panel.replaceChildren(note, h('div', { class: 'toolbar', role: 'toolbar', 'aria-label': 'File operations' }, buttons), mount);
-  const ex = explorer(ctx, mount, 'host-files');
-  for (const b of buttons) b.addEventListener('click', async () => {
-    const op = b.dataset.op;
-    const at = ex.path();
+  ctx.panel.replaceChildren(note,
+    h('div', { class: 'toolbar', role: 'toolbar', 'aria-label': 'File operations' }, Object.values(buttons), picker, progress, status),
+    selection, errors, mount);
+
+  // `at`: the open directory; `selected`: the entry shown (a file, a
+  // link); `offer`: what the daemon said about the open root. A disabled
+  // button's title (its accessible description) says why it is disabled.
+  const st = { at: '', selected: null, root: null, asked: 0, busy: false, offer: { writable: false, why: 'open a root to change files in it' } };
+  // Rename and Delete act on the entry shown, else on the open folder
+  // (never on a root).
+  const subject = () => st.selected?.path ?? (pathParts(st.at).length > 1 ? st.at : null);
+
+  function render() {
+    const { writable, why, note: text } = st.offer;
+    const target = subject();
+    const set = (op, enabled, title, whyNot) => {
+      const b = buttons[op];
+      b.disabled = st.busy || !enabled;
+      b.title = enabled ? title : whyNot;
+    };
+    set('upload', writable, `Upload a file into ${st.at}`, why);
+    set('mkdir', writable, `Create a folder in ${st.at}`, why);
+    const noTarget = 'choose a file, or open a folder, first';
+    set('rename', writable && target, `Rename ${target}`, writable ? noTarget : why);
+    set('delete', writable && target, `Delete ${target}`, writable ? noTarget : why);
+    note.hidden = !text;
+    note.textContent = text ?? '';
+    selection.textContent = target ? `Selected: ${target}${st.selected ? '' : ' (the open folder)'}` : '';
+  }
+
+  // Asks the daemon what the root of `at` allows, once per root.
+  async function evaluate(at) {
+    const root = rootOf(at);
+    if (!root) {
+      st.root = null;
+      st.offer = { writable: false, why: 'open a root to change files in it' };
+      render();
+      return;
+    }
+    if (root === st.root) { render(); return; }
+    st.root = root;
+    const asked = ++st.asked;
+    st.offer = { writable: false, why: `asking the daemon about root ${root}…` };
+    render();
+    let offer;
     try {
-      if (op === 'mkdir') { const name = prompt('New folder name'); if (name) await command(ctx.id, 'remote.explorer.mkdir', { target: 'host-files', path: `${at}/${name}` }); }
-      else if (op === 'delete') { const name = prompt(`Delete which entry under ${at || 'root'}?`); if (name && confirm(`Delete ${at}/${name}?`)) await command(ctx.id, 'remote.explorer.delete', { target: 'host-files', path: `${at}/${name}` }); }
-      else if (op === 'rename') { const from = prompt('Rename which entry?'); const to = from && prompt('New name'); if (from && to) await command(ctx.id, 'remote.explorer.rename', { target: 'host-files', path: `${at}/${from}`, to: `${at}/${to}` }); }
-      else if (op === 'upload') {
-        const input = h('input', { type: 'file' });
-        input.addEventListener('change', async () => {
-          const f = input.files[0]; if (!f) return;
-          const b64 = btoa(String.fromCharCode(...new Uint8Array(await f.arrayBuffer())));
-          await command(ctx.id, 'remote.explorer.upload', { target: 'host-files', path: `${at}/${f.name}`, content: b64, encoding: 'base64' });
-          ex.reload();
-        });
-        input.click();
-        return;
+      const info = await api('GET', `${base}/stat?${query({ path: at })}`);
+      offer = info?.readOnly === false
+        ? { writable: true }
+        : {
+          writable: false,
+          why: `root ${root} is read-only (read_only = false in [host_files] roots)`,
+          note: `Root ${root} is read-only: its files can be listed, viewed and downloaded. To change files here, set read_only = false for it in the daemon's [host_files] roots.`,
+        };
+    } catch (e) {
+      if (e.status === 404 && e.code !== 'NOT_FOUND') {
+        offer = { writable: false, why: NOT_OFFERED, note: 'This daemon offers read-only host files (list, view, download): it has no file manager.' };
+      } else {
+        offer = { writable: false, why: `cannot tell whether root ${root} is writable: ${e.message}` };
+        st.root = null; // ask again on the next visit
       }
-      ex.reload();
-    } catch (e) { alert(e.message); }
+    }
+    if (asked !== st.asked) return;
+    st.offer = offer;
+    render();
+    if (offer.note) announce(offer.note);
+  }
+
+  const ex = explorer(ctx, mount, 'host-files', {
+    onNavigate: (p) => { st.at = p; st.selected = null; evaluate(p); },
+    onSelect: (e) => { st.selected = e; render(); },
+  });
+
+  // Runs one change: a busy state, the outcome announced, a failure in
+  // the page's error box.
+  async function change(doing, fn) {
+    if (st.busy) return;
+    errors.replaceChildren();
+    st.busy = true;
+    render();
+    status.textContent = `${doing}…`;
+    try {
+      status.textContent = (await fn()) ?? '';
+    } catch (e) {
+      status.textContent = '';
+      errors.replaceChildren(errorBox(e));
+    } finally {
+      st.busy = false;
+      render();
+    }
+  }
+
+  // Whether `path` exists (a 404 NOT_FOUND says no; other failures throw).
+  async function exists(path) {
+    try { await api('GET', `${base}/stat?${query({ path })}`); return true; } catch (e) {
+      if (e.status === 404 && e.code === 'NOT_FOUND') return false;
+      throw e;
+    }
+  }
+
+  buttons.mkdir.addEventListener('click', async () => {
+    const at = st.at;
+    const name = await askDialog({ title: `New folder in ${at}`, label: 'Folder name', confirmLabel: 'Create folder' });
+    if (!name) return;
+    const path = joinPath(at, name);
+    await change(`Creating ${path}`, async () => {
+      await api('POST', `${base}/mkdir?${query({ path })}`, {});
+      await ex.reload();
+      return `Created the folder ${path}`;
+    });
+  });
+
+  buttons.upload.addEventListener('click', () => { picker.value = ''; picker.click(); });
+  picker.addEventListener('change', async () => {
+    const file = picker.files?.[0];
+    if (!file) return;
+    const at = st.at;
+    const path = joinPath(at, file.name);
+    await change(`Uploading ${file.name} (${fmtBytes(file.size)}) to ${at}`, async () => {
+      // Replace an existing entry only after a confirm (asked before the
+      // body is sent, not after the daemon refused it with 409).
+      let overwrite = false;
+      if (await exists(path)) {
+        overwrite = await confirmDialog({ title: `Replace ${path}?`, text: `${path} already exists. Uploading ${file.name} replaces it.`, confirmLabel: 'Replace', danger: true });
+        if (!overwrite) return 'Upload cancelled';
+      }
+      const params = { path };
+      if (overwrite) params.overwrite = 'true';
+      const url = `${base}/upload?${query(params)}`;
+      progress.hidden = false;
+      try {
+        const r = await fetch(url, {
+          method: 'PUT', body: file, credentials: 'same-origin',
+          headers: { accept: 'application/json', 'content-type': 'application/octet-stream' },
+        });
+        const done = await answer(r, url);
+        await ex.reload();
+        return `Uploaded ${done?.path ?? path} (${fmtBytes(done?.size ?? file.size)})`;
+      } finally { progress.hidden = true; picker.value = ''; }
+    });
+  });
+
+  buttons.rename.addEventListener('click', async () => {
+    const from = subject();
+    if (!from) return;
+    const folder = !st.selected;
+    const root = rootOf(from);
+    const rel = pathParts(from).slice(1).join('/');
+    const to = await askDialog({
+      title: `Rename ${from}`, label: `New name or path in root ${root}`, value: rel, confirmLabel: 'Rename',
+      help: `A path with / moves the entry elsewhere in ${root}; it cannot leave the root.`,
+    });
+    if (!to || joinPath(to) === rel) return;
+    const dest = joinPath(root, to);
+    await change(`Renaming ${from} to ${dest}`, async () => {
+      try {
+        await api('POST', `${base}/rename?${query({ path: from, to: dest })}`, {});
+      } catch (e) {
+        if (e.status !== 409 || e.code !== 'ALREADY_EXISTS') throw e;
+        const yes = await confirmDialog({ title: `Replace ${dest}?`, text: `${dest} already exists. Replace it with ${from}? What is there now is lost.`, confirmLabel: 'Replace', danger: true });
+        if (!yes) return 'Rename cancelled';
+        await api('POST', `${base}/rename?${query({ path: from, to: dest, overwrite: 'true' })}`, {});
+      }
+      await (folder ? ex.open(dest) : ex.reload());
+      return `Renamed ${from} to ${dest}`;
+    });
+  });
+
+  buttons.delete.addEventListener('click', async () => {
+    const target = subject();
+    if (!target) return;
+    const folder = !st.selected || st.selected.type === 'directory';
+    const yes = await confirmDialog(folder
+      ? { title: `Delete the folder ${target}?`, text: `The folder ${target} and everything in it are deleted from the host, recursively. This cannot be undone.`, confirmLabel: `Delete ${target} and its contents`, danger: true }
+      : { title: `Delete ${target}?`, text: `${target} is deleted from the host. This cannot be undone.`, confirmLabel: `Delete ${target}`, danger: true });
+    if (!yes) return;
+    await change(`Deleting ${target}`, async () => {
+      const params = { path: target };
+      if (folder) params.recursive = 'true';
+      const r = await api('DELETE', `${base}/entries?${query(params)}`, {});
+      await (folder ? ex.open(parentOf(target)) : ex.reload());
+      return `Deleted ${target}${r?.removed > 1 ? ` (${r.removed} entries)` : ''}`;
+    });
   });
 }
 

@@ -4,6 +4,8 @@
 //! cluster, enroll voltd with the command the console shows, watch the
 //! badge turn `connected` without reloading, see chart points, open a Redis
 //! key in the explorer, run a command in the terminal, delete the cluster.
+//! And the Files tab's file manager against an in-process voltd with a
+//! writable and a read-only host-files root, checked on the filesystem.
 //!
 //! Screenshots of every page go to `target/console-screenshots/` (the path
 //! is printed).
@@ -215,11 +217,11 @@ fn arg_after(command: &str, flag: &str) -> String {
         .to_owned()
 }
 
-async fn log_in(b: &Browser, base: &str) {
+async fn log_in(b: &Browser, base: &str, token: &str) {
     b.client.goto(&format!("{base}/")).await.unwrap();
     let input = b.css("#login-token").await;
     b.shot("01-login").await;
-    input.send_keys(TOKEN).await.unwrap();
+    input.send_keys(token).await.unwrap();
     b.click("#login-submit").await;
     b.css("#cluster-table").await;
 }
@@ -381,11 +383,14 @@ async fn a_person_runs_a_cluster_from_the_console() {
     );
     b.shot("07-explorer").await;
 
-    // Files: read-only today, the write buttons wait for the daemon.
+    // Files: this voltd has no [host_files] roots, so nothing to change.
     b.click("#tab-files").await;
-    b.css("#files-readonly").await;
     let upload = b.css("button[data-op=upload]").await;
     assert!(!upload.is_enabled().await.unwrap());
+    assert_eq!(
+        upload.attr("title").await.unwrap().as_deref(),
+        Some("open a root to change files in it")
+    );
     b.shot("08-files").await;
 
     // The terminal: the shell computes a marker the typed line does not
@@ -484,7 +489,7 @@ async fn the_list_pages_through_many_clusters_and_logs_out() {
             .unwrap();
     }
     let b = Browser::start().await;
-    log_in(&b, &base).await;
+    log_in(&b, &base, TOKEN).await;
     b.until(
         "the first page",
         "return document.getElementById('list-summary')?.textContent === '1–50 of 120'",
@@ -508,5 +513,305 @@ async fn the_list_pages_through_many_clusters_and_logs_out() {
     let r = reqwest::get(format!("{base}/api/clusters")).await.unwrap();
     assert_eq!(r.status(), 401);
     b.stop().await;
+    plane.shutdown().await;
+}
+
+/// Whether the file manager's `op` button is disabled, and its title.
+async fn file_button(b: &Browser, op: &str) -> (bool, String) {
+    let v = b
+        .client
+        .execute(
+            "const el = document.querySelector(`button[data-op=${arguments[0]}]`); return [el.disabled, el.title];",
+            vec![json!(op)],
+        )
+        .await
+        .unwrap();
+    (
+        v[0].as_bool().unwrap(),
+        v[1].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+/// Answers the one-line dialog with `text`.
+async fn answer_dialog(b: &Browser, text: &str) {
+    let input = b.css("#ask-dialog #ask-input").await;
+    input.clear().await.unwrap();
+    input.send_keys(text).await.unwrap();
+    b.click("#ask-yes").await;
+}
+
+/// Waits for the file manager's announcement to contain `text`.
+async fn announced(b: &Browser, text: &str) {
+    b.until(
+        &format!("the announcement {text}"),
+        &format!(
+            "return document.getElementById('files-status')?.textContent.includes({})",
+            json!(text)
+        ),
+    )
+    .await;
+}
+
+#[actix_rt::test]
+async fn the_files_tab_changes_a_writable_root_and_explains_a_read_only_one() {
+    use testkit::eventually;
+    let files = tempfile::tempdir().unwrap();
+    let top = files.path().canonicalize().unwrap();
+    let (rw, ro) = (top.join("rw"), top.join("ro"));
+    std::fs::create_dir_all(&rw).unwrap();
+    std::fs::create_dir_all(&ro).unwrap();
+    std::fs::write(ro.join("keep.txt"), "keep").unwrap();
+    std::fs::write(rw.join("taken.bin"), "the old taken.bin").unwrap();
+    let roots = voltd_actors::config::HostFilesSettings::try_new_with_access(vec![
+        ("rw".into(), rw.clone(), false),
+        ("ro".into(), ro.clone(), true),
+    ])
+    .unwrap();
+    let f = testkit::daemon::Fixture::start_with(|s| s.host_files = roots).await;
+    let base = f.plane.base_url();
+    let b = Browser::start().await;
+    log_in(&b, &base, testkit::plane::TEST_ADMIN_TOKEN).await;
+    b.client
+        .goto(&format!("{base}/#/clusters/{}/files", f.id))
+        .await
+        .unwrap();
+
+    // The list of roots: nothing can be changed there.
+    b.css("button[data-path='ro']").await;
+    assert_eq!(
+        file_button(&b, "mkdir").await,
+        (true, "open a root to change files in it".into())
+    );
+
+    // The read-only root: every button disabled, saying why, and the note.
+    b.click("button[data-path='ro']").await;
+    b.until(
+        "the read-only verdict",
+        "return document.querySelector('button[data-op=upload]').title.startsWith('root ro is read-only')",
+    )
+    .await;
+    for op in ["upload", "mkdir", "rename", "delete"] {
+        assert_eq!(
+            file_button(&b, op).await,
+            (
+                true,
+                "root ro is read-only (read_only = false in [host_files] roots)".into()
+            ),
+            "{op}"
+        );
+    }
+    let note = b.css("#files-readonly").await;
+    assert!(note.is_displayed().await.unwrap());
+    assert!(note.text().await.unwrap().contains("read_only = false"));
+    b.shot("30-files-read-only").await;
+
+    // The writable root: the buttons light up, the note goes.
+    b.click("nav.crumbs button").await;
+    b.click("button[data-path='rw']").await;
+    b.until(
+        "the writable verdict",
+        "return !document.querySelector('button[data-op=upload]').disabled",
+    )
+    .await;
+    assert!(!b.css("#files-readonly").await.is_displayed().await.unwrap());
+
+    // New folder.
+    b.click("button[data-op=mkdir]").await;
+    answer_dialog(&b, "made-here").await;
+    eventually(STEP, "rw/made-here on disk", async || {
+        rw.join("made-here").is_dir()
+    })
+    .await;
+    announced(&b, "Created the folder rw/made-here").await;
+    b.css("button[data-path='rw/made-here']").await;
+
+    // A change the daemon refuses shows in the page: the folder exists.
+    b.click("button[data-op=mkdir]").await;
+    answer_dialog(&b, "made-here").await;
+    let refusal = b
+        .until(
+            "the refusal in the error box",
+            "return document.querySelector('#files-error [role=alert]')?.textContent",
+        )
+        .await;
+    assert!(
+        refusal
+            .as_str()
+            .unwrap()
+            .contains("rw/made-here already exists"),
+        "{refusal}"
+    );
+    b.shot("31-files-refused").await;
+
+    // Upload: several chunks' worth, byte-identical on disk, nothing else
+    // left behind.
+    let payload: Vec<u8> = (0..2_500_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let local = tempfile::tempdir().unwrap();
+    let source = local.path().join("blob.bin");
+    std::fs::write(&source, &payload).unwrap();
+    b.css("#files-upload-input")
+        .await
+        .send_keys(source.to_str().unwrap())
+        .await
+        .unwrap();
+    let stored = eventually(STEP, "rw/blob.bin on disk", async || {
+        std::fs::read(rw.join("blob.bin")).ok()
+    })
+    .await;
+    assert!(stored == payload, "the uploaded bytes differ");
+    announced(&b, "Uploaded rw/blob.bin").await;
+    b.until(
+        "no error",
+        "return document.getElementById('files-error').childElementCount === 0",
+    )
+    .await;
+    let mut names: Vec<String> = std::fs::read_dir(&rw)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["blob.bin", "made-here", "taken.bin"]);
+
+    // Rename onto an existing name: replaced only after the confirm.
+    b.click("button[data-path='rw/blob.bin']").await;
+    b.until(
+        "the selection",
+        "return document.getElementById('files-selection').textContent === 'Selected: rw/blob.bin'",
+    )
+    .await;
+    b.click("button[data-op=rename]").await;
+    answer_dialog(&b, "taken.bin").await;
+    let confirm = b.css("#confirm-dialog").await.text().await.unwrap();
+    assert!(confirm.contains("rw/taken.bin already exists"), "{confirm}");
+    assert_eq!(
+        std::fs::read(rw.join("taken.bin")).unwrap(),
+        b"the old taken.bin"
+    );
+    b.shot("32-files-rename-confirm").await;
+    b.click("#confirm-yes").await;
+    eventually(STEP, "blob.bin renamed onto taken.bin", async || {
+        !rw.join("blob.bin").exists()
+    })
+    .await;
+    assert!(std::fs::read(rw.join("taken.bin")).unwrap() == payload);
+    announced(&b, "Renamed rw/blob.bin to rw/taken.bin").await;
+
+    // Delete a file, after a confirm naming it.
+    b.click("button[data-path='rw/taken.bin']").await;
+    b.click("button[data-op=delete]").await;
+    let confirm = b.css("#confirm-dialog").await.text().await.unwrap();
+    assert!(confirm.contains("Delete rw/taken.bin?"), "{confirm}");
+    b.click("#confirm-yes").await;
+    eventually(STEP, "rw/taken.bin deleted", async || {
+        !rw.join("taken.bin").exists()
+    })
+    .await;
+    announced(&b, "Deleted rw/taken.bin").await;
+
+    // Delete a folder with contents: recursively, after a confirm that
+    // names it and says so.
+    std::fs::create_dir_all(rw.join("made-here/inner")).unwrap();
+    std::fs::write(rw.join("made-here/inner/deep.txt"), "deep").unwrap();
+    b.click("button[data-path='rw/made-here']").await;
+    b.until(
+        "the open folder selected",
+        "return document.getElementById('files-selection').textContent === 'Selected: rw/made-here (the open folder)' && !document.querySelector('button[data-op=delete]').disabled",
+    )
+    .await;
+    b.click("button[data-op=delete]").await;
+    let confirm = b.css("#confirm-dialog").await.text().await.unwrap();
+    assert!(
+        confirm.contains("Delete the folder rw/made-here?") && confirm.contains("recursively"),
+        "{confirm}"
+    );
+    b.shot("33-files-delete-folder").await;
+    b.click("#confirm-yes").await;
+    eventually(STEP, "rw/made-here deleted", async || {
+        !rw.join("made-here").exists()
+    })
+    .await;
+    announced(&b, "Deleted rw/made-here (3 entries)").await;
+    b.until(
+        "back in rw, emptied",
+        "return document.querySelector('#explorer-entries')?.textContent === 'Empty.'",
+    )
+    .await;
+    assert_eq!(std::fs::read(ro.join("keep.txt")).unwrap(), b"keep");
+    b.shot("34-files-done").await;
+
+    b.stop().await;
+    f.stop().await;
+}
+
+/// A daemon without the file manager (the reference daemon, or a voltd
+/// from before it) answers `remote.explorer.stat` with the protocol's 404
+/// for an unknown command: the Files tab offers reading only and says so.
+/// The daemon is the kit's scripted one (real socket.io wire): an older
+/// daemon cannot be built here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_files_tab_offers_nothing_a_daemon_without_stat_does_not_offer() {
+    use testkit::sio::{ScriptedDaemon, success_for};
+    let plane = testkit::plane::plane().await;
+    let base = plane.base_url();
+    let (created, pw) = testkit::plane::enrolled_cluster(&plane).await;
+    let id = created.team_cluster.id.clone();
+    let daemon = ScriptedDaemon::start(&base, &id, &pw, |cmd| {
+        let answer = match (cmd["command"].as_str(), cmd["payload"]["path"].as_str()) {
+            (Some("remote.explorer.list"), Some("")) => success_for(
+                cmd,
+                json!([{"id": "data", "name": "data", "path": "data", "type": "directory", "description": "/srv/data"}]),
+            ),
+            (Some("remote.explorer.list"), _) => success_for(cmd, json!([])),
+            (name, _) => json!({
+                "type": "response", "requestId": cmd["requestId"], "ok": false, "status": 404,
+                "message": format!("Unknown daemon command: {}", name.unwrap_or_default()),
+            }),
+        };
+        vec![answer]
+    })
+    .await;
+    let b = Browser::start().await;
+    log_in(&b, &base, testkit::plane::TEST_ADMIN_TOKEN).await;
+    b.client
+        .goto(&format!("{base}/#/clusters/{id}/files"))
+        .await
+        .unwrap();
+    b.click("button[data-path='data']").await;
+    b.until(
+        "the verdict",
+        "return document.querySelector('button[data-op=mkdir]').title === 'not offered by this daemon'",
+    )
+    .await;
+    for op in ["upload", "mkdir", "rename", "delete"] {
+        assert_eq!(
+            file_button(&b, op).await,
+            (true, "not offered by this daemon".into()),
+            "{op}"
+        );
+    }
+    let note = b.css("#files-readonly").await;
+    assert!(note.is_displayed().await.unwrap());
+    assert!(
+        note.text().await.unwrap().contains("read-only host files"),
+        "{}",
+        note.text().await.unwrap()
+    );
+    b.shot("35-files-not-offered").await;
+    let asked: Vec<Value> = daemon
+        .received()
+        .iter()
+        .map(|c| c["command"].clone())
+        .collect();
+    assert!(asked.contains(&json!("remote.explorer.stat")), "{asked:?}");
+    assert!(
+        asked
+            .iter()
+            .all(|c| c == "remote.explorer.list" || c == "remote.explorer.stat"),
+        "only list and stat were asked: {asked:?}"
+    );
+    b.stop().await;
+    daemon.stop().await;
     plane.shutdown().await;
 }
