@@ -22,7 +22,6 @@ use crate::services::{Services, native_services, settings_with};
 use crate::{eventually, free_port};
 use std::cell::{Cell, RefCell};
 use std::fmt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::rc::Rc;
