@@ -11,3 +11,4 @@ pub mod monitoring;
 pub mod netwatch;
 pub mod notify;
 pub mod proc;
+pub mod which;

@@ -26,8 +26,8 @@
 //! operator opts in with [`ManifestPolicy::Full`].
 
 use super::version::ServiceVersion;
+use crate::api::vocab::ServiceKind;
 use crate::host::download::Sha256Digest;
-use crate::services::ServiceKind;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::IpAddr;

@@ -19,9 +19,9 @@
 //! counts as installed, and leftovers are removed by the next install.
 
 use super::catalogue::Artifact;
+use crate::api::vocab::ServiceKind;
 use crate::host::download::Sha256Digest;
 use crate::host::fsutil::write_atomic;
-use crate::services::ServiceKind;
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File};
 use std::io;

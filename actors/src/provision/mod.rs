@@ -51,12 +51,13 @@ pub use progress::{Found, ProvisionEvent, Step};
 pub use source::ProvisionSource;
 pub use version::ServiceVersion;
 
+use crate::api::vocab::ServiceKind;
 use crate::config::ServiceSettings;
 use crate::host::download::{
     DEFAULT_MAX_SIZE, DownloadError, DownloadErrorKind, DownloadOptions, DownloadRequest,
     Downloader,
 };
-use crate::services::{ServiceKind, process};
+use crate::host::which;
 use install::{DepsDir, Marker};
 use otp::ExponentialBackoff;
 use serde::Serialize;
@@ -396,7 +397,7 @@ impl Provisioner {
                     .clone()
                     .unwrap_or_else(|| DEFAULT_SEARCH_PATH.to_owned()),
             );
-            blocking(move || Ok(process::find_binary(&program, Some(&path))))
+            blocking(move || Ok(which::find_binary(&program, Some(&path))))
                 .await
                 .ok()
                 .flatten()
@@ -900,8 +901,7 @@ mod tests {
 
     #[test]
     fn requests_follow_the_command_line() {
-        let svc =
-            ServiceSettings::defaults(ServiceKind::Mongo, crate::services::ServiceMode::Native);
+        let svc = ServiceSettings::defaults(ServiceKind::Mongo, crate::config::ServiceMode::Native);
         let r = ServiceRequest::from_settings(ServiceKind::Mongo, &svc);
         assert_eq!(r.program, "mongod");
         assert!(r.is_standard());

@@ -3,7 +3,7 @@
 //! where, or why neither is possible.
 
 use super::{Found, PassedOver, Step};
-use crate::services::ServiceKind;
+use crate::api::vocab::ServiceKind;
 use serde::Serialize;
 use std::fmt;
 use std::path::PathBuf;

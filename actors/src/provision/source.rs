@@ -15,7 +15,6 @@ use crate::cloud::credentials;
 use crate::cloud::tls;
 use crate::config::{ManifestCatalogue, Settings};
 use crate::host::download::{DownloadOptions, Downloader};
-use crate::services::resolve;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -94,7 +93,7 @@ impl ProvisionSource {
     /// The current provisioner; `Err` says why none can be built (a
     /// catalogue file that went bad, an unreadable CA file).
     pub async fn get(&self) -> Result<Provisioner, String> {
-        let stamp = resolve::manifest_stamp(&self.settings);
+        let stamp = self.settings.manifest_stamp();
         if let Some((built_for, p)) = &*self.cached.borrow()
             && *built_for == stamp
         {

@@ -14,7 +14,7 @@
 //! a timeout; a binary that hangs or prints garbage gives a typed error,
 //! never a panic.
 
-use crate::services::ServiceKind;
+use crate::api::vocab::ServiceKind;
 use std::cmp::Ordering;
 use std::fmt;
 use std::path::Path;

@@ -103,12 +103,9 @@ pub fn substitute(template: &str, values: &[(&str, &str)]) -> String {
     out
 }
 
-/// The install manifest's modification time: a change means credentials or
-/// ports may have changed (enrollment stores it after the services started).
+/// The install manifest's modification time ([`Settings::manifest_stamp`]).
 pub fn manifest_stamp(settings: &Settings) -> Option<SystemTime> {
-    std::fs::metadata(settings.manifest_file())
-        .and_then(|m| m.modified())
-        .ok()
+    settings.manifest_stamp()
 }
 
 struct ManifestValues {
