@@ -29,6 +29,13 @@ fn main() {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(1, |d| d.as_secs())
         });
+    // The in-process plane's log, when asked for (`RUST_LOG=volt_plane=info`).
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let known = ["services", "voltd", "plane", "partition", "throttle"];
     let picked: Vec<&str> = known
         .iter()

@@ -629,6 +629,15 @@ impl Message {
             "runtime-progress" => Message::RuntimeProgress(parse(k, raw)?),
             other => {
                 let mut value: Map<String, Value> = parse(other, raw)?;
+                // A repeated `type` key: the quick tag saw the first, the map
+                // kept the last. Both must agree, or the message would
+                // re-encode as something else.
+                if value.get("type").and_then(Value::as_str) != Some(other) {
+                    return Err(EnvelopeError::Invalid {
+                        kind: other.to_owned(),
+                        reason: "conflicting `type` keys".into(),
+                    });
+                }
                 match ReportKind::from_wire(other) {
                     Some(kind) => {
                         value.remove("type");
@@ -1097,5 +1106,24 @@ mod tests {
             });
             prop_assert_eq!(round_trip(&m), m);
         }
+    }
+
+    #[test]
+    fn a_repeated_type_key_that_disagrees_is_refused() {
+        // Found by the envelope fuzz target: the first `type` chose the
+        // variant, the last one was kept in the raw map.
+        for raw in [
+            r#"{"type":"sesshon-resmze","type":24}"#,
+            r#"{"type":"cluster-status","type":"other"}"#,
+        ] {
+            assert!(
+                matches!(Message::decode(raw), Err(EnvelopeError::Invalid { .. })),
+                "{raw}"
+            );
+        }
+        // Repeated but equal: one message, stable through a round trip.
+        let m = Message::decode(r#"{"type":"x-y","type":"x-y","a":1}"#).unwrap();
+        let back = Message::decode(&serde_json::to_string(&m).unwrap()).unwrap();
+        assert_eq!(m, back);
     }
 }
