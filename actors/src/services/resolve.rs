@@ -259,6 +259,10 @@ fn store_generated(
 ) -> Result<(), String> {
     let json = serde_json::to_string(all)
         .map_err(|e| format!("cannot encode generated service credentials: {e}"))?;
+    if let Some(dir) = path.parent() {
+        crate::host::fsutil::ensure_dir(dir, crate::host::fsutil::PRIVATE_DIR_MODE)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
     let result = if sealed {
         store.store(path, GENERATED_CREDENTIALS_NAME, &Secret::new(json))
     } else {
