@@ -286,6 +286,50 @@ fn store_generated(
     })
 }
 
+/// The stored generated credentials: the sealed layer (what systemd
+/// decrypted, else the `.cred` file), the plain file, and both merged (the
+/// sealed entries win).
+struct GeneratedLayers {
+    sealed: Option<GeneratedMap>,
+    plain: GeneratedMap,
+    all: GeneratedMap,
+}
+
+fn load_generated(store: &SecretStore, path: &Path) -> Result<GeneratedLayers, String> {
+    let read_err = |e| format!("cannot read the generated service credentials: {e}");
+    let sealed = match store
+        .load_sealed(path, GENERATED_CREDENTIALS_NAME)
+        .map_err(read_err)?
+    {
+        Some(text) => Some(parse_generated(&text, &sealed_path(path))?),
+        None => None,
+    };
+    let plain = match read_plain(path).map_err(read_err)? {
+        Some(text) => parse_generated(&text, path)?,
+        None => GeneratedMap::new(),
+    };
+    let mut all = sealed.clone().unwrap_or_default();
+    for (k, v) in &plain {
+        if !complete(all.get(k), false) {
+            all.insert(k.clone(), v.clone());
+        }
+    }
+    Ok(GeneratedLayers { sealed, plain, all })
+}
+
+/// Seals a plain generated-credentials file where `store` seals (merged
+/// into the sealed one, the plain file removed). Returns whether it did.
+pub fn seal_generated(store: &SecretStore, services_dir: &Path) -> Result<bool, String> {
+    let path = services_dir.join(GENERATED_CREDENTIALS_FILE);
+    if !store.is_sealed() || !path.exists() {
+        return Ok(false);
+    }
+    let layers = load_generated(store, &path)?;
+    store_generated(store, &path, &layers.all, true)?;
+    tracing::info!(path = %sealed_path(&path).display(), "Generated service credentials sealed with the host key store.");
+    Ok(true)
+}
+
 /// Loads (or creates) the generated credentials of `kind` (see the module
 /// docs for where they live), generating only what is missing.
 fn generated(
@@ -295,26 +339,12 @@ fn generated(
     need_user: bool,
 ) -> Result<(String, Secret), String> {
     let path = services_dir.join(GENERATED_CREDENTIALS_FILE);
-    let read_err = |e| format!("cannot read the generated service credentials: {e}");
-    let sealed_layer = match store
-        .load_sealed(&path, GENERATED_CREDENTIALS_NAME)
-        .map_err(read_err)?
-    {
-        Some(text) => Some(parse_generated(&text, &sealed_path(&path))?),
-        None => None,
-    };
-    let mut plain_layer = match read_plain(&path).map_err(read_err)? {
-        Some(text) => parse_generated(&text, &path)?,
-        None => GeneratedMap::new(),
-    };
-    // The sealed entries win; the plain file adds what they lack.
-    let had_sealed = sealed_layer.is_some();
-    let mut all = sealed_layer.unwrap_or_default();
-    for (k, v) in &plain_layer {
-        if !complete(all.get(k), false) {
-            all.insert(k.clone(), v.clone());
-        }
-    }
+    let GeneratedLayers {
+        sealed,
+        plain: mut plain_layer,
+        mut all,
+    } = load_generated(store, &path)?;
+    let had_sealed = sealed.is_some();
     let name = kind.name().to_owned();
     let entry = all.entry(name.clone()).or_default();
     let mut changed = false;
@@ -376,6 +406,7 @@ fn runtime_dir_from(env: Option<&std::ffi::OsStr>, state_dir: &Path) -> PathBuf 
 /// cannot seal, never has to create a plain one. Returns the services it
 /// covered.
 pub fn pregenerate(settings: &Settings, store: &SecretStore) -> Result<Vec<ServiceKind>, String> {
+    seal_generated(store, &settings.services_dir())?;
     let mut done = Vec::new();
     for kind in ServiceKind::ALL {
         let svc = settings.services.get(kind);
