@@ -20,8 +20,14 @@
 //!   systemd hands the plaintext to the service in
 //!   `$CREDENTIALS_DIRECTORY/NAME` (a private, non-swappable ramfs).
 //!   [`Keystore::load`] looks there first;
-//! * a daemon that must seal a secret it generated (service passwords) gets
-//!   `PlainFile` from `detect()` when unprivileged, and writes 0600.
+//! * a daemon that must store a secret it created (a service password the
+//!   sealed set lacks, a manifest it fetched itself) gets `PlainFile` from
+//!   `detect()` when unprivileged, and writes 0600 until root seals it
+//!   (`voltd enroll` pre-generates service passwords so this is rare).
+//!
+//! [`SecretStore`] pairs the key store with `$CREDENTIALS_DIRECTORY`; every
+//! secret file of the state directory goes through it (README "Credentials
+//! at rest" lists them).
 //!
 //! All functions block (they run `systemd-creds` and touch files): call
 //! them from `spawn_blocking` or a dedicated thread.
