@@ -382,7 +382,12 @@ fn enroll(
         })
         .await
         .map_err(|e| ExitReason::fatal(ExitCode::Retryable, e.to_string()))?
-        .map_err(|e| ExitReason::fatal(ExitCode::Config, e))?;
+        .map_err(|e| {
+            ExitReason::fatal(
+                ExitCode::Config,
+                format!("pre-generating the services' passwords: {e}"),
+            )
+        })?;
         Ok::<_, ExitReason>((creds, source))
     });
     match result {

@@ -345,7 +345,16 @@ pub async fn ensure_manifest(settings: &Settings, client: &reqwest::Client, cred
         );
         return;
     };
-    match credentials::load_manifest(&settings.manifest_file()) {
+    let path = settings.manifest_file();
+    let stored = tokio::task::spawn_blocking(move || credentials::load_manifest(&path))
+        .await
+        .unwrap_or_else(|e| {
+            Err(credentials::StoreError::Read {
+                path: settings.manifest_file(),
+                source: std::io::Error::other(e.to_string()),
+            })
+        });
+    match stored {
         Ok(Some(_)) => return,
         Ok(None) => {}
         Err(e) if crate::host::keystore::sealed_path(&settings.manifest_file()).exists() => {
