@@ -317,6 +317,9 @@ fn load_generated(store: &SecretStore, path: &Path) -> Result<GeneratedLayers, S
     Ok(GeneratedLayers { sealed, plain, all })
 }
 
+/// Serialises [`generated`] and [`seal_generated`] within the process.
+static GENERATED_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Seals a plain generated-credentials file where `store` seals (merged
 /// into the sealed one, the plain file removed). Returns whether it did.
 pub fn seal_generated(store: &SecretStore, services_dir: &Path) -> Result<bool, String> {
@@ -324,6 +327,9 @@ pub fn seal_generated(store: &SecretStore, services_dir: &Path) -> Result<bool, 
     if !store.is_sealed() || !path.exists() {
         return Ok(false);
     }
+    let _guard = GENERATED_LOCK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let layers = load_generated(store, &path)?;
     store_generated(store, &path, &layers.all, true)?;
     tracing::info!(path = %sealed_path(&path).display(), "Generated service credentials sealed with the host key store.");
@@ -339,6 +345,11 @@ fn generated(
     need_user: bool,
 ) -> Result<(String, Secret), String> {
     let path = services_dir.join(GENERATED_CREDENTIALS_FILE);
+    // One read-modify-write at a time: the services resolve in parallel
+    // (blocking threads) and share the file.
+    let _guard = GENERATED_LOCK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let GeneratedLayers {
         sealed,
         plain: mut plain_layer,
@@ -799,6 +810,34 @@ mod tests {
             .unwrap()
             .retain(|k, _| keep.contains(&k.as_str()));
         v
+    }
+
+    #[test]
+    fn parallel_resolves_keep_every_generated_password() {
+        // The services resolve on blocking threads at the same time; no
+        // read-modify-write of the shared file may lose another's entry.
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let s = settings(dir.path());
+            let got: Vec<Resolved> = std::thread::scope(|scope| {
+                let handles: Vec<_> = ServiceKind::ALL
+                    .into_iter()
+                    .map(|k| {
+                        let s = &s;
+                        scope.spawn(move || resolve(k, &native(k), s).unwrap())
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            let on_disk = read_map(&dir.path().join("services").join(GENERATED_CREDENTIALS_FILE));
+            for r in got {
+                assert_eq!(
+                    on_disk[r.kind.name()]["password"],
+                    r.password.expose(),
+                    "{on_disk}"
+                );
+            }
+        }
     }
 
     #[test]
