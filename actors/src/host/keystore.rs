@@ -394,12 +394,6 @@ impl SecretStore {
     pub fn store(&self, plain: &Path, name: &str, secret: &Secret) -> Result<(), KeystoreError> {
         self.keystore.store(plain, name, secret)
     }
-
-    /// Whether a secret is stored for `plain` in either form (not counting
-    /// the credentials directory).
-    pub fn exists(plain: &Path) -> bool {
-        plain.exists() || sealed_path(plain).exists()
-    }
 }
 
 fn to_secret(bytes: Vec<u8>, from: &Path) -> Result<Secret, KeystoreError> {
