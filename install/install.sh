@@ -344,19 +344,30 @@ step "configuration: $CONF_NOTE; release key pinned in $KEY_FILE"
 
 # --- 7. Enrollment ------------------------------------------------------------------------
 # voltd enroll runs as root: where systemd-creds can seal (root, systemd >= 250)
-# the credentials are stored only sealed (credentials.json.cred) and systemd
-# decrypts them for the service (drop-in below); elsewhere a 0600 file. On a
-# host enrolled with a plain file, `voltd enroll` seals it (no token needed).
+# every secret of the state directory is stored only sealed (*.cred: the
+# credentials, the install manifest, the services' generated passwords, which
+# enroll pre-generates) and systemd decrypts them for the service (drop-in
+# below); elsewhere 0600 files. On an enrolled host `voltd enroll` (no token
+# needed) seals plain files left by an older install and adds missing
+# service passwords; it changes nothing when there is nothing to do.
 SEALED="$STATE_DIR/credentials.json.cred"
-if [ -f "$SEALED" ]; then
-  ENROLL_NOTE="already enrolled (credentials sealed)"
-elif [ -f "$STATE_DIR/credentials.json" ]; then
+SECRET_FILES="credentials.json manifest.json services/credentials.json"
+# at_rest: which secret files exist, and in which form.
+at_rest() {
+  for f in $SECRET_FILES; do
+    [ -f "$STATE_DIR/$f" ] && echo "$f"
+    [ -f "$STATE_DIR/$f.cred" ] && echo "$f.cred"
+  done
+  return 0
+}
+REST_BEFORE="$(at_rest)"
+if [ -f "$SEALED" ] || [ -f "$STATE_DIR/credentials.json" ]; then
   "$BIN_LINK" --config "$CONFIG" enroll >"$TMP/enroll.log" 2>&1 \
     || die "cannot read the stored credentials: $(tail -n 3 "$TMP/enroll.log")"
-  if [ -f "$SEALED" ]; then
-    ENROLL_NOTE="already enrolled; credentials sealed with systemd-creds"; changed
-  else
-    ENROLL_NOTE="already enrolled"
+  ENROLL_NOTE="already enrolled"
+  if [ "$(at_rest)" != "$REST_BEFORE" ]; then
+    changed
+    [ -f "$SEALED" ] && ENROLL_NOTE="$ENROLL_NOTE; secrets sealed with systemd-creds"
   fi
 else
   read_token
@@ -365,7 +376,7 @@ else
     || die "enrollment failed: $(tail -n 3 "$TMP/enroll.log")"
   unset TOKEN
   ENROLL_NOTE="enrolled cluster $CLUSTER_ID"; changed
-  [ -f "$SEALED" ] && ENROLL_NOTE="$ENROLL_NOTE (credentials sealed with systemd-creds)"
+  [ -f "$SEALED" ] && ENROLL_NOTE="$ENROLL_NOTE (secrets sealed with systemd-creds)"
 fi
 staging || chown -R "$SERVICE_USER:$SERVICE_USER" "$STATE_DIR"
 step "enrollment: $ENROLL_NOTE"
@@ -401,10 +412,13 @@ put "$UNIT_DIR/voltd.service" 0644 <<'VOLTD_UNIT'
 # reaches it over AF_UNIX, which this unit allows, and /run stays readable
 # under ProtectSystem=strict. This file needs no change for it.
 #
-# Credentials at rest: where install.sh sealed them with systemd-creds, its
-# drop-in voltd.service.d/host.conf adds LoadCredentialEncrypted= (systemd
-# decrypts them for the daemon; README "Credentials at rest"), and
-# ReadWritePaths= for an --install-root outside /opt/volt/team-clusters.
+# Credentials at rest: where install.sh sealed them with systemd-creds (the
+# daemon password, the install manifest, the services' generated passwords),
+# its drop-in voltd.service.d/host.conf adds one LoadCredentialEncrypted= per
+# sealed file (systemd decrypts them for the daemon; README "Credentials at
+# rest"), and ReadWritePaths= for an --install-root outside
+# /opt/volt/team-clusters. What a server must read in plain text (Redis's
+# ACL file) goes to the RuntimeDirectory= below, a tmpfs, never the state.
 
 [Unit]
 Description=VOLT cluster daemon
@@ -436,10 +450,13 @@ KillMode=mixed
 TimeoutStopSec=60
 LimitNOFILE=65536
 
-# Writable: the state (credentials, service data), the releases (self-update)
-# and the cluster's install root (provisioned servers under deps/).
+# Writable: the state (credentials, service data), the runtime files
+# (/run/voltd, 0700, emptied at stop), the releases (self-update) and the
+# cluster's install root (provisioned servers under deps/).
 StateDirectory=voltd
 StateDirectoryMode=0700
+RuntimeDirectory=voltd
+RuntimeDirectoryMode=0700
 ReadWritePaths=/opt/voltd -/opt/volt/team-clusters
 UMask=0077
 
@@ -475,9 +492,15 @@ WantedBy=multi-user.target
 VOLTD_UNIT
 # This host's additions to the unit: sealed credentials for systemd to
 # decrypt, an install root outside the unit's writable paths.
+# One credential per sealed file (names: cloud/credentials.rs, services/resolve.rs).
 {
-  [ -f "$SEALED" ] && echo "LoadCredentialEncrypted=voltd-credentials:${SEALED#"$PREFIX"}"
+  for pair in voltd-credentials:credentials.json voltd-manifest:manifest.json \
+              voltd-services:services/credentials.json; do
+    f="$STATE_DIR/${pair#*:}.cred"
+    [ -f "$f" ] && echo "LoadCredentialEncrypted=${pair%%:*}:${f#"$PREFIX"}"
+  done
   [ "$INSTALL_ROOT" = /opt/volt/team-clusters ] || echo "ReadWritePaths=$INSTALL_ROOT"
+  true
 } >"$TMP/dropin"
 if [ -s "$TMP/dropin" ]; then
   mkdir -p "$UNIT_DIR/voltd.service.d"

@@ -3,7 +3,7 @@
 //! | command | does | exit |
 //! |---|---|---|
 //! | `voltd run` | runs the daemon | the daemon exit-code table (README) |
-//! | `voltd enroll [--token T]` | enrolls once, stores the credentials (sealed where the host has a key store; on an enrolled host: seals a plain file) | 0, 1 config, 2 unreachable, 4 rejected |
+//! | `voltd enroll [--token T]` | enrolls once, stores the credentials and the install manifest, pre-generates the native services' passwords (all sealed where the host has a key store; on an enrolled host: seals plain files) | 0, 1 config, 2 unreachable, 4 rejected |
 //! | `voltd status [--json]` | asks the running daemon | 0, 3 not running |
 //! | `voltd logs [-f] [--tail N] [--json]` | the supervisor log stream | 0, 3 not running |
 //! | `voltd config show` | effective config, secrets redacted | 0, 1 |
@@ -25,6 +25,8 @@ use voltd_actors::cloud::tls;
 use voltd_actors::config::{self, Loaded};
 use voltd_actors::daemon::{self, StartError};
 use voltd_actors::events::EventBus;
+use voltd_actors::host::keystore::SecretStore;
+use voltd_actors::services::resolve;
 
 /// Exit status of `voltd status`/`voltd logs` when no daemon answers (the
 /// LSB convention for "program is not running").
@@ -372,6 +374,20 @@ fn enroll(
                     )
                 })??;
         enrollment::ensure_manifest(&settings, &client, &creds).await;
+        // The native services' generated passwords, made (and sealed) now
+        // by root so the sandboxed daemon, which cannot seal, finds them.
+        let s = settings.clone();
+        tokio::task::spawn_blocking(move || {
+            resolve::pregenerate(&s, SecretStore::shared()).map(|_| ())
+        })
+        .await
+        .map_err(|e| ExitReason::fatal(ExitCode::Retryable, e.to_string()))?
+        .map_err(|e| {
+            ExitReason::fatal(
+                ExitCode::Config,
+                format!("pre-generating the services' passwords: {e}"),
+            )
+        })?;
         Ok::<_, ExitReason>((creds, source))
     });
     match result {

@@ -60,3 +60,30 @@ pub fn try_stored_credentials(state_dir: &Path) -> Option<StoredCredentials> {
     );
     Some(stored_credentials(state_dir))
 }
+
+/// The managed services' generated credentials stored in `state_dir`
+/// (`{"redis": {"user", "password"}, …}`), asserting how they are kept:
+/// sealed only where [`seals_here`], else a 0600 plain file.
+pub fn generated_service_credentials(state_dir: &Path) -> serde_json::Value {
+    use voltd_actors::host::keystore::SecretStore;
+    use voltd_actors::services::resolve::{GENERATED_CREDENTIALS_FILE, GENERATED_CREDENTIALS_NAME};
+    let plain = state_dir
+        .join(voltd_actors::config::SERVICES_DIR)
+        .join(GENERATED_CREDENTIALS_FILE);
+    let sealed = sealed_path(&plain);
+    if seals_here() {
+        assert!(sealed.exists(), "{} missing", sealed.display());
+        assert!(!plain.exists(), "{} is plain text", plain.display());
+    } else {
+        let mode = std::fs::metadata(&plain)
+            .unwrap_or_else(|e| panic!("{}: {e}", plain.display()))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", plain.display());
+    }
+    let text = SecretStore::new(Keystore::detect(SealKey::Auto), None)
+        .load(&plain, GENERATED_CREDENTIALS_NAME)
+        .expect("generated credentials readable")
+        .expect("generated credentials stored");
+    serde_json::from_str(text.expose()).expect("generated credentials are JSON")
+}

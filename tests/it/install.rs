@@ -215,6 +215,21 @@ async fn piped_from_the_plane_it_installs_verifies_enrolls_and_a_second_run_chan
             ),
             "{text}"
         );
+        // The native services' passwords, pre-generated and sealed by
+        // `voltd enroll`, are loaded the same way.
+        assert!(
+            text.contains(
+                "LoadCredentialEncrypted=voltd-services:/var/lib/voltd/services/credentials.json.cred"
+            ),
+            "{text}"
+        );
+        let g = testkit::creds::generated_service_credentials(&p.join("var/lib/voltd"));
+        assert_eq!(
+            g.as_object().unwrap().len(),
+            3,
+            "{}",
+            g.as_object().unwrap().len()
+        );
     } else {
         assert!(!dropin.exists());
     }

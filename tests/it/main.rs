@@ -21,6 +21,7 @@ mod provision_cli;
 mod provisioning;
 mod runtime_actions;
 mod self_update;
+mod service_secrets;
 mod services;
 mod services_binary;
 mod terminal;

@@ -17,7 +17,10 @@
 //! read (migration: `voltd enroll` as root on an enrolled host does it).
 
 use crate::host::fsutil::{SECRET_FILE_MODE, write_atomic, write_json_atomic};
-use crate::host::keystore::{CREDENTIALS_DIRECTORY_ENV, Keystore, KeystoreError, SealKey};
+use crate::host::keystore::{
+    CREDENTIALS_DIRECTORY_ENV, Keystore, KeystoreError, MAX_SECRET_LEN, SealKey, SecretStore,
+    read_plain, remove_if_present,
+};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
@@ -120,7 +123,7 @@ impl CredentialStore {
             path: path.to_owned(),
             hint: match source {
                 KeystoreError::Failed { .. } | KeystoreError::Spawn { .. } => {
-                    " (a sealed credential is read by systemd for the service: the unit needs the drop-in LoadCredentialEncrypted=voltd-credentials:<state dir>/credentials.json.cred, which install.sh writes)"
+                    " (a sealed file is decrypted by systemd for the service: the unit needs the drop-in voltd.service.d/host.conf with its LoadCredentialEncrypted= lines, which install.sh writes)"
                 }
                 _ => "",
             },
@@ -190,7 +193,13 @@ fn parse(bytes: &[u8], path: &Path) -> Result<StoredCredentials, StoreError> {
     let stored: StoredCredentials =
         serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
             path: path.to_owned(),
-            reason: e.to_string(),
+            // Where, never serde's message: it may quote the password.
+            reason: format!(
+                "JSON {:?} error at line {} column {}",
+                e.classify(),
+                e.line(),
+                e.column()
+            ),
         })?;
     if stored.team_cluster_id.trim().is_empty() || stored.daemon_password.is_empty() {
         return Err(StoreError::Corrupt {
@@ -207,37 +216,63 @@ pub fn save(path: &Path, creds: &StoredCredentials) -> Result<(), StoreError> {
     CredentialStore::new(Keystore::PlainFile, None).save(path, creds)
 }
 
-/// Loads a stored install manifest, if any.
-pub fn load_manifest(path: &Path) -> Result<Option<InstallManifest>, StoreError> {
-    match std::fs::read(path) {
-        Ok(b) => serde_json::from_slice(&b)
-            .map(Some)
-            .map_err(|e| StoreError::Corrupt {
-                path: path.to_owned(),
-                reason: e.to_string(),
-            }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(StoreError::Read {
+/// The install manifest's name in the key store and in
+/// `$CREDENTIALS_DIRECTORY` (drop-in: `LoadCredentialEncrypted=voltd-manifest:…`).
+pub const MANIFEST_NAME: &str = "voltd-manifest";
+
+fn manifest_store_error(path: &Path, e: KeystoreError) -> StoreError {
+    match e {
+        KeystoreError::Io { source, .. } => StoreError::Read {
             path: path.to_owned(),
             source,
-        }),
+        },
+        other => CredentialStore::keystore_error(path, other),
     }
 }
 
-/// Stores the install manifest (it holds service passwords: 0600) and
-/// writes its files under `install_dir` with their own modes, as the
-/// reference installers do (`contents + "\n"`).
-pub fn save_manifest(
-    path: &Path,
-    manifest: &InstallManifest,
-    install_dir: Option<&Path>,
-) -> Result<(), StoreError> {
-    write_json_atomic(path, manifest, SECRET_FILE_MODE).map_err(|source| StoreError::Write {
+fn parse_manifest(text: &Secret, path: &Path) -> Result<InstallManifest, StoreError> {
+    serde_json::from_str(text.expose()).map_err(|e| StoreError::Corrupt {
         path: path.to_owned(),
-        source,
-    })?;
-    if let Some(dir) = install_dir {
-        for file in &manifest.files {
+        // Where, never serde's message: it may quote a value (a password).
+        reason: format!(
+            "JSON {:?} error at line {} column {}",
+            e.classify(),
+            e.line(),
+            e.column()
+        ),
+    })
+}
+
+/// Loads a stored install manifest, if any, with this process's key store
+/// (what systemd decrypted, the sealed file, the plain file). Never writes.
+pub fn load_manifest(path: &Path) -> Result<Option<InstallManifest>, StoreError> {
+    load_manifest_with(SecretStore::shared(), path)
+}
+
+/// [`load_manifest`] with a given key store.
+pub fn load_manifest_with(
+    store: &SecretStore,
+    path: &Path,
+) -> Result<Option<InstallManifest>, StoreError> {
+    match store
+        .load(path, MANIFEST_NAME)
+        .map_err(|e| manifest_store_error(path, e))?
+    {
+        Some(text) => parse_manifest(&text, path).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The manifest's files as they go under the install directory, each
+/// checked not to climb out of it.
+fn manifest_targets(
+    manifest: &InstallManifest,
+    dir: &Path,
+) -> Result<Vec<(PathBuf, String, u32)>, StoreError> {
+    manifest
+        .files
+        .iter()
+        .map(|file| {
             let rel = Path::new(&file.path);
             // Manifest paths are relative file names; refuse anything that
             // could climb out of the install directory.
@@ -254,18 +289,114 @@ pub fn save_manifest(
                     ),
                 });
             }
-            let target = dir.join(rel);
             let mut contents = file.contents.clone();
             contents.push('\n');
-            write_atomic(&target, contents.as_bytes(), file.mode.bits()).map_err(|source| {
-                StoreError::Write {
-                    path: target.clone(),
-                    source,
-                }
+            Ok((dir.join(rel), contents, file.mode.bits()))
+        })
+        .collect()
+}
+
+/// Stores the install manifest as a 0600 plain file and writes its files
+/// under `install_dir` (see [`save_manifest_with`]; the daemon goes through
+/// that one).
+pub fn save_manifest(
+    path: &Path,
+    manifest: &InstallManifest,
+    install_dir: Option<&Path>,
+) -> Result<(), StoreError> {
+    save_manifest_with(
+        &SecretStore::new(Keystore::PlainFile, None),
+        path,
+        manifest,
+        install_dir,
+    )
+}
+
+/// Stores the install manifest (it holds the service passwords and, in
+/// `daemon.env`, the daemon password).
+///
+/// * Where `store` seals: only `<path>.cred` (a plain file removed), and
+///   **no** file goes to `install_dir` — those are the reference's files
+///   for docker compose, all of them in plain text (`daemon.env`,
+///   `*.env`, `redis.acl`); voltd reads the sealed manifest instead. Copies
+///   an earlier run wrote there are removed when they still hold exactly
+///   the manifest's contents (an edited file is left alone).
+/// * Otherwise: `path` with mode 0600, and the files written under
+///   `install_dir` with their own modes, as the reference installers do
+///   (`contents + "\n"`).
+pub fn save_manifest_with(
+    store: &SecretStore,
+    path: &Path,
+    manifest: &InstallManifest,
+    install_dir: Option<&Path>,
+) -> Result<(), StoreError> {
+    let targets = match install_dir {
+        Some(dir) => manifest_targets(manifest, dir)?,
+        None => Vec::new(),
+    };
+    let write_err = |e: KeystoreError| match e {
+        KeystoreError::Io { source, .. } => StoreError::Write {
+            path: path.to_owned(),
+            source,
+        },
+        other => CredentialStore::keystore_error(path, other),
+    };
+    if store.is_sealed() {
+        let mut json = serde_json::to_string(manifest).map_err(|e| StoreError::Write {
+            path: path.to_owned(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        if json.len() > MAX_SECRET_LEN && manifest.build_context_archive_base64.is_some() {
+            // The docker build context (a source archive) is for compose's
+            // build mode, which voltd never uses; the rest must fit.
+            let mut slim = manifest.clone();
+            slim.build_context_archive_base64 = None;
+            json = serde_json::to_string(&slim).map_err(|e| StoreError::Write {
+                path: path.to_owned(),
+                source: std::io::Error::other(e.to_string()),
             })?;
         }
+        store
+            .store(path, MANIFEST_NAME, &Secret::new(json))
+            .map_err(write_err)?;
+        for (target, contents, _) in &targets {
+            if std::fs::read(target).is_ok_and(|b| b == contents.as_bytes()) {
+                remove_if_present(target).map_err(write_err)?;
+            }
+        }
+        return Ok(());
+    }
+    write_json_atomic(path, manifest, SECRET_FILE_MODE).map_err(|source| StoreError::Write {
+        path: path.to_owned(),
+        source,
+    })?;
+    for (target, contents, mode) in targets {
+        write_atomic(&target, contents.as_bytes(), mode).map_err(|source| StoreError::Write {
+            path: target,
+            source,
+        })?;
     }
     Ok(())
+}
+
+/// Seals a plain stored manifest where `store` seals (migration: `voltd
+/// enroll` as root on a host enrolled before, or a daemon run as root).
+/// Returns whether it did.
+pub fn seal_manifest(
+    store: &SecretStore,
+    path: &Path,
+    install_dir: Option<&Path>,
+) -> Result<bool, StoreError> {
+    if !store.is_sealed() || !path.exists() {
+        return Ok(false);
+    }
+    let Some(text) = read_plain(path).map_err(|e| manifest_store_error(path, e))? else {
+        return Ok(false);
+    };
+    let manifest = parse_manifest(&text, path)?;
+    save_manifest_with(store, path, &manifest, install_dir)?;
+    tracing::info!(path = %path.display(), "Plain install manifest sealed with the host key store.");
+    Ok(true)
 }
 
 /// Removes `key` from a TOML config file, keeping comments and layout.
@@ -292,6 +423,16 @@ pub fn remove_toml_key(path: &Path, key: &str) -> Result<bool, StoreError> {
         source,
     })?;
     Ok(true)
+}
+
+/// The install manifest's modification time, plain or sealed, whichever
+/// was written last: a change means service credentials, ports or the
+/// catalogue may have changed (enrollment stores it after the services
+/// started).
+pub fn manifest_stamp(settings: &crate::config::Settings) -> Option<std::time::SystemTime> {
+    let plain = settings.manifest_file();
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    mtime(&plain).max(mtime(&crate::host::keystore::sealed_path(&plain)))
 }
 
 #[cfg(test)]
@@ -370,6 +511,62 @@ mod tests {
         .unwrap();
         let service = CredentialStore::new(Keystore::PlainFile, Some(creds_dir));
         assert_eq!(service.load(&p).unwrap().unwrap(), other);
+    }
+
+    #[test]
+    fn with_a_key_store_the_manifest_is_sealed_and_writes_no_plain_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = InstallManifest {
+            manifest_version: "1.0.0".into(),
+            compose_project_name: "p".into(),
+            files: vec![
+                ManifestFile {
+                    path: "redis.env".into(),
+                    contents: "REDIS_PASSWORD=r-secret".into(),
+                    mode: FileMode::Number(0o600),
+                },
+                ManifestFile {
+                    path: "daemon.env".into(),
+                    contents: "TEAM_CLUSTER_DAEMON_PASSWORD=d-secret".into(),
+                    mode: FileMode::Number(0o600),
+                },
+            ],
+            images: serde_json::Value::Null,
+            build_context_archive_base64: None,
+        };
+        let install = dir.path().join("install/c1");
+        let path = dir.path().join(MANIFEST_FILE);
+        let sealed = crate::host::keystore::sealed_path(&path);
+        // An older install: plain manifest, plain copies, one edited since.
+        save_manifest(&path, &m, Some(&install)).unwrap();
+        std::fs::write(install.join("daemon.env"), "edited by hand\n").unwrap();
+
+        let root = SecretStore::new(passthrough_keystore(dir.path()), None);
+        assert!(seal_manifest(&root, &path, Some(&install)).unwrap());
+        assert!(!path.exists() && sealed.exists());
+        assert!(!install.join("redis.env").exists(), "plain copy removed");
+        assert_eq!(
+            std::fs::read_to_string(install.join("daemon.env")).unwrap(),
+            "edited by hand\n",
+            "an edited file is left alone"
+        );
+        assert!(!seal_manifest(&root, &path, Some(&install)).unwrap());
+        assert_eq!(load_manifest_with(&root, &path).unwrap(), Some(m.clone()));
+
+        // Storing anew writes nothing in plain text.
+        std::fs::remove_file(install.join("daemon.env")).unwrap();
+        save_manifest_with(&root, &path, &m, Some(&install)).unwrap();
+        assert!(!path.exists());
+        assert_eq!(std::fs::read_dir(&install).unwrap().count(), 0);
+
+        // The daemon reads what systemd decrypted.
+        let creds_dir = dir.path().join("creds");
+        std::fs::create_dir(&creds_dir).unwrap();
+        std::fs::copy(&sealed, creds_dir.join(MANIFEST_NAME)).unwrap();
+        std::fs::remove_file(&sealed).unwrap();
+        let daemon = SecretStore::new(Keystore::PlainFile, Some(creds_dir));
+        assert_eq!(load_manifest_with(&daemon, &path).unwrap(), Some(m));
+        assert!(!seal_manifest(&daemon, &path, None).unwrap());
     }
 
     #[test]

@@ -19,6 +19,7 @@ use crate::cloud::credentials::{self, CredentialStore, StoredCredentials};
 use crate::config::{CloudUrl, Settings};
 use crate::events::{Event, EventBus};
 use crate::host::clock::now_iso;
+use crate::host::keystore::SecretStore;
 use actix::prelude::*;
 use otp::backoff::ExponentialBackoff;
 use otp::supervisor::StopChild;
@@ -323,6 +324,18 @@ pub async fn resolve(
 /// stored. Failure is logged, not fatal: the manifest only seeds the managed
 /// services' credentials and ports.
 pub async fn ensure_manifest(settings: &Settings, client: &reqwest::Client, creds: &Credentials) {
+    // A plain manifest from before the key store is sealed where this
+    // process can seal (root: `voltd enroll`).
+    let (path, dir) = (settings.manifest_file(), settings.install_dir());
+    match tokio::task::spawn_blocking(move || {
+        credentials::seal_manifest(SecretStore::shared(), &path, Some(&dir))
+    })
+    .await
+    {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "Could not seal the stored install manifest."),
+        Err(e) => tracing::warn!(error = %e, "Install manifest sealing task failed."),
+    }
     if !settings.install.fetch_manifest {
         return;
     }
@@ -332,9 +345,24 @@ pub async fn ensure_manifest(settings: &Settings, client: &reqwest::Client, cred
         );
         return;
     };
-    match credentials::load_manifest(&settings.manifest_file()) {
+    let path = settings.manifest_file();
+    let stored = tokio::task::spawn_blocking(move || credentials::load_manifest(&path))
+        .await
+        .unwrap_or_else(|e| {
+            Err(credentials::StoreError::Read {
+                path: settings.manifest_file(),
+                source: std::io::Error::other(e.to_string()),
+            })
+        });
+    match stored {
         Ok(Some(_)) => return,
         Ok(None) => {}
+        Err(e) if crate::host::keystore::sealed_path(&settings.manifest_file()).exists() => {
+            // Sealed but not readable here (no LoadCredentialEncrypted= line
+            // for it): fetching it again would store it in plain text.
+            tracing::warn!(error = %e, "Sealed install manifest unreadable; services use their configured credentials.");
+            return;
+        }
         Err(e) => {
             tracing::warn!(error = %e, "Stored install manifest unreadable; fetching it again.");
         }
@@ -353,13 +381,25 @@ pub async fn ensure_manifest(settings: &Settings, client: &reqwest::Client, cred
         {
             Ok(manifest) => {
                 let install_dir = settings.install_dir();
-                match credentials::save_manifest(
-                    &settings.manifest_file(),
-                    &manifest,
-                    Some(&install_dir),
-                ) {
+                let (path, dir) = (settings.manifest_file(), install_dir.clone());
+                let stored = tokio::task::spawn_blocking(move || {
+                    credentials::save_manifest_with(
+                        SecretStore::shared(),
+                        &path,
+                        &manifest,
+                        Some(&dir),
+                    )
+                })
+                .await
+                .unwrap_or_else(|e| {
+                    Err(credentials::StoreError::Write {
+                        path: settings.manifest_file(),
+                        source: std::io::Error::other(e.to_string()),
+                    })
+                });
+                match stored {
                     Ok(()) => {
-                        tracing::info!(dir = %install_dir.display(), files = manifest.files.len(), "Install manifest stored.")
+                        tracing::info!(dir = %install_dir.display(), "Install manifest stored.")
                     }
                     Err(e) => tracing::warn!(error = %e, "Could not store the install manifest."),
                 }

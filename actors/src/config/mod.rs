@@ -223,15 +223,6 @@ impl Settings {
         self.state_dir.join(MANIFEST_FILE)
     }
 
-    /// The install manifest's modification time: a change means service
-    /// credentials, ports or the catalogue may have changed (enrollment
-    /// stores it after the services started).
-    pub fn manifest_stamp(&self) -> Option<std::time::SystemTime> {
-        std::fs::metadata(self.manifest_file())
-            .and_then(|m| m.modified())
-            .ok()
-    }
-
     /// The local admin socket (`voltd status`, `voltd logs`).
     pub fn admin_socket(&self) -> PathBuf {
         admin_socket(&self.state_dir)

@@ -20,8 +20,14 @@
 //!   systemd hands the plaintext to the service in
 //!   `$CREDENTIALS_DIRECTORY/NAME` (a private, non-swappable ramfs).
 //!   [`Keystore::load`] looks there first;
-//! * a daemon that must seal a secret it generated (service passwords) gets
-//!   `PlainFile` from `detect()` when unprivileged, and writes 0600.
+//! * a daemon that must store a secret it created (a service password the
+//!   sealed set lacks, a manifest it fetched itself) gets `PlainFile` from
+//!   `detect()` when unprivileged, and writes 0600 until root seals it
+//!   (`voltd enroll` pre-generates service passwords so this is rare).
+//!
+//! [`SecretStore`] pairs the key store with `$CREDENTIALS_DIRECTORY`; every
+//! secret file of the state directory goes through it (README "Credentials
+//! at rest" lists them).
 //!
 //! All functions block (they run `systemd-creds` and touch files): call
 //! them from `spawn_blocking` or a dedicated thread.
@@ -266,6 +272,22 @@ impl Keystore {
         plain: &Path,
         name: &str,
     ) -> Result<Option<Secret>, KeystoreError> {
+        if let Some(secret) = self.load_sealed(credentials_dir, plain, name)? {
+            return Ok(Some(secret));
+        }
+        read_plain(plain)
+    }
+
+    /// [`Keystore::load`] without the plain file: what systemd decrypted
+    /// for us, else `<plain>.cred` unsealed. A store that merges a plain
+    /// file into a sealed one (generated service passwords) reads the two
+    /// layers apart.
+    pub fn load_sealed(
+        &self,
+        credentials_dir: Option<&Path>,
+        plain: &Path,
+        name: &str,
+    ) -> Result<Option<Secret>, KeystoreError> {
         valid_name(name)?;
         if let Some(dir) = credentials_dir {
             let p = dir.join(name);
@@ -289,16 +311,88 @@ impl Keystore {
                     key: SealKey::Auto,
                 };
                 let plain_bytes = ks.unseal(name, &sealed)?;
-                return Ok(Some(to_secret(plain_bytes, &sealed_at)?));
+                Ok(Some(to_secret(plain_bytes, &sealed_at)?))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err(&sealed_at, e)),
-        }
-        match std::fs::read(plain) {
-            Ok(bytes) => Ok(Some(to_secret(bytes, plain)?)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_err(plain, e)),
+            Err(e) => Err(io_err(&sealed_at, e)),
         }
+    }
+}
+
+/// The plain (0600) file `plain`, `None` when it does not exist.
+pub fn read_plain(plain: &Path) -> Result<Option<Secret>, KeystoreError> {
+    match std::fs::read(plain) {
+        Ok(bytes) => Ok(Some(to_secret(bytes, plain)?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(plain, e)),
+    }
+}
+
+/// A key store and what systemd decrypted for this process: how voltd
+/// reads and writes every secret file of the state directory (the daemon's
+/// credentials go through `cloud::credentials::CredentialStore`, the same
+/// pair). Methods block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretStore {
+    keystore: Keystore,
+    /// `$CREDENTIALS_DIRECTORY`.
+    credentials_dir: Option<PathBuf>,
+}
+
+static SHARED: std::sync::OnceLock<SecretStore> = std::sync::OnceLock::new();
+
+impl SecretStore {
+    /// A given key store and credentials directory (tests, embedders).
+    pub fn new(keystore: Keystore, credentials_dir: Option<PathBuf>) -> Self {
+        SecretStore {
+            keystore,
+            credentials_dir,
+        }
+    }
+
+    /// `systemd-creds` if this process can seal ([`Keystore::detect`]),
+    /// `$CREDENTIALS_DIRECTORY` from the environment.
+    pub fn detect() -> Self {
+        SecretStore {
+            keystore: Keystore::detect(SealKey::Auto),
+            credentials_dir: std::env::var_os(CREDENTIALS_DIRECTORY_ENV).map(PathBuf::from),
+        }
+    }
+
+    /// [`SecretStore::detect`] once per process: detection runs
+    /// `systemd-creds` twice, and whether this process can seal does not
+    /// change while it runs. Blocks the first time.
+    pub fn shared() -> &'static SecretStore {
+        SHARED.get_or_init(SecretStore::detect)
+    }
+
+    pub fn is_sealed(&self) -> bool {
+        self.keystore.is_sealed()
+    }
+
+    pub fn keystore(&self) -> &Keystore {
+        &self.keystore
+    }
+
+    pub fn credentials_dir(&self) -> Option<&Path> {
+        self.credentials_dir.as_deref()
+    }
+
+    /// See [`Keystore::load`].
+    pub fn load(&self, plain: &Path, name: &str) -> Result<Option<Secret>, KeystoreError> {
+        self.keystore
+            .load(self.credentials_dir.as_deref(), plain, name)
+    }
+
+    /// See [`Keystore::load_sealed`].
+    pub fn load_sealed(&self, plain: &Path, name: &str) -> Result<Option<Secret>, KeystoreError> {
+        self.keystore
+            .load_sealed(self.credentials_dir.as_deref(), plain, name)
+    }
+
+    /// See [`Keystore::store`].
+    pub fn store(&self, plain: &Path, name: &str, secret: &Secret) -> Result<(), KeystoreError> {
+        self.keystore.store(plain, name, secret)
     }
 }
 
@@ -314,7 +408,8 @@ fn to_secret(bytes: Vec<u8>, from: &Path) -> Result<Secret, KeystoreError> {
     })
 }
 
-fn remove_if_present(p: &Path) -> Result<(), KeystoreError> {
+/// Removes `p`; a missing file is fine.
+pub fn remove_if_present(p: &Path) -> Result<(), KeystoreError> {
     match std::fs::remove_file(p) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

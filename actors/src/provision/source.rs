@@ -93,7 +93,7 @@ impl ProvisionSource {
     /// The current provisioner; `Err` says why none can be built (a
     /// catalogue file that went bad, an unreadable CA file).
     pub async fn get(&self) -> Result<Provisioner, String> {
-        let stamp = self.settings.manifest_stamp();
+        let stamp = crate::cloud::credentials::manifest_stamp(&self.settings);
         if let Some((built_for, p)) = &*self.cached.borrow()
             && *built_for == stamp
         {

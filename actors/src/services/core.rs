@@ -574,6 +574,15 @@ impl<D: Driver> Core<D> {
         }
     }
 
+    /// [`resolve::resolve`] off the actix thread: it reads files and may run
+    /// `systemd-creds` (sealed credentials, the key store's detection).
+    async fn resolve(&self) -> Result<Resolved, String> {
+        let (svc, settings) = (self.svc.clone(), self.settings.clone());
+        tokio::task::spawn_blocking(move || resolve::resolve(D::KIND, &svc, &settings))
+            .await
+            .map_err(|e| format!("resolving the service's credentials failed: {e}"))?
+    }
+
     fn spawn(
         &self,
         r: &Resolved,
@@ -598,7 +607,7 @@ impl<D: Driver> Core<D> {
     async fn native_once(&mut self, rx: &mut mpsc::UnboundedReceiver<Control>) -> End {
         // Taken before resolving: a manifest stored in between is noticed.
         let stamp = resolve::manifest_stamp(&self.settings);
-        let r = match resolve::resolve(D::KIND, &self.svc, &self.settings) {
+        let r = match self.resolve().await {
             Ok(r) => r,
             Err(e) => return End::Broken(e),
         };
@@ -676,7 +685,7 @@ impl<D: Driver> Core<D> {
 
     async fn external_once(&mut self, rx: &mut mpsc::UnboundedReceiver<Control>) -> End {
         let stamp = resolve::manifest_stamp(&self.settings);
-        let r = match resolve::resolve(D::KIND, &self.svc, &self.settings) {
+        let r = match self.resolve().await {
             Ok(r) => r,
             Err(e) => return End::Broken(e),
         };
@@ -764,7 +773,7 @@ impl<D: Driver> Core<D> {
             let now_stamp = resolve::manifest_stamp(&self.settings);
             if now_stamp != stamp {
                 stamp = now_stamp;
-                if let Ok(fresh) = resolve::resolve(D::KIND, &self.svc, &self.settings)
+                if let Ok(fresh) = self.resolve().await
                     && fresh != *r
                 {
                     tracing::info!(

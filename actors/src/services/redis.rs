@@ -1,7 +1,10 @@
 //! Redis: the reference runs `redis-server --aclfile users.acl` with
 //! `user default off` and one ACL user from the install manifest. voltd
-//! writes the same ACL file and a config around it before every start
-//! (`<state dir>/services/redis.conf` and `redis.acl`, both 0600): port,
+//! writes the same ACL file and a config around it before every start, in
+//! the runtime directory (`resolve::runtime_dir`: systemd's tmpfs
+//! `RuntimeDirectory=`, never the state directory where secrets are sealed;
+//! `redis.conf` and `redis.acl`, both 0600, written atomically; copies an
+//! older voltd left in `<state dir>/services` are removed): port,
 //! bind address, data directory, `appendonly yes` so a crash loses at most
 //! a second of writes. Probe: `PING` (timed) plus `INFO` for the connected
 //! clients, memory and operations per second. Bootstrap: `ACL WHOAMI` must
@@ -21,16 +24,17 @@
 use super::core::{Driver, Probe, ProbeError};
 use super::resolve::Resolved;
 use super::{ServiceClient, ServiceKind};
-use crate::host::fsutil::{SECRET_FILE_MODE, write_atomic};
+use crate::host::fsutil::{PRIVATE_DIR_MODE, SECRET_FILE_MODE, ensure_dir, write_atomic};
+use crate::host::keystore::remove_if_present;
 use ::redis::{ConnectionAddr, ErrorKind, IntoConnectionInfo, RedisConnectionInfo, RedisError};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Generated config file inside `<state dir>/services`.
+/// Generated config file inside the runtime directory.
 pub const CONFIG_FILE: &str = "redis.conf";
-/// Generated ACL file inside `<state dir>/services`.
+/// Generated ACL file (it holds the password) inside the runtime directory.
 pub const ACL_FILE: &str = "redis.acl";
 
 /// The Redis driver.
@@ -115,8 +119,16 @@ impl Driver for Redis {
     const KIND: ServiceKind = ServiceKind::Redis;
 
     fn prepare(&self, r: &Resolved) -> Result<Option<PathBuf>, String> {
-        let acl = r.services_dir.join(ACL_FILE);
-        let conf = r.services_dir.join(CONFIG_FILE);
+        ensure_dir(&r.runtime_dir, PRIVATE_DIR_MODE)
+            .map_err(|e| format!("cannot create {}: {e}", r.runtime_dir.display()))?;
+        // Where older versions wrote them (the ACL file holds the password).
+        if r.services_dir != r.runtime_dir {
+            for old in [ACL_FILE, CONFIG_FILE] {
+                remove_if_present(&r.services_dir.join(old)).map_err(|e| e.to_string())?;
+            }
+        }
+        let acl = r.runtime_dir.join(ACL_FILE);
+        let conf = r.runtime_dir.join(CONFIG_FILE);
         write_atomic(&acl, acl_text(r).as_bytes(), SECRET_FILE_MODE)
             .map_err(|e| format!("cannot write {}: {e}", acl.display()))?;
         write_atomic(&conf, config_text(r, &acl).as_bytes(), SECRET_FILE_MODE)
@@ -195,6 +207,7 @@ mod tests {
             bind: "127.0.0.1".parse().unwrap(),
             data_dir: PathBuf::from("/var/lib/voltd/services/my redis"),
             services_dir: PathBuf::from("/var/lib/voltd/services"),
+            runtime_dir: PathBuf::from("/run/voltd"),
             user: "volt_redis_1a2b3c4d".into(),
             password: Secret::new("p4ss"),
             source: CredentialSource::Manifest,

@@ -8,15 +8,34 @@
 //! ports in `.env` (`MINIO_PORT`, `MONGODB_PORT`, `REDIS_PORT`). Without a
 //! manifest the config file's values apply, then `[install] ports`, then the
 //! well-known port. A native service without any password gets a generated
-//! one (24 random bytes, hex, like the server's), stored 0600 under the
-//! state directory so every restart reuses it.
+//! one (24 random bytes, hex, like the server's), stored under the state
+//! directory so every restart reuses it.
+//!
+//! # At rest
+//!
+//! Generated credentials go through the host key store like the daemon's
+//! own (`host/keystore.rs`): where this process can seal (root: `voltd
+//! enroll`, which install.sh runs and which pre-generates them with
+//! [`pregenerate`]) only `services/credentials.json.cred` exists, and the
+//! sandboxed daemon reads the plaintext systemd decrypted for it
+//! (`LoadCredentialEncrypted=voltd-services:…` → `$CREDENTIALS_DIRECTORY`).
+//! A plain file found where sealing works is merged into the sealed one and
+//! removed. A process that cannot seal and must generate a password the
+//! sealed file lacks (a service enabled after enrollment) writes only the
+//! new entries to the 0600 plain file — never a copy of the sealed ones —
+//! until the next `voltd enroll` seals them. Without a key store the plain
+//! 0600 file is all there is.
+//!
+//! What a server must read in plain text (Redis's ACL file) is written
+//! before every start to the runtime directory ([`runtime_dir`]: systemd's
+//! `RuntimeDirectory=`, a tmpfs), not the state directory.
 
 use super::ServiceKind;
 use crate::cloud::credentials;
 use crate::config::Settings;
 use crate::config::services::services_dir;
 use crate::config::{ServiceMode, ServiceSettings};
-use crate::host::fsutil::{SECRET_FILE_MODE, write_json_atomic};
+use crate::host::keystore::{SecretStore, read_plain, sealed_path};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -27,6 +46,14 @@ use volt_protocol::register::Secret;
 
 /// File of generated service credentials inside `<state dir>/services`.
 pub const GENERATED_CREDENTIALS_FILE: &str = "credentials.json";
+/// Their name in the key store and in `$CREDENTIALS_DIRECTORY` (the
+/// unit's drop-in: `LoadCredentialEncrypted=voltd-services:…`).
+pub const GENERATED_CREDENTIALS_NAME: &str = "voltd-services";
+/// The variable systemd sets to the unit's `RuntimeDirectory=`.
+pub const RUNTIME_DIRECTORY_ENV: &str = "RUNTIME_DIRECTORY";
+/// The runtime directory inside the state directory where systemd gives
+/// none (no key store to speak of there either: see [`runtime_dir`]).
+pub const FALLBACK_RUNTIME_DIR: &str = "run";
 /// Random bytes of a generated password (48 hex characters, as the VOLT
 /// server generates them).
 const GENERATED_PASSWORD_BYTES: usize = 24;
@@ -55,8 +82,10 @@ pub struct Resolved {
     /// Where the server listens (native mode).
     pub bind: IpAddr,
     pub data_dir: PathBuf,
-    /// `<state dir>/services` (pid files, generated configs).
+    /// `<state dir>/services` (pid files, provisioning markers).
     pub services_dir: PathBuf,
+    /// Where files a server reads in plain text go ([`runtime_dir`]).
+    pub runtime_dir: PathBuf,
     pub user: String,
     pub password: Secret,
     pub source: CredentialSource,
@@ -103,9 +132,9 @@ pub fn substitute(template: &str, values: &[(&str, &str)]) -> String {
     out
 }
 
-/// The install manifest's modification time ([`Settings::manifest_stamp`]).
+/// The install manifest's modification time ([`credentials::manifest_stamp`]).
 pub fn manifest_stamp(settings: &Settings) -> Option<SystemTime> {
-    settings.manifest_stamp()
+    credentials::manifest_stamp(settings)
 }
 
 struct ManifestValues {
@@ -182,7 +211,7 @@ fn acl_user(acl: &str) -> Option<(String, Secret)> {
     })
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct GeneratedEntry {
     #[serde(default)]
     user: Option<String>,
@@ -196,25 +225,135 @@ fn random_hex(bytes: usize) -> String {
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Loads (or creates) the generated credentials of `kind`, generating only
-/// what is missing and storing the result atomically with mode 0600.
+type GeneratedMap = BTreeMap<String, GeneratedEntry>;
+
+fn parse_generated(text: &Secret, from: &Path) -> Result<GeneratedMap, String> {
+    serde_json::from_str(text.expose()).map_err(|e| {
+        // Only where, never serde's message: it may quote a value.
+        format!(
+            "{} is corrupt (JSON {:?} error at line {} column {}); restore it or remove it to generate new service passwords",
+            from.display(),
+            e.classify(),
+            e.line(),
+            e.column()
+        )
+    })
+}
+
+fn complete(entry: Option<&GeneratedEntry>, need_user: bool) -> bool {
+    entry.is_some_and(|e| {
+        e.password.as_ref().is_some_and(|p| !p.is_empty())
+            && (!need_user || e.user.as_deref().is_some_and(|u| !u.is_empty()))
+    })
+}
+
+fn store_generated(
+    store: &SecretStore,
+    path: &Path,
+    all: &GeneratedMap,
+    sealed: bool,
+) -> Result<(), String> {
+    let json = serde_json::to_string(all)
+        .map_err(|e| format!("cannot encode generated service credentials: {e}"))?;
+    if let Some(dir) = path.parent() {
+        crate::host::fsutil::ensure_dir(dir, crate::host::fsutil::PRIVATE_DIR_MODE)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let result = if sealed {
+        store.store(path, GENERATED_CREDENTIALS_NAME, &Secret::new(json))
+    } else {
+        // Plain, and only what is not sealed: a sealed file stays where it
+        // is (`Keystore::store` for a plain file would remove it).
+        crate::host::fsutil::write_atomic(
+            path,
+            json.as_bytes(),
+            crate::host::fsutil::SECRET_FILE_MODE,
+        )
+        .map_err(|source| crate::host::keystore::KeystoreError::Io {
+            path: path.display().to_string(),
+            source,
+        })
+    };
+    result.map_err(|e| {
+        format!(
+            "cannot store generated service credentials in {}: {e}",
+            path.display()
+        )
+    })
+}
+
+/// The stored generated credentials: the sealed layer (what systemd
+/// decrypted, else the `.cred` file), the plain file, and both merged (the
+/// sealed entries win).
+struct GeneratedLayers {
+    sealed: Option<GeneratedMap>,
+    plain: GeneratedMap,
+    all: GeneratedMap,
+}
+
+fn load_generated(store: &SecretStore, path: &Path) -> Result<GeneratedLayers, String> {
+    let read_err = |e| format!("cannot read the generated service credentials: {e}");
+    let sealed = match store
+        .load_sealed(path, GENERATED_CREDENTIALS_NAME)
+        .map_err(read_err)?
+    {
+        Some(text) => Some(parse_generated(&text, &sealed_path(path))?),
+        None => None,
+    };
+    let plain = match read_plain(path).map_err(read_err)? {
+        Some(text) => parse_generated(&text, path)?,
+        None => GeneratedMap::new(),
+    };
+    let mut all = sealed.clone().unwrap_or_default();
+    for (k, v) in &plain {
+        if !complete(all.get(k), false) {
+            all.insert(k.clone(), v.clone());
+        }
+    }
+    Ok(GeneratedLayers { sealed, plain, all })
+}
+
+/// Serialises [`generated`] and [`seal_generated`] within the process.
+static GENERATED_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Seals a plain generated-credentials file where `store` seals (merged
+/// into the sealed one, the plain file removed). Returns whether it did.
+pub fn seal_generated(store: &SecretStore, services_dir: &Path) -> Result<bool, String> {
+    let path = services_dir.join(GENERATED_CREDENTIALS_FILE);
+    if !store.is_sealed() || !path.exists() {
+        return Ok(false);
+    }
+    let _guard = GENERATED_LOCK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let layers = load_generated(store, &path)?;
+    store_generated(store, &path, &layers.all, true)?;
+    tracing::info!(path = %sealed_path(&path).display(), "Generated service credentials sealed with the host key store.");
+    Ok(true)
+}
+
+/// Loads (or creates) the generated credentials of `kind` (see the module
+/// docs for where they live), generating only what is missing.
 fn generated(
+    store: &SecretStore,
     services_dir: &Path,
     kind: ServiceKind,
     need_user: bool,
 ) -> Result<(String, Secret), String> {
     let path = services_dir.join(GENERATED_CREDENTIALS_FILE);
-    let mut all: BTreeMap<String, GeneratedEntry> = match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-            format!(
-                "{} is corrupt ({e}); restore it or remove it to generate new service passwords",
-                path.display()
-            )
-        })?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
-    };
-    let entry = all.entry(kind.name().to_owned()).or_default();
+    // One read-modify-write at a time: the services resolve in parallel
+    // (blocking threads) and share the file.
+    let _guard = GENERATED_LOCK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let GeneratedLayers {
+        sealed,
+        plain: mut plain_layer,
+        mut all,
+    } = load_generated(store, &path)?;
+    let had_sealed = sealed.is_some();
+    let name = kind.name().to_owned();
+    let entry = all.entry(name.clone()).or_default();
     let mut changed = false;
     if entry.password.as_ref().is_none_or(Secret::is_empty) {
         entry.password = Some(Secret::new(random_hex(GENERATED_PASSWORD_BYTES)));
@@ -230,15 +369,62 @@ fn generated(
     }
     let user = entry.user.clone().unwrap_or_default();
     let password = entry.password.clone().unwrap_or_default();
-    if changed {
-        write_json_atomic(&path, &all, SECRET_FILE_MODE).map_err(|e| {
-            format!(
-                "cannot store generated service credentials in {}: {e}",
-                path.display()
-            )
-        })?;
+    if store.is_sealed() {
+        // Sealing works here: everything sealed, a plain file migrated.
+        if changed || path.exists() {
+            store_generated(store, &path, &all, true)?;
+            tracing::info!(path = %sealed_path(&path).display(), "Generated service credentials sealed with the host key store.");
+        }
+    } else if changed {
+        let entry = all.remove(&name).unwrap_or_default();
+        plain_layer.insert(name, entry);
+        store_generated(store, &path, &plain_layer, false)?;
+        if had_sealed {
+            tracing::warn!(
+                service = %kind.name(),
+                path = %path.display(),
+                "Generated a service password this process cannot seal; stored it as a 0600 file until `voltd enroll` (install.sh) seals it."
+            );
+        }
     }
     Ok((user, password))
+}
+
+/// Where the files a server reads in plain text go: systemd's
+/// `RuntimeDirectory=` (`$RUNTIME_DIRECTORY`, a tmpfs gone at stop) when the
+/// unit has one, else `<state dir>/run` (a host without systemd, where
+/// there is no key store either).
+pub fn runtime_dir(state_dir: &Path) -> PathBuf {
+    runtime_dir_from(
+        std::env::var_os(RUNTIME_DIRECTORY_ENV).as_deref(),
+        state_dir,
+    )
+}
+
+fn runtime_dir_from(env: Option<&std::ffi::OsStr>, state_dir: &Path) -> PathBuf {
+    // systemd lists several directories separated by ':'; the unit has one.
+    env.and_then(|v| std::env::split_paths(v).find(|p| p.is_absolute()))
+        .unwrap_or_else(|| state_dir.join(FALLBACK_RUNTIME_DIR))
+}
+
+/// Generates (and stores, sealed where this process can seal) the
+/// credentials every native service without manifest or configured ones
+/// will need: `voltd enroll` runs it as root so the sandboxed daemon, which
+/// cannot seal, never has to create a plain one. Returns the services it
+/// covered.
+pub fn pregenerate(settings: &Settings, store: &SecretStore) -> Result<Vec<ServiceKind>, String> {
+    seal_generated(store, &settings.services_dir())?;
+    let mut done = Vec::new();
+    for kind in ServiceKind::ALL {
+        let svc = settings.services.get(kind);
+        if svc.mode != ServiceMode::Native {
+            continue;
+        }
+        if resolve_with(kind, svc, settings, store)?.source == CredentialSource::Generated {
+            done.push(kind);
+        }
+    }
+    Ok(done)
 }
 
 fn default_host(bind: IpAddr) -> String {
@@ -249,13 +435,24 @@ fn default_host(bind: IpAddr) -> String {
     }
 }
 
-/// Resolves `kind`'s port and credentials now (see the module docs).
+/// Resolves `kind`'s port and credentials now (see the module docs), with
+/// this process's key store. Blocking.
 pub fn resolve(
     kind: ServiceKind,
     svc: &ServiceSettings,
     settings: &Settings,
 ) -> Result<Resolved, String> {
-    let manifest = match credentials::load_manifest(&settings.manifest_file()) {
+    resolve_with(kind, svc, settings, SecretStore::shared())
+}
+
+/// [`resolve`] with a given key store.
+pub fn resolve_with(
+    kind: ServiceKind,
+    svc: &ServiceSettings,
+    settings: &Settings,
+    store: &SecretStore,
+) -> Result<Resolved, String> {
+    let manifest = match credentials::load_manifest_with(store, &settings.manifest_file()) {
         Ok(m) => m,
         Err(e) => {
             tracing::warn!(service = %kind.name(), error = %e, "Install manifest unreadable; using configured service credentials.");
@@ -294,7 +491,7 @@ pub fn resolve(
             kind.name()
         ));
     } else {
-        let (u, p) = generated(&services_dir, kind, user.is_none())?;
+        let (u, p) = generated(store, &services_dir, kind, user.is_none())?;
         user = user.or(Some(u));
         password = password.or(Some(p));
         CredentialSource::Generated
@@ -326,6 +523,7 @@ pub fn resolve(
         bind: svc.bind,
         data_dir: svc.data_dir(kind, &settings.state_dir),
         services_dir,
+        runtime_dir: runtime_dir(&settings.state_dir),
         user,
         password,
         source,
@@ -337,6 +535,35 @@ mod tests {
     use super::*;
     use crate::config::{CloudUrl, ClusterId};
     use volt_protocol::enrollment::{FileMode, ManifestFile, ServicePorts};
+
+    use crate::host::keystore::{Keystore, SealKey};
+    use std::os::unix::fs::PermissionsExt;
+
+    fn plain_store() -> SecretStore {
+        SecretStore::new(Keystore::PlainFile, None)
+    }
+
+    /// Unit tests keep secrets in plain files whoever runs them (as root,
+    /// [`super::resolve`] would seal with the real `systemd-creds`: that is
+    /// tested in `tests/it/service_secrets.rs`).
+    fn resolve(kind: ServiceKind, svc: &ServiceSettings, s: &Settings) -> Result<Resolved, String> {
+        resolve_with(kind, svc, s, &plain_store())
+    }
+
+    /// A stand-in for `systemd-creds` that passes stdin through, so a test
+    /// sees which file is written without needing root.
+    fn passthrough_store(dir: &Path, credentials_dir: Option<PathBuf>) -> SecretStore {
+        let prog = dir.join("fake-creds");
+        std::fs::write(&prog, "#!/bin/sh\ncat\n").unwrap();
+        std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+        SecretStore::new(
+            Keystore::SystemdCreds {
+                program: prog,
+                key: SealKey::Auto,
+            },
+            credentials_dir,
+        )
+    }
 
     fn settings(dir: &Path) -> Settings {
         Settings::new(
@@ -468,7 +695,6 @@ mod tests {
 
     #[test]
     fn generated_credentials_are_stored_0600_and_reused() {
-        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let s = settings(dir.path());
         let a = resolve(ServiceKind::Mongo, &native(ServiceKind::Mongo), &s).unwrap();
@@ -508,6 +734,139 @@ mod tests {
         .unwrap();
         let err = resolve(ServiceKind::Redis, &native(ServiceKind::Redis), &s).unwrap_err();
         assert!(err.contains("corrupt"), "{err}");
+    }
+
+    fn read_map(p: &Path) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn with_a_key_store_generated_credentials_are_sealed_and_a_plain_file_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = settings(dir.path());
+        s.services = crate::config::ServicesSettings::native();
+        let plain = dir.path().join("services").join(GENERATED_CREDENTIALS_FILE);
+        let sealed = sealed_path(&plain);
+        // An older voltd left a plain file with mongo's password.
+        let old = resolve(ServiceKind::Mongo, &native(ServiceKind::Mongo), &s).unwrap();
+        assert!(plain.exists() && !sealed.exists());
+
+        let root = passthrough_store(dir.path(), None);
+        let done = pregenerate(&s, &root).unwrap();
+        assert_eq!(done, ServiceKind::ALL.to_vec());
+        assert!(!plain.exists(), "migrated");
+        assert_eq!(
+            std::fs::metadata(&sealed).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let again = resolve_with(ServiceKind::Mongo, &native(ServiceKind::Mongo), &s, &root);
+        assert_eq!(again.unwrap(), old, "the migrated password is kept");
+        let sealed_text = std::fs::read(&sealed).unwrap();
+        assert!(pregenerate(&s, &root).is_ok());
+        assert_eq!(std::fs::read(&sealed).unwrap(), sealed_text, "nothing new");
+
+        // The sandboxed daemon: cannot seal, reads what systemd decrypted.
+        let creds_dir = dir.path().join("creds");
+        std::fs::create_dir(&creds_dir).unwrap();
+        std::fs::write(creds_dir.join(GENERATED_CREDENTIALS_NAME), &sealed_text).unwrap();
+        std::fs::remove_file(&sealed).unwrap();
+        let daemon = SecretStore::new(Keystore::PlainFile, Some(creds_dir.clone()));
+        let r = resolve_with(ServiceKind::Mongo, &native(ServiceKind::Mongo), &s, &daemon);
+        assert_eq!(r.unwrap(), old);
+        for kind in ServiceKind::ALL {
+            resolve_with(kind, &native(kind), &s, &daemon).unwrap();
+        }
+        assert!(
+            !plain.exists(),
+            "everything was pre-generated: no plain file"
+        );
+
+        // A password the sealed set lacks: only that one goes to the plain
+        // file, never a copy of the sealed ones.
+        std::fs::write(
+            creds_dir.join(GENERATED_CREDENTIALS_NAME),
+            serde_json::to_vec(&read_map_bytes(&sealed_text, &["mongo"])).unwrap(),
+        )
+        .unwrap();
+        let redis = resolve_with(ServiceKind::Redis, &native(ServiceKind::Redis), &s, &daemon);
+        let redis = redis.unwrap();
+        let on_disk = read_map(&plain);
+        assert_eq!(on_disk.as_object().unwrap().len(), 1, "{on_disk}");
+        assert_eq!(on_disk["redis"]["password"], redis.password.expose());
+        let r = resolve_with(ServiceKind::Redis, &native(ServiceKind::Redis), &s, &daemon);
+        assert_eq!(r.unwrap(), redis, "reused from the plain file");
+        let r = resolve_with(ServiceKind::Mongo, &native(ServiceKind::Mongo), &s, &daemon);
+        assert_eq!(r.unwrap(), old, "still from the credentials directory");
+    }
+
+    /// `bytes` (a generated-credentials JSON) with only `keep`'s entries.
+    fn read_map_bytes(bytes: &[u8], keep: &[&str]) -> serde_json::Value {
+        let mut v: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+        v.as_object_mut()
+            .unwrap()
+            .retain(|k, _| keep.contains(&k.as_str()));
+        v
+    }
+
+    #[test]
+    fn parallel_resolves_keep_every_generated_password() {
+        // The services resolve on blocking threads at the same time; no
+        // read-modify-write of the shared file may lose another's entry.
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let s = settings(dir.path());
+            let got: Vec<Resolved> = std::thread::scope(|scope| {
+                let handles: Vec<_> = ServiceKind::ALL
+                    .into_iter()
+                    .map(|k| {
+                        let s = &s;
+                        scope.spawn(move || resolve(k, &native(k), s).unwrap())
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            let on_disk = read_map(&dir.path().join("services").join(GENERATED_CREDENTIALS_FILE));
+            for r in got {
+                assert_eq!(
+                    on_disk[r.kind.name()]["password"],
+                    r.password.expose(),
+                    "{on_disk}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn runtime_files_go_to_systemds_runtime_directory_else_state_run() {
+        let state = Path::new("/var/lib/voltd");
+        assert_eq!(
+            runtime_dir_from(Some("/run/voltd".as_ref()), state),
+            PathBuf::from("/run/voltd")
+        );
+        assert_eq!(
+            runtime_dir_from(Some("/run/voltd:/run/other".as_ref()), state),
+            PathBuf::from("/run/voltd")
+        );
+        assert_eq!(runtime_dir_from(None, state), state.join("run"));
+        assert_eq!(
+            runtime_dir_from(Some("".as_ref()), state),
+            state.join("run")
+        );
+    }
+
+    #[test]
+    fn a_corrupt_store_error_quotes_no_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = settings(dir.path());
+        std::fs::create_dir_all(dir.path().join("services")).unwrap();
+        std::fs::write(
+            dir.path().join("services").join(GENERATED_CREDENTIALS_FILE),
+            r#"{"redis": {"user": "u", "password": 12345678901234}}"#,
+        )
+        .unwrap();
+        let err = resolve(ServiceKind::Redis, &native(ServiceKind::Redis), &s).unwrap_err();
+        assert!(err.contains("corrupt"), "{err}");
+        assert!(!err.contains("12345678901234"), "{err}");
     }
 
     #[test]

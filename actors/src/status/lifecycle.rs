@@ -31,6 +31,7 @@ use crate::cloud::credentials::UNINSTALLED_MARKER;
 use crate::config::Settings;
 use crate::events::{Delivery, Event, EventBus};
 use crate::host::fsutil::{SECRET_FILE_MODE, write_atomic};
+use crate::host::keystore::sealed_path;
 use crate::host::notify::Notifier;
 use crate::services::ServiceRegistry;
 use crate::update::install::InstallLayout;
@@ -162,13 +163,22 @@ fn remove_file(path: &Path) -> Result<(), String> {
 
 /// What uninstall deletes: the install directory, the state files and the
 /// managed services' data directories (of the services voltd runs) plus
-/// `<state dir>/services` (pid files, generated configs and passwords).
+/// `<state dir>/services` (pid files, generated passwords), the sealed
+/// forms of the state files and the fallback runtime directory.
 pub fn uninstall_targets(ctx: &Lifecycle) -> (Vec<PathBuf>, Vec<PathBuf>) {
     let s = &ctx.settings;
     let mut dirs = vec![s.install_dir()];
     dirs.extend(s.services.owned_data_dirs(&s.state_dir));
     dirs.push(s.services_dir());
-    let files = vec![s.credentials_file(), s.manifest_file()];
+    // The runtime directory where systemd gives none (systemd removes its own).
+    dirs.push(
+        s.state_dir
+            .join(crate::services::resolve::FALLBACK_RUNTIME_DIR),
+    );
+    let files = [s.credentials_file(), s.manifest_file()]
+        .into_iter()
+        .flat_map(|f| [sealed_path(&f), f])
+        .collect();
     (dirs, files)
 }
 

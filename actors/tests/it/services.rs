@@ -125,8 +125,7 @@ async fn native_services_become_healthy_and_are_bootstrapped() {
     assert!(r["usedMemoryBytes"].as_u64().unwrap() > 0, "{r}");
 
     // Generated secrets never reach the log stream.
-    let secrets = std::fs::read_to_string(state.path().join("services/credentials.json")).unwrap();
-    let secrets: serde_json::Value = serde_json::from_str(&secrets).unwrap();
+    let secrets = testkit::creds::generated_service_credentials(state.path());
     let log: String = svcs
         .bus
         .recent(usize::MAX)
