@@ -6,17 +6,22 @@
 //!
 //! * commands: `runtime.ping` 20 times a second, a Redis keyspace listing
 //!   every 2 s, `runtime.services.status` every 5 s;
-//! * terminal output: a host terminal session every 10 s that prints
-//!   256 KB and exits (a new PTY, shell and pump each time);
+//! * terminal output: a host terminal session every `--session-every`
+//!   seconds (default 3) that prints 256 KB and exits (a new PTY, shell and
+//!   pump each time);
 //! * reconnects: the plane cuts the daemon's socket every 30 s;
 //! * service restarts: `runtime.services.restart` of redis, mongo, minio in
 //!   turn every 60 s.
 //!
 //! Every `--sample` seconds (default 30) it prints voltd's RSS, open file
-//! descriptors and threads; at the end the RSS slope after `--warmup`
-//! seconds (least squares, in % of the mean per hour) and the descriptor
-//! range after warm-up. Targets: slope ≤ 1 %/h, descriptors flat.
-//! `--quick` is a 3-minute smoke run.
+//! descriptors and threads. The warm-up ends after `--warmup` seconds and
+//! not before every bounded buffer of the daemon is full — the supervisor
+//! log's ring (`events::DEFAULT_RING_CAPACITY` records, read through
+//! `voltd logs`) is the slowest to fill; then the load goes on for
+//! `--duration` seconds (default 3600) and the RSS slope over that window
+//! (least squares, in % of the mean per hour) and the descriptor range are
+//! printed. Targets: slope ≤ 1 %/h, descriptors flat. `--quick` is a
+//! 3-minute smoke run (no wait for the ring).
 
 use serde_json::json;
 use std::cell::Cell;
@@ -47,6 +52,26 @@ fn fds(pid: u32) -> usize {
         .unwrap_or(0)
 }
 
+/// Whether the daemon's supervisor log ring is full: its newest record's
+/// sequence number (from `voltd logs`) has reached the ring's capacity.
+async fn log_ring_full(config: &std::path::Path) -> bool {
+    let Ok(out) = tokio::process::Command::new(env!("CARGO_BIN_EXE_voltd"))
+        .arg("--config")
+        .arg(config)
+        .args(["logs", "--tail", "1", "--json"])
+        .output()
+        .await
+    else {
+        return false;
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .and_then(|v| v["seq"].as_u64())
+        .is_some_and(|seq| seq >= voltd_actors::events::DEFAULT_RING_CAPACITY as u64)
+}
+
 /// Least-squares slope of `ys` over `xs`.
 fn slope(xs: &[f64], ys: &[f64]) -> f64 {
     let n = xs.len() as f64;
@@ -67,9 +92,10 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
     let duration =
-        Duration::from_secs(arg(&args, "--duration").unwrap_or(if quick { 180 } else { 3600 }));
+        Duration::from_secs(arg(&args, "--duration").unwrap_or(if quick { 120 } else { 3600 }));
     let warmup =
         Duration::from_secs(arg(&args, "--warmup").unwrap_or(if quick { 60 } else { 600 }));
+    let session_every = Duration::from_secs(arg(&args, "--session-every").unwrap_or(3));
     let sample_every =
         Duration::from_secs(arg(&args, "--sample").unwrap_or(if quick { 10 } else { 30 }));
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -183,7 +209,7 @@ fn main() {
             let (plane, id, stop, counts) = (plane.clone(), id.clone(), stop.clone(), counts.clone());
             tasks.push(tokio::task::spawn_local(async move {
                 while !stop.get() {
-                    tokio::time::sleep(Duration::from_secs(10)).await;
+                    tokio::time::sleep(session_every).await;
                     let Ok(mut s) = plane.attach_host_terminal(&id).await else {
                         continue;
                     };
@@ -237,9 +263,12 @@ fn main() {
 
         let start = Instant::now();
         let mut samples: Vec<Sample> = Vec::new();
+        // The warm-up ends once the supervisor log's ring is full (and not
+        // before `--warmup`); the measured window follows it.
+        let mut warm_at: Option<f64> = None;
         println!("{:>7} {:>10} {:>5} {:>8} {:>9} {:>6} {:>9} {:>10} {:>9} {:>8}",
             "t (s)", "RSS (KiB)", "fds", "threads", "pings", "fails", "sessions", "reconnects", "restarts", "listings");
-        while start.elapsed() < duration {
+        while warm_at.is_none_or(|w| start.elapsed().as_secs_f64() < w + duration.as_secs_f64()) {
             tokio::time::sleep(sample_every).await;
             assert!(matches!(daemon.try_wait(), Ok(None)), "voltd exited during the soak");
             let s = Sample {
@@ -253,13 +282,18 @@ fn main() {
                 s.at, s.rss_kib, s.fds, s.threads,
                 counts[0].get(), counts[1].get(), counts[2].get(), counts[3].get(), counts[4].get(), counts[5].get()
             );
+            if warm_at.is_none() && s.at >= warmup.as_secs_f64() && (quick || log_ring_full(&config).await) {
+                println!("warm-up over at {:.0} s: the supervisor log's ring is full; measuring {} s", s.at, duration.as_secs());
+                warm_at = Some(s.at);
+            }
             samples.push(s);
         }
         stop.set(true);
         for t in tasks {
             t.abort();
         }
-        let after: Vec<&Sample> = samples.iter().filter(|s| s.at >= warmup.as_secs_f64()).collect();
+        let warm = warm_at.unwrap_or(0.0);
+        let after: Vec<&Sample> = samples.iter().filter(|s| s.at >= warm).collect();
         if after.len() >= 2 {
             let xs: Vec<f64> = after.iter().map(|s| s.at / 3600.0).collect();
             let ys: Vec<f64> = after.iter().map(|s| s.rss_kib as f64).collect();
@@ -270,8 +304,9 @@ fn main() {
             let th_min = after.iter().map(|s| s.threads).min().unwrap_or(0);
             let th_max = after.iter().map(|s| s.threads).max().unwrap_or(0);
             println!(
-                "after {} s of warm-up ({} samples): RSS mean {:.1} MiB, slope {:+.1} KiB/h = {:+.2} %/h (target ≤ 1 %/h); fds {}..{}; threads {}..{}",
-                warmup.as_secs(),
+                "after {:.0} s of warm-up, {:.0} s measured ({} samples): RSS mean {:.1} MiB, slope {:+.1} KiB/h = {:+.2} %/h (target ≤ 1 %/h); fds {}..{}; threads {}..{}",
+                warm,
+                after.last().map_or(0.0, |s| s.at) - warm,
                 after.len(),
                 mean / 1024.0,
                 per_hour,
