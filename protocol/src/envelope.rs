@@ -1126,4 +1126,15 @@ mod tests {
         let back = Message::decode(&serde_json::to_string(&m).unwrap()).unwrap();
         assert_eq!(m, back);
     }
+
+    #[test]
+    fn numbers_come_back_out_exactly() {
+        // Found by the envelope fuzz target: a 256-digit integer is an f64
+        // that the default float parser read one ULP off on the way back.
+        let raw = format!(r#"{{"type":"x-y","cs":2{}4}}"#, "5".repeat(254));
+        let m = Message::decode(&raw).unwrap();
+        let json = serde_json::to_string(&m).unwrap();
+        let back = Message::decode(&json).unwrap();
+        assert_eq!(serde_json::to_string(&back).unwrap(), json);
+    }
 }
