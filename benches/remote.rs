@@ -80,10 +80,17 @@ fn main() {
             println!("{n}");
         }
         let config = dir.path().join("voltd.toml");
+        // Shells run as a terminal account, as on a host (the tests'
+        // account when root; this user, allowed explicitly, otherwise).
+        let term = testkit::daemon::test_terminal("/bin/sh");
         let mut text = format!(
-            "cloud_url = \"{}\"\nteam_cluster_id = \"{id}\"\nstate_dir = \"{}\"\nlog_level = \"warn\"\n{services}",
+            "cloud_url = \"{}\"\nteam_cluster_id = \"{id}\"\nstate_dir = \"{}\"\nlog_level = \"warn\"\n\
+             [terminal]\nshell = \"/bin/sh\"\nuser = \"{}\"\nallow_daemon_user = {}\nhelper_socket = \"{}\"\n{services}",
             plane.base_url(),
-            dir.path().join("state").display()
+            dir.path().join("state").display(),
+            term.user.as_str(),
+            term.allow_daemon_user,
+            term.helper_socket.display(),
         );
         text = text.replace("[services.redis]\n", &format!("[services.redis]\nuser = \"bench\"\npassword = \"{REDIS_PASSWORD}\"\n"));
         text = text.replace("[services.minio]\n", &format!("[services.minio]\nuser = \"{S3_USER}\"\npassword = \"{S3_PASSWORD}\"\n"));
@@ -137,7 +144,11 @@ fn main() {
 
         // Terminal: cat of a big file with no newlines (so the tty adds
         // nothing) through session-data.
-        let file = dir.path().join("big.txt");
+        // In a directory the terminal account can read (the work
+        // directory is private to this user).
+        let shared = tempfile::Builder::new().prefix("voltd-bench-").tempdir().expect("dir");
+        std::fs::set_permissions(shared.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+        let file = shared.path().join("big.txt");
         {
             let mut f = std::fs::File::create(&file).expect("file");
             let block = vec![b'a'; 1 << 20];
