@@ -33,6 +33,10 @@ use volt_plane::{PlaneConfig, SessionEvent};
 struct Sample {
     at: f64,
     rss_kib: u64,
+    /// Private memory (heap, stacks): what a leak would grow. The rest of
+    /// RSS is file pages of the binary, mapped as code runs for the first
+    /// time.
+    anon_kib: u64,
     fds: usize,
     threads: u64,
 }
@@ -268,19 +272,22 @@ fn main() {
         let mut warm_at: Option<f64> = None;
         println!("{:>7} {:>10} {:>5} {:>8} {:>9} {:>6} {:>9} {:>10} {:>9} {:>8}",
             "t (s)", "RSS (KiB)", "fds", "threads", "pings", "fails", "sessions", "reconnects", "restarts", "listings");
+        println!("(anonymous KiB in brackets)");
         while warm_at.is_none_or(|w| start.elapsed().as_secs_f64() < w + duration.as_secs_f64()) {
             tokio::time::sleep(sample_every).await;
             assert!(matches!(daemon.try_wait(), Ok(None)), "voltd exited during the soak");
             let s = Sample {
                 at: start.elapsed().as_secs_f64(),
                 rss_kib: proc_status(pid, "VmRSS:"),
+                anon_kib: proc_status(pid, "RssAnon:"),
                 fds: fds(pid),
                 threads: proc_status(pid, "Threads:"),
             };
             println!(
-                "{:>7.0} {:>10} {:>5} {:>8} {:>9} {:>6} {:>9} {:>10} {:>9} {:>8}",
+                "{:>7.0} {:>10} {:>5} {:>8} {:>9} {:>6} {:>9} {:>10} {:>9} {:>8} [{}]",
                 s.at, s.rss_kib, s.fds, s.threads,
-                counts[0].get(), counts[1].get(), counts[2].get(), counts[3].get(), counts[4].get(), counts[5].get()
+                counts[0].get(), counts[1].get(), counts[2].get(), counts[3].get(), counts[4].get(), counts[5].get(),
+                s.anon_kib
             );
             if warm_at.is_none() && s.at >= warmup.as_secs_f64() && (quick || log_ring_full(&config).await) {
                 println!("warm-up over at {:.0} s: the supervisor log's ring is full; measuring {} s", s.at, duration.as_secs());
@@ -299,6 +306,9 @@ fn main() {
             let ys: Vec<f64> = after.iter().map(|s| s.rss_kib as f64).collect();
             let mean = ys.iter().sum::<f64>() / ys.len() as f64;
             let per_hour = slope(&xs, &ys);
+            let anon: Vec<f64> = after.iter().map(|s| s.anon_kib as f64).collect();
+            let anon_mean = anon.iter().sum::<f64>() / anon.len() as f64;
+            let anon_per_hour = slope(&xs, &anon);
             let fd_min = after.iter().map(|s| s.fds).min().unwrap_or(0);
             let fd_max = after.iter().map(|s| s.fds).max().unwrap_or(0);
             let th_min = after.iter().map(|s| s.threads).min().unwrap_or(0);
@@ -315,6 +325,12 @@ fn main() {
                 fd_max,
                 th_min,
                 th_max
+            );
+            println!(
+                "anonymous memory: mean {:.1} MiB, slope {:+.1} KiB/h = {:+.2} %/h",
+                anon_mean / 1024.0,
+                anon_per_hour,
+                anon_per_hour / anon_mean * 100.0
             );
         }
         println!(

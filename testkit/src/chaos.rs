@@ -502,7 +502,11 @@ pub async fn plane_restarts(bin: &Path, rounds: usize) -> PlaneReport {
         eventually(
             REGISTER_WITHIN,
             "three heartbeats after the restart",
-            async || plane.cluster(&id).filter(|c| c.heartbeat_count >= beats + 3),
+            async || {
+                plane
+                    .cluster(&id)
+                    .filter(|c| c.heartbeat_count >= beats + 3)
+            },
         )
         .await;
         let view = plane.cluster(&id).expect("the cluster");

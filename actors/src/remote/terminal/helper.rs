@@ -57,9 +57,15 @@ pub fn serve(mut conn: UnixStream, settings: &TerminalSettings, peer_uid: u32) {
         Err(e) => return refuse(&mut conn, e.status, e.message),
     };
     // The session's processes are ours from here: any return kills them.
+    // A shell that exits at once must still be reported after `opened`:
+    // the waiter holds its `exited` until the answer is on the wire.
+    let (answered, answer_sent) = std::sync::mpsc::channel::<()>();
     let exit_conn = conn.try_clone();
     let reap = match exit_conn {
         Ok(mut exit_conn) => spawn_waiter(pid, move |code| {
+            // Err: the answer was never sent (the sender is gone); then
+            // nobody reads this either way.
+            let _ = answer_sent.recv();
             let _ = exit_conn.write_all(&wire::encode(&Reply::Exited { code }));
         }),
         Err(e) => Err(e),
@@ -82,6 +88,7 @@ pub fn serve(mut conn: UnixStream, settings: &TerminalSettings, peer_uid: u32) {
         user: identity.name.clone(),
     };
     let sent = send_with_fd(&conn, &wire::encode(&opened), master.as_fd());
+    drop(answered);
     // voltd holds its own copy of the master now. This one stays open
     // until the session is over: it keeps the terminal's number (the
     // /dev/pts/N the kill path looks for) from going to a new terminal
