@@ -123,6 +123,13 @@ impl Fixture {
         tweak(&mut s);
         let daemon = start_daemon(s);
         wait_connected(&plane, &id).await;
+        // The plane counts the registration before the daemon's dispatcher
+        // has the link: a command sent in between would be SOCKET_NOT_READY.
+        let outbox = daemon.wiring.outbox.clone();
+        eventually(WITHIN, "the daemon's dispatcher has the link", async || {
+            outbox.link().await.map(|_| ())
+        })
+        .await;
         Fixture {
             plane,
             created,
