@@ -93,7 +93,15 @@ impl ProvisionSource {
     /// The current provisioner; `Err` says why none can be built (a
     /// catalogue file that went bad, an unreadable CA file).
     pub async fn get(&self) -> Result<Provisioner, String> {
-        let stamp = crate::cloud::credentials::manifest_stamp(&self.settings);
+        let stamp = {
+            let settings = self.settings.clone();
+            tokio::task::spawn_blocking(move || {
+                crate::cloud::credentials::manifest_stamp(&settings)
+            })
+            .await
+            .ok()
+            .flatten()
+        };
         if let Some((built_for, p)) = &*self.cached.borrow()
             && *built_for == stamp
         {

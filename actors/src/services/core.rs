@@ -606,7 +606,7 @@ impl<D: Driver> Core<D> {
 
     async fn native_once(&mut self, rx: &mut mpsc::UnboundedReceiver<Control>) -> End {
         // Taken before resolving: a manifest stored in between is noticed.
-        let stamp = resolve::manifest_stamp(&self.settings);
+        let stamp = resolve::manifest_stamp(&self.settings).await;
         let r = match self.resolve().await {
             Ok(r) => r,
             Err(e) => return End::Broken(e),
@@ -684,7 +684,7 @@ impl<D: Driver> Core<D> {
     }
 
     async fn external_once(&mut self, rx: &mut mpsc::UnboundedReceiver<Control>) -> End {
-        let stamp = resolve::manifest_stamp(&self.settings);
+        let stamp = resolve::manifest_stamp(&self.settings).await;
         let r = match self.resolve().await {
             Ok(r) => r,
             Err(e) => return End::Broken(e),
@@ -770,7 +770,7 @@ impl<D: Driver> Core<D> {
                 _ = tokio::time::sleep_until(next_probe) => {}
             }
 
-            let now_stamp = resolve::manifest_stamp(&self.settings);
+            let now_stamp = resolve::manifest_stamp(&self.settings).await;
             if now_stamp != stamp {
                 stamp = now_stamp;
                 if let Ok(fresh) = self.resolve().await

@@ -40,6 +40,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 use volt_protocol::enrollment::InstallManifest;
 use volt_protocol::register::Secret;
@@ -132,9 +133,15 @@ pub fn substitute(template: &str, values: &[(&str, &str)]) -> String {
     out
 }
 
-/// The install manifest's modification time ([`credentials::manifest_stamp`]).
-pub fn manifest_stamp(settings: &Settings) -> Option<SystemTime> {
-    credentials::manifest_stamp(settings)
+/// The install manifest's modification time ([`credentials::manifest_stamp`]),
+/// looked up on the blocking pool (the service actors share the thread that
+/// answers the server).
+pub async fn manifest_stamp(settings: &Arc<Settings>) -> Option<SystemTime> {
+    let settings = settings.clone();
+    tokio::task::spawn_blocking(move || credentials::manifest_stamp(&settings))
+        .await
+        .ok()
+        .flatten()
 }
 
 struct ManifestValues {
