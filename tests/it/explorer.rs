@@ -325,6 +325,66 @@ async fn mongo_and_redis_explorers_have_the_reference_shapes() {
 }
 
 #[actix_rt::test]
+async fn collections_of_huge_elements_are_previewed_without_reading_them() {
+    let c = cluster_with_services().await;
+    let client = c.daemon.services().redis_client().unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    // Two 9 MiB elements per collection: over the 8 MiB a preview may
+    // read, so none is read (Redis cannot read part of an element). One
+    // command per element, each within the client's response timeout.
+    redis::cmd("SELECT")
+        .arg(3)
+        .query_async::<()>(&mut con)
+        .await
+        .unwrap();
+    let big = vec![b'x'; 9 << 20];
+    for i in 0..2u8 {
+        let mut v = big.clone();
+        v[0] = b'0' + i;
+        for cmd in [
+            redis::cmd("RPUSH").arg("big-list").arg(&v).clone(),
+            redis::cmd("SADD").arg("big-set").arg(&v).clone(),
+            redis::cmd("HSET").arg("big-hash").arg(i).arg(&v).clone(),
+        ] {
+            cmd.query_async::<()>(&mut con).await.unwrap();
+        }
+    }
+    // Beside them, small elements are shown as ever.
+    redis::cmd("RPUSH")
+        .arg("small-list")
+        .arg("a")
+        .arg("b")
+        .query_async::<()>(&mut con)
+        .await
+        .unwrap();
+
+    let value = |node: &Value| -> Value {
+        serde_json::from_str(node["textContent"].as_str().unwrap()).unwrap()
+    };
+    for (key, kind, empty) in [
+        ("big-list", "list", json!([])),
+        ("big-set", "set", json!([])),
+        ("big-hash", "hash", json!({})),
+    ] {
+        let shown = value(&c.node("redis-data", &format!("db/3/key/{key}")).await);
+        assert_eq!(shown["type"], kind, "{shown}");
+        assert_eq!(shown["value"], empty, "{key}: {shown}");
+        assert_eq!(shown["truncated"], true, "{shown}");
+        assert_eq!(shown["length"], 2, "{shown}");
+        assert!(
+            shown["note"]
+                .as_str()
+                .unwrap()
+                .contains("too large to preview"),
+            "{shown}"
+        );
+    }
+    let small = value(&c.node("redis-data", "db/3/key/small-list").await);
+    assert_eq!(small, json!({"type": "list", "value": ["a", "b"]}));
+    c.stop().await;
+}
+
+#[actix_rt::test]
 async fn minio_explorer_objects_and_a_20_mb_download() {
     let c = cluster_with_services().await;
     let buckets = c.list("minio", "").await;

@@ -11,7 +11,10 @@
 //! [`NODE_BYTES`] of a string (`GETRANGE`) and [`NODE_ELEMENTS`] elements of
 //! anything else (`LRANGE`, `HSCAN`, `SSCAN`, `ZRANGE`, `XRANGE` with
 //! limits), each element shown up to [`NODE_ELEMENT_BYTES`]; what was cut
-//! is marked `"truncated": true` with the full `length`. Downloads export
+//! is marked `"truncated": true` with the full `length`. Before reading
+//! elements a node estimates their size (`MEMORY USAGE … SAMPLES 5`) and
+//! reads only as many as fit [`NODE_READ_BUDGET`]; elements too large for
+//! any preview leave `value` empty with a `note` saying so. Downloads export
 //! the value streamed page by page: a string as its raw bytes in
 //! `GETRANGE` slices up to the length announced, anything else as JSON.
 
@@ -35,6 +38,12 @@ pub const NODE_ELEMENTS: usize = 100;
 pub const NODE_BYTES: usize = 65_536;
 /// Bytes of one collection element shown in a node.
 pub const NODE_ELEMENT_BYTES: usize = 4096;
+/// Bytes of collection elements a node reads at most, estimated with
+/// `MEMORY USAGE` before reading: Redis cannot read part of an element, so
+/// a list of a few 100 MB elements is previewed by its length alone, not
+/// pulled into the daemon (8 MiB: a preview's worth, far under the budget
+/// of the commands in flight).
+pub const NODE_READ_BUDGET: u64 = 8 * 1024 * 1024;
 /// `*SCAN` round trips a node makes to gather its elements (a sparse hash
 /// table can return empty pages).
 const NODE_SCAN_ROUNDS: usize = 64;
@@ -296,26 +305,54 @@ async fn scan_some(
     cmd: &str,
     key: &str,
     per_element: usize,
+    limit: usize,
 ) -> Result<Vec<Vec<u8>>, Reply> {
     let mut out: Vec<Vec<u8>> = Vec::new();
+    if limit == 0 {
+        return Ok(out);
+    }
     let mut cursor = 0u64;
     for _ in 0..NODE_SCAN_ROUNDS {
         let (next, items): (u64, Vec<Vec<u8>>) = redis::cmd(cmd)
             .arg(key)
             .arg(cursor)
             .arg("COUNT")
-            .arg(NODE_ELEMENTS)
+            .arg(limit)
             .query_async(con)
             .await
             .map_err(failed)?;
         out.extend(items);
         cursor = next;
-        if cursor == 0 || out.len() >= NODE_ELEMENTS * per_element {
+        if cursor == 0 || out.len() >= limit * per_element {
             break;
         }
     }
-    out.truncate(NODE_ELEMENTS * per_element);
+    out.truncate(limit * per_element);
     Ok(out)
+}
+
+/// How many of a collection's `len` elements a node may read: at most
+/// [`NODE_ELEMENTS`], and no more than fit [`NODE_READ_BUDGET`] by the
+/// server's estimate of the key's size. A server that does not answer
+/// `MEMORY USAGE` (an ACL without it, an older server) gets the count limit
+/// only.
+async fn readable_elements(con: &mut MultiplexedConnection, key: &str, len: u64) -> usize {
+    let usage: Option<u64> = redis::cmd("MEMORY")
+        .arg("USAGE")
+        .arg(key)
+        .arg("SAMPLES")
+        .arg(5)
+        .query_async(con)
+        .await
+        .ok()
+        .flatten();
+    match usage {
+        Some(bytes) if len > 0 => {
+            let per_element = (bytes / len).max(1);
+            (NODE_READ_BUDGET / per_element).min(NODE_ELEMENTS as u64) as usize
+        }
+        _ => NODE_ELEMENTS,
+    }
 }
 
 async fn count(con: &mut MultiplexedConnection, cmd: &str, key: &str) -> Result<u64, Reply> {
@@ -333,6 +370,7 @@ pub async fn node(ctx: &HandlerContext, path: &str) -> Result<Node, Reply> {
     let mut con = connect(ctx, db).await?;
     let kind = key_type(&mut con, &key).await?;
     let mut cut_any = false;
+    let mut too_large = false;
     let (length, value): (Option<u64>, Value) = match kind.as_str() {
         "string" => {
             let len = count(&mut con, "STRLEN", &key).await?;
@@ -348,7 +386,9 @@ pub async fn node(ctx: &HandlerContext, path: &str) -> Result<Node, Reply> {
         }
         "hash" => {
             let len = count(&mut con, "HLEN", &key).await?;
-            let flat = scan_some(&mut con, "HSCAN", &key, 2).await?;
+            let limit = readable_elements(&mut con, &key, len).await;
+            too_large = limit == 0 && len > 0;
+            let flat = scan_some(&mut con, "HSCAN", &key, 2, limit).await?;
             let mut m = Map::new();
             for pair in flat.chunks(2) {
                 if let [k, v] = pair {
@@ -362,49 +402,69 @@ pub async fn node(ctx: &HandlerContext, path: &str) -> Result<Node, Reply> {
         }
         "set" => {
             let len = count(&mut con, "SCARD", &key).await?;
-            let items = scan_some(&mut con, "SSCAN", &key, 1).await?;
+            let limit = readable_elements(&mut con, &key, len).await;
+            too_large = limit == 0 && len > 0;
+            let items = scan_some(&mut con, "SSCAN", &key, 1, limit).await?;
             cut_any |= (items.len() as u64) < len;
             let v = items.iter().map(|b| shown(b, &mut cut_any)).collect();
             (Some(len), Value::Array(v))
         }
         "list" => {
             let len = count(&mut con, "LLEN", &key).await?;
-            let items: Vec<Vec<u8>> = redis::cmd("LRANGE")
-                .arg(&key)
-                .arg(0)
-                .arg(NODE_ELEMENTS as i64 - 1)
-                .query_async(&mut con)
-                .await
-                .map_err(failed)?;
+            let limit = readable_elements(&mut con, &key, len).await;
+            too_large = limit == 0 && len > 0;
+            let items: Vec<Vec<u8>> = if limit == 0 {
+                Vec::new()
+            } else {
+                redis::cmd("LRANGE")
+                    .arg(&key)
+                    .arg(0)
+                    .arg(limit as i64 - 1)
+                    .query_async(&mut con)
+                    .await
+                    .map_err(failed)?
+            };
             cut_any |= (items.len() as u64) < len;
             let v = items.iter().map(|b| shown(b, &mut cut_any)).collect();
             (Some(len), Value::Array(v))
         }
         "zset" => {
             let len = count(&mut con, "ZCARD", &key).await?;
-            let items: Vec<Vec<u8>> = redis::cmd("ZRANGE")
-                .arg(&key)
-                .arg(0)
-                .arg(NODE_ELEMENTS as i64 - 1)
-                .arg("WITHSCORES")
-                .query_async(&mut con)
-                .await
-                .map_err(failed)?;
+            let limit = readable_elements(&mut con, &key, len).await;
+            too_large = limit == 0 && len > 0;
+            let items: Vec<Vec<u8>> = if limit == 0 {
+                Vec::new()
+            } else {
+                redis::cmd("ZRANGE")
+                    .arg(&key)
+                    .arg(0)
+                    .arg(limit as i64 - 1)
+                    .arg("WITHSCORES")
+                    .query_async(&mut con)
+                    .await
+                    .map_err(failed)?
+            };
             cut_any |= (items.len() as u64 / 2) < len;
             let v = items.iter().map(|b| shown(b, &mut cut_any)).collect();
             (Some(len), Value::Array(v))
         }
         "stream" => {
             let len = count(&mut con, "XLEN", &key).await?;
-            let v: redis::Value = redis::cmd("XRANGE")
-                .arg(&key)
-                .arg("-")
-                .arg("+")
-                .arg("COUNT")
-                .arg(NODE_ELEMENTS)
-                .query_async(&mut con)
-                .await
-                .map_err(failed)?;
+            let limit = readable_elements(&mut con, &key, len).await;
+            too_large = limit == 0 && len > 0;
+            let v: redis::Value = if limit == 0 {
+                redis::Value::Array(Vec::new())
+            } else {
+                redis::cmd("XRANGE")
+                    .arg(&key)
+                    .arg("-")
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(limit)
+                    .query_async(&mut con)
+                    .await
+                    .map_err(failed)?
+            };
             let v = to_json(&v);
             let n = v.as_array().map_or(0, Vec::len) as u64;
             cut_any |= n < len;
@@ -416,9 +476,15 @@ pub async fn node(ctx: &HandlerContext, path: &str) -> Result<Node, Reply> {
         _ => (None, Value::Null),
     };
     let mut shape = json!({ "type": kind, "value": value });
-    if cut_any {
+    if cut_any || too_large {
         shape["truncated"] = json!(true);
         shape["length"] = json!(length);
+    }
+    if too_large {
+        shape["note"] = json!(format!(
+            "elements too large to preview (over {} MiB read in all); download the key",
+            NODE_READ_BUDGET / (1024 * 1024)
+        ));
     }
     let text = serde_json::to_string_pretty(&shape).unwrap_or_default();
     Ok(Node::text(path, key, "redis-value", text))
