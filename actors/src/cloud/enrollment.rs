@@ -354,10 +354,16 @@ pub async fn ensure_manifest(settings: &Settings, client: &reqwest::Client, cred
                 source: std::io::Error::other(e.to_string()),
             })
         });
+    let sealed = crate::host::keystore::sealed_path(&settings.manifest_file());
+    let sealed_exists = || async move {
+        tokio::task::spawn_blocking(move || sealed.exists())
+            .await
+            .unwrap_or(false)
+    };
     match stored {
         Ok(Some(_)) => return,
         Ok(None) => {}
-        Err(e) if crate::host::keystore::sealed_path(&settings.manifest_file()).exists() => {
+        Err(e) if sealed_exists().await => {
             // Sealed but not readable here (no LoadCredentialEncrypted= line
             // for it): fetching it again would store it in plain text.
             tracing::warn!(error = %e, "Sealed install manifest unreadable; services use their configured credentials.");
