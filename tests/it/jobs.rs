@@ -643,6 +643,9 @@ async fn a_stopping_daemon_puts_its_running_job_back_and_runs_it_when_back() {
     wait_worker(&first, "trajectory_rasterization", "gate").await;
     request(&plane, &id, "queue.dispatch", raster_job("back-1")).await;
     eventually(WITHIN, "the job running", async || held.running() == 1).await;
+    // The server has heard it is running (the event travels after the
+    // executor starts; a stop before it arrives would lose it with the link).
+    wait_job_event(&plane, &id, "back-1", "running").await;
     first.shutdown(otp::ExitCode::Stopped, "test");
     assert_eq!(first.wait().await, otp::ExitCode::Stopped);
     assert_eq!(held.running(), 0, "interrupted");
