@@ -22,6 +22,14 @@
 //! (least squares, in % of the mean per hour) and the descriptor range are
 //! printed. Targets: slope ≤ 1 %/h, descriptors flat. `--quick` is a
 //! 3-minute smoke run (no wait for the ring).
+//!
+//! Anonymous memory is printed beside RSS, split into the main heap
+//! (`[heap]`) and the other anonymous mappings (thread arenas and stacks),
+//! and `--without pings,listings,sessions,cuts,restarts` leaves loads out:
+//! together they tell which load a growth follows. To see what grows, attach
+//! `heaptrack -p <pid>` (the pid is printed) after the warm-up: what it
+//! reports as leaked at the end was allocated in the measured window and
+//! never freed.
 
 use serde_json::json;
 use std::cell::Cell;
@@ -37,6 +45,9 @@ struct Sample {
     /// RSS is file pages of the binary, mapped as code runs for the first
     /// time.
     anon_kib: u64,
+    /// Of which in the main heap (`[heap]`, glibc's main arena); the rest
+    /// is anonymous mappings: thread arenas, thread stacks, large blocks.
+    heap_kib: u64,
     fds: usize,
     threads: u64,
 }
@@ -50,16 +61,47 @@ fn proc_status(pid: u32, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Anonymous KiB of the `[heap]` mapping (from `/proc/<pid>/smaps`).
+fn heap_anon(pid: u32) -> u64 {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let mut in_heap = false;
+    let mut kib = 0;
+    for line in smaps.lines() {
+        if let Some(v) = line.strip_prefix("Anonymous:") {
+            if in_heap {
+                kib += v
+                    .split_whitespace()
+                    .next()
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        } else if line
+            .split_whitespace()
+            .next()
+            .is_some_and(|f| f.contains('-') && !f.ends_with(':'))
+        {
+            in_heap = line.ends_with("[heap]");
+        }
+    }
+    kib
+}
+
 fn fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| d.count())
         .unwrap_or(0)
 }
 
+/// The voltd binary the soak runs: `SOAK_VOLTD` if set (a copy that a
+/// rebuild cannot replace under a profiler), else the one cargo built.
+fn voltd_bin() -> std::ffi::OsString {
+    std::env::var_os("SOAK_VOLTD").unwrap_or_else(|| env!("CARGO_BIN_EXE_voltd").into())
+}
+
 /// Whether the daemon's supervisor log ring is full: its newest record's
 /// sequence number (from `voltd logs`) has reached the ring's capacity.
 async fn log_ring_full(config: &std::path::Path) -> bool {
-    let Ok(out) = tokio::process::Command::new(env!("CARGO_BIN_EXE_voltd"))
+    let Ok(out) = tokio::process::Command::new(voltd_bin())
         .arg("--config")
         .arg(config)
         .args(["logs", "--tail", "1", "--json"])
@@ -102,6 +144,21 @@ fn main() {
     let session_every = Duration::from_secs(arg(&args, "--session-every").unwrap_or(3));
     let sample_every =
         Duration::from_secs(arg(&args, "--sample").unwrap_or(if quick { 10 } else { 30 }));
+    // `--without pings,listings,sessions,cuts,restarts`: loads left out
+    // (to find which one a growth follows).
+    let without: Vec<String> = args
+        .iter()
+        .position(|a| a == "--without")
+        .and_then(|i| args.get(i + 1))
+        .map(|v| v.split(',').map(str::to_owned).collect())
+        .unwrap_or_default();
+    const LOADS: [&str; 5] = ["pings", "listings", "sessions", "cuts", "restarts"];
+    if let Some(bad) = without.iter().find(|w| !LOADS.contains(&w.as_str())) {
+        eprintln!("--without: unknown load {bad:?} (one of {LOADS:?})");
+        std::process::exit(2);
+    }
+    let left_out = without.clone();
+    let with = move |load: &str| !left_out.iter().any(|w| w == load);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -140,7 +197,7 @@ fn main() {
             ),
         )
         .expect("config");
-        let mut daemon = tokio::process::Command::new(env!("CARGO_BIN_EXE_voltd"))
+        let mut daemon = tokio::process::Command::new(voltd_bin())
             .arg("--config")
             .arg(&config)
             .arg("run")
@@ -177,7 +234,7 @@ fn main() {
         let bump = |c: &Rc<[Cell<u64>; 6]>, i: usize| c[i].set(c[i].get() + 1);
 
         let mut tasks = Vec::new();
-        {
+        if with("pings") {
             let (plane, id, stop, counts) = (plane.clone(), id.clone(), stop.clone(), counts.clone());
             tasks.push(tokio::task::spawn_local(async move {
                 let mut tick = tokio::time::interval(Duration::from_millis(50));
@@ -190,7 +247,7 @@ fn main() {
                 }
             }));
         }
-        {
+        if with("listings") {
             let (plane, id, stop, counts) = (plane.clone(), id.clone(), stop.clone(), counts.clone());
             tasks.push(tokio::task::spawn_local(async move {
                 let mut n = 0u64;
@@ -209,7 +266,7 @@ fn main() {
                 }
             }));
         }
-        {
+        if with("sessions") {
             let (plane, id, stop, counts) = (plane.clone(), id.clone(), stop.clone(), counts.clone());
             tasks.push(tokio::task::spawn_local(async move {
                 while !stop.get() {
@@ -236,7 +293,7 @@ fn main() {
                 }
             }));
         }
-        {
+        if with("cuts") {
             let (plane, id, stop, counts) = (plane.clone(), id.clone(), stop.clone(), counts.clone());
             tasks.push(tokio::task::spawn_local(async move {
                 while !stop.get() {
@@ -247,7 +304,7 @@ fn main() {
                 }
             }));
         }
-        {
+        if with("restarts") {
             let (plane, id, stop, counts) = (plane.clone(), id.clone(), stop.clone(), counts.clone());
             tasks.push(tokio::task::spawn_local(async move {
                 let mut n = 0usize;
@@ -272,7 +329,7 @@ fn main() {
         let mut warm_at: Option<f64> = None;
         println!("{:>7} {:>10} {:>5} {:>8} {:>9} {:>6} {:>9} {:>10} {:>9} {:>8}",
             "t (s)", "RSS (KiB)", "fds", "threads", "pings", "fails", "sessions", "reconnects", "restarts", "listings");
-        println!("(anonymous KiB in brackets)");
+        println!("[anonymous KiB: all / of which in the main heap]{}", if without.is_empty() { String::new() } else { format!("; without {}", without.join(",")) });
         while warm_at.is_none_or(|w| start.elapsed().as_secs_f64() < w + duration.as_secs_f64()) {
             tokio::time::sleep(sample_every).await;
             assert!(matches!(daemon.try_wait(), Ok(None)), "voltd exited during the soak");
@@ -280,14 +337,15 @@ fn main() {
                 at: start.elapsed().as_secs_f64(),
                 rss_kib: proc_status(pid, "VmRSS:"),
                 anon_kib: proc_status(pid, "RssAnon:"),
+                heap_kib: heap_anon(pid),
                 fds: fds(pid),
                 threads: proc_status(pid, "Threads:"),
             };
             println!(
-                "{:>7.0} {:>10} {:>5} {:>8} {:>9} {:>6} {:>9} {:>10} {:>9} {:>8} [{}]",
+                "{:>7.0} {:>10} {:>5} {:>8} {:>9} {:>6} {:>9} {:>10} {:>9} {:>8} [{} / {}]",
                 s.at, s.rss_kib, s.fds, s.threads,
                 counts[0].get(), counts[1].get(), counts[2].get(), counts[3].get(), counts[4].get(), counts[5].get(),
-                s.anon_kib
+                s.anon_kib, s.heap_kib
             );
             if warm_at.is_none() && s.at >= warmup.as_secs_f64() && (quick || log_ring_full(&config).await) {
                 println!("warm-up over at {:.0} s: the supervisor log's ring is full; measuring {} s", s.at, duration.as_secs());
@@ -309,6 +367,8 @@ fn main() {
             let anon: Vec<f64> = after.iter().map(|s| s.anon_kib as f64).collect();
             let anon_mean = anon.iter().sum::<f64>() / anon.len() as f64;
             let anon_per_hour = slope(&xs, &anon);
+            let heap: Vec<f64> = after.iter().map(|s| s.heap_kib as f64).collect();
+            let heap_per_hour = slope(&xs, &heap);
             let fd_min = after.iter().map(|s| s.fds).min().unwrap_or(0);
             let fd_max = after.iter().map(|s| s.fds).max().unwrap_or(0);
             let th_min = after.iter().map(|s| s.threads).min().unwrap_or(0);
@@ -327,10 +387,12 @@ fn main() {
                 th_max
             );
             println!(
-                "anonymous memory: mean {:.1} MiB, slope {:+.1} KiB/h = {:+.2} %/h",
+                "anonymous memory: mean {:.1} MiB, slope {:+.1} KiB/h = {:+.2} %/h (main heap {:+.1} KiB/h, other mappings {:+.1} KiB/h)",
                 anon_mean / 1024.0,
                 anon_per_hour,
-                anon_per_hour / anon_mean * 100.0
+                anon_per_hour / anon_mean * 100.0,
+                heap_per_hour,
+                anon_per_hour - heap_per_hour
             );
         }
         println!(
