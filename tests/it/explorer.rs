@@ -325,7 +325,7 @@ async fn mongo_and_redis_explorers_have_the_reference_shapes() {
 }
 
 #[actix_rt::test]
-async fn collections_of_huge_elements_are_previewed_without_reading_them() {
+async fn collections_of_huge_elements_are_previewed_without_reading_them_and_downloaded_one_a_page() {
     let c = cluster_with_services().await;
     let client = c.daemon.services().redis_client().unwrap();
     let mut con = client.get_multiplexed_async_connection().await.unwrap();
@@ -381,6 +381,88 @@ async fn collections_of_huge_elements_are_previewed_without_reading_them() {
     }
     let small = value(&c.node("redis-data", "db/3/key/small-list").await);
     assert_eq!(small, json!({"type": "list", "value": ["a", "b"]}));
+
+    // A download reads them all, but page by page within 8 MiB: one 9 MiB
+    // element a page, not a thousand (the slow log records every command
+    // with its arguments).
+    for cmd in [
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("slowlog-log-slower-than")
+            .arg(0)
+            .clone(),
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("slowlog-max-len")
+            .arg(4096)
+            .clone(),
+        redis::cmd("SLOWLOG").arg("RESET").clone(),
+    ] {
+        cmd.query_async::<()>(&mut con).await.unwrap();
+    }
+    for (key, kind) in [
+        ("big-list", "list"),
+        ("big-hash", "hash"),
+        ("big-set", "set"),
+    ] {
+        let DaemonReply::Stream { body, error, .. } = c
+            .stream(
+                "remote.explorer.download",
+                json!({"target": "redis-data", "path": format!("db/3/key/{key}")}),
+            )
+            .await
+        else {
+            panic!("not a stream")
+        };
+        assert!(error.is_none(), "{key}: {error:?}");
+        let got: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(got["type"], kind);
+        let mut values: Vec<String> = match &got["value"] {
+            Value::Array(a) => a.iter().map(|v| v.as_str().unwrap().to_owned()).collect(),
+            Value::Object(o) => o.values().map(|v| v.as_str().unwrap().to_owned()).collect(),
+            other => panic!("{key}: {other}"),
+        };
+        values.sort();
+        assert_eq!(values.len(), 2, "{key}");
+        for (i, v) in values.iter().enumerate() {
+            assert_eq!(v.len(), 9 << 20, "{key}");
+            assert!(v.starts_with(&format!("{i}xxx")), "{key}");
+        }
+    }
+    // Every LRANGE of the big list asked for one element.
+    let log: redis::Value = redis::cmd("SLOWLOG")
+        .arg("GET")
+        .arg(-1)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let redis::Value::Array(entries) = log else {
+        panic!("{log:?}")
+    };
+    let text = |v: &redis::Value| match v {
+        redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        other => format!("{other:?}"),
+    };
+    let lranges: Vec<Vec<String>> = entries
+        .iter()
+        .filter_map(|e| match e {
+            redis::Value::Array(fields) => match fields.get(3) {
+                Some(redis::Value::Array(args)) => Some(args.iter().map(text).collect()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .filter(|args: &Vec<String>| {
+            args.first()
+                .is_some_and(|a| a.eq_ignore_ascii_case("lrange"))
+        })
+        .collect();
+    assert!(lranges.len() >= 2, "{lranges:?}");
+    for args in &lranges {
+        let from: i64 = args[2].parse().unwrap();
+        let to: i64 = args[3].parse().unwrap();
+        assert_eq!(to, from, "one element a page: {args:?}");
+    }
     c.stop().await;
 }
 

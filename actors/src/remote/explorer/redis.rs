@@ -16,7 +16,11 @@
 //! reads only as many as fit [`NODE_READ_BUDGET`]; elements too large for
 //! any preview leave `value` empty with a `note` saying so. Downloads export
 //! the value streamed page by page: a string as its raw bytes in
-//! `GETRANGE` slices up to the length announced, anything else as JSON.
+//! `GETRANGE` slices up to the length announced, anything else as JSON in
+//! pages of at most [`DOWNLOAD_PAGE`] elements, fewer when their size (by
+//! `MEMORY USAGE` first, then by what the last page weighed) says more
+//! would not fit [`DOWNLOAD_READ_BUDGET`] — down to one element a page
+//! (one element is the least Redis can send).
 
 use super::{Entry, Listing, Node, Page, download_headers, normalize, stream, unavailable};
 use crate::api::reply::Reply;
@@ -47,8 +51,13 @@ pub const NODE_READ_BUDGET: u64 = 8 * 1024 * 1024;
 /// `*SCAN` round trips a node makes to gather its elements (a sparse hash
 /// table can return empty pages).
 const NODE_SCAN_ROUNDS: usize = 64;
-/// Elements per page while downloading a large collection.
+/// Elements per page while downloading a collection of small elements
+/// (one round trip per thousand keeps a large download fast).
 const DOWNLOAD_PAGE: usize = 1000;
+/// Bytes of elements a download page reads at most (by estimate): a page
+/// is held whole while it is encoded, so this bounds what a download holds
+/// beside its stream chunks — the same 8 MiB a node may read.
+pub const DOWNLOAD_READ_BUDGET: u64 = NODE_READ_BUDGET;
 /// Bytes per `GETRANGE` while downloading a string.
 const STRING_SLICE: usize = 1024 * 1024;
 
@@ -337,6 +346,16 @@ async fn scan_some(
 /// `MEMORY USAGE` (an ACL without it, an older server) gets the count limit
 /// only.
 async fn readable_elements(con: &mut MultiplexedConnection, key: &str, len: u64) -> usize {
+    match bytes_per_element(con, key, len).await {
+        Some(per_element) => elements_within(NODE_READ_BUDGET, per_element, NODE_ELEMENTS),
+        None => NODE_ELEMENTS,
+    }
+}
+
+/// The server's estimate of one element's size (`MEMORY USAGE … SAMPLES
+/// 5` over the length); `None` when it does not answer (an ACL without
+/// it, an older server) or the collection is empty.
+async fn bytes_per_element(con: &mut MultiplexedConnection, key: &str, len: u64) -> Option<u64> {
     let usage: Option<u64> = redis::cmd("MEMORY")
         .arg("USAGE")
         .arg(key)
@@ -347,12 +366,22 @@ async fn readable_elements(con: &mut MultiplexedConnection, key: &str, len: u64)
         .ok()
         .flatten();
     match usage {
-        Some(bytes) if len > 0 => {
-            let per_element = (bytes / len).max(1);
-            (NODE_READ_BUDGET / per_element).min(NODE_ELEMENTS as u64) as usize
-        }
-        _ => NODE_ELEMENTS,
+        Some(bytes) if len > 0 => Some((bytes / len).max(1)),
+        _ => None,
     }
+}
+
+/// How many elements of `per_element` bytes fit `budget`, at most `most`
+/// (none when one element is larger than the budget).
+fn elements_within(budget: u64, per_element: u64, most: usize) -> usize {
+    (budget / per_element.max(1)).min(most as u64) as usize
+}
+
+/// Elements a download page asks for: as many as fit
+/// [`DOWNLOAD_READ_BUDGET`], and one when even one does not (a download
+/// must read every element; one is the least Redis can send).
+fn download_page(per_element: u64) -> usize {
+    elements_within(DOWNLOAD_READ_BUDGET, per_element, DOWNLOAD_PAGE).max(1)
 }
 
 async fn count(con: &mut MultiplexedConnection, cmd: &str, key: &str) -> Result<u64, Reply> {
@@ -515,6 +544,8 @@ struct Export {
     page: ExportPage,
     /// Whether an element has been written (for commas).
     wrote: bool,
+    /// Elements the next page asks for (see the module docs).
+    page_len: usize,
 }
 
 impl Export {
@@ -528,6 +559,8 @@ impl Export {
             *wrote = true;
             out.extend(serde_json::to_vec(&v).unwrap_or_default());
         };
+        // Elements and bytes this page read, for the next page's length.
+        let read: (usize, u64);
         match &mut self.page {
             ExportPage::Done => return Ok(None),
             ExportPage::Scan { cursor, first } => {
@@ -540,10 +573,16 @@ impl Export {
                     .arg(&self.key)
                     .arg(*cursor)
                     .arg("COUNT")
-                    .arg(DOWNLOAD_PAGE)
+                    .arg(self.page_len)
                     .query_async(&mut self.con)
                     .await
                     .map_err(err)?;
+                read = (
+                    // Hash fields and sorted-set members come with their
+                    // value or score.
+                    items.len() / if self.kind == "set" { 1 } else { 2 },
+                    items.iter().map(|i| i.len() as u64).sum(),
+                );
                 if *first {
                     out.extend_from_slice(if self.kind == "hash" { b"{" } else { b"[" });
                     *first = false;
@@ -578,7 +617,8 @@ impl Export {
                 if *from == 0 {
                     out.push(b'[');
                 }
-                let to = *from + DOWNLOAD_PAGE as isize - 1;
+                let asked = self.page_len;
+                let to = *from + asked as isize - 1;
                 let items: Vec<Vec<u8>> = redis::cmd("LRANGE")
                     .arg(&self.key)
                     .arg(*from)
@@ -587,11 +627,12 @@ impl Export {
                     .await
                     .map_err(err)?;
                 let n = items.len();
+                read = (n, items.iter().map(|i| i.len() as u64).sum());
                 for item in &items {
                     push(&mut out, &mut self.wrote, Value::String(lossy(item)));
                 }
                 *from = to + 1;
-                if n < DOWNLOAD_PAGE {
+                if n < asked {
                     out.extend_from_slice(b"]}");
                     self.page = ExportPage::Done;
                 }
@@ -609,7 +650,7 @@ impl Export {
                     .arg(&start)
                     .arg("+")
                     .arg("COUNT")
-                    .arg(DOWNLOAD_PAGE)
+                    .arg(self.page_len)
                     .query_async(&mut self.con)
                     .await
                     .map_err(err)?;
@@ -618,22 +659,28 @@ impl Export {
                     _ => Vec::new(),
                 };
                 let n = entries.len();
+                let asked = self.page_len;
                 let last = entries
                     .last()
                     .and_then(|e| e.get(0))
                     .and_then(Value::as_str)
                     .map(str::to_owned);
+                let before = out.len();
                 for e in entries {
                     push(&mut out, &mut self.wrote, e);
                 }
+                read = (n, (out.len() - before) as u64);
                 match last {
-                    Some(id) if n == DOWNLOAD_PAGE => *after = Some(id),
+                    Some(id) if n == asked => *after = Some(id),
                     _ => {
                         out.extend_from_slice(b"]}");
                         self.page = ExportPage::Done;
                     }
                 }
             }
+        }
+        if let (n @ 1.., bytes) = read {
+            self.page_len = download_page(bytes.div_ceil(n as u64));
         }
         Ok(Some(out))
     }
@@ -725,6 +772,20 @@ pub async fn download(ctx: &HandlerContext, path: &str) -> Reply {
         "none" => return Reply::not_found(format!("Key not found: {key} (db {db})")),
         other => return Reply::failure(415, format!("cannot export a Redis {other}")),
     };
+    let length = match kind.as_str() {
+        "hash" => "HLEN",
+        "set" => "SCARD",
+        "zset" => "ZCARD",
+        "list" => "LLEN",
+        _ => "XLEN",
+    };
+    let page_len = match count(&mut con, length, &key).await {
+        Ok(len) => match bytes_per_element(&mut con, &key, len).await {
+            Some(per_element) => download_page(per_element),
+            None => DOWNLOAD_PAGE,
+        },
+        Err(r) => return r,
+    };
     let head = format!("{{\"type\":{},\"value\":", json!(kind)).into_bytes();
     let export = Export {
         con,
@@ -732,6 +793,7 @@ pub async fn download(ctx: &HandlerContext, path: &str) -> Reply {
         kind,
         page,
         wrote: false,
+        page_len,
     };
     let body = futures_util::stream::once(async move { Ok(head) }).chain(
         futures_util::stream::unfold(export, |mut export| async move {
@@ -754,6 +816,27 @@ pub async fn download(ctx: &HandlerContext, path: &str) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_page_holds_as_many_elements_as_fit_the_budget_within_one_and_the_most() {
+        const MIB: u64 = 1 << 20;
+        assert_eq!(DOWNLOAD_READ_BUDGET, 8 * MIB);
+        assert_eq!(download_page(100), DOWNLOAD_PAGE);
+        assert_eq!(download_page(MIB), 8);
+        assert_eq!(download_page(3 * MIB), 2);
+        // An element larger than the budget is still downloaded, alone…
+        assert_eq!(download_page(9 * MIB), 1);
+        assert_eq!(download_page(u64::MAX), 1);
+        // …but not previewed.
+        assert_eq!(elements_within(NODE_READ_BUDGET, 9 * MIB, NODE_ELEMENTS), 0);
+        assert_eq!(elements_within(NODE_READ_BUDGET, MIB, NODE_ELEMENTS), 8);
+        // A zero estimate (nothing to divide by) counts as one byte.
+        assert_eq!(
+            elements_within(NODE_READ_BUDGET, 0, NODE_ELEMENTS),
+            NODE_ELEMENTS
+        );
+        assert_eq!(download_page(0), DOWNLOAD_PAGE);
+    }
 
     #[test]
     fn uri_component_coding_matches_javascript() {
