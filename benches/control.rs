@@ -13,7 +13,8 @@
 //!
 //! `-- --quick` shortens the idle wait and the run sizes (for smoke runs;
 //! the README quotes full runs); `-- --idle SECS` sets the idle wait. Targets: ≤ 7 µs CPU per command, idle RSS
-//! ≤ 12 MB, ≥ 30,000 commands/s at concurrency 32.
+//! ≤ 12 MB, ≥ 30,000 commands/s at concurrency 32. `BENCH_VOLTD=path`
+//! runs another voltd binary (to compare builds).
 
 use serde_json::json;
 use std::process::Stdio;
@@ -154,16 +155,18 @@ fn main() {
             .expect("cluster");
         let id = created.team_cluster.id.clone();
         let state = tempfile::tempdir().expect("tempdir");
-        let mut daemon = tokio::process::Command::new(env!("CARGO_BIN_EXE_voltd"))
-            .args(["run", "--cloud-url", &plane.base_url(), "--cluster-id", &id])
-            .arg("--state-dir")
-            .arg(state.path())
-            .args(["--log-level", "warn", "--services", "none"])
-            .env("TEAM_CLUSTER_DAEMON_PASSWORD", &created.daemon_password)
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("voltd runs");
+        let mut daemon = tokio::process::Command::new(
+            std::env::var_os("BENCH_VOLTD").unwrap_or_else(|| env!("CARGO_BIN_EXE_voltd").into()),
+        )
+        .args(["run", "--cloud-url", &plane.base_url(), "--cluster-id", &id])
+        .arg("--state-dir")
+        .arg(state.path())
+        .args(["--log-level", "warn", "--services", "none"])
+        .env("TEAM_CLUSTER_DAEMON_PASSWORD", &created.daemon_password)
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("voltd runs");
         let pid = daemon.id().expect("pid");
         let t = Instant::now();
         while !plane.cluster(&id).is_some_and(|c| c.connected) {

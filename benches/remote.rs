@@ -8,6 +8,7 @@
 //!   1 MB object (node preview) and fetching it whole (`object.get`).
 //!
 //! `-- --quick` uses 20 MB and fewer rounds. Target: ≥ 50 MB/s terminal.
+//! `BENCH_VOLTD=path` runs another voltd binary (to compare builds).
 
 use serde_json::json;
 use std::io::Write;
@@ -104,7 +105,9 @@ fn main() {
         };
         let (redis_port, minio_port) = (port_of("redis"), port_of("minio"));
 
-        let mut daemon = tokio::process::Command::new(env!("CARGO_BIN_EXE_voltd"))
+        let mut daemon = tokio::process::Command::new(
+            std::env::var_os("BENCH_VOLTD").unwrap_or_else(|| env!("CARGO_BIN_EXE_voltd").into()),
+        )
             .arg("--config")
             .arg(&config)
             .arg("run")

@@ -92,10 +92,10 @@ fn fds(pid: u32) -> usize {
         .unwrap_or(0)
 }
 
-/// The voltd binary the soak runs: `SOAK_VOLTD` if set (a copy that a
+/// The voltd binary the soak runs: `BENCH_VOLTD` if set (a copy that a
 /// rebuild cannot replace under a profiler), else the one cargo built.
 fn voltd_bin() -> std::ffi::OsString {
-    std::env::var_os("SOAK_VOLTD").unwrap_or_else(|| env!("CARGO_BIN_EXE_voltd").into())
+    std::env::var_os("BENCH_VOLTD").unwrap_or_else(|| env!("CARGO_BIN_EXE_voltd").into())
 }
 
 /// Whether the daemon's supervisor log ring is full: its newest record's

@@ -325,7 +325,7 @@ async fn mongo_and_redis_explorers_have_the_reference_shapes() {
 }
 
 #[actix_rt::test]
-async fn collections_of_huge_elements_are_previewed_without_reading_them_and_downloaded_one_a_page() {
+async fn huge_collection_elements_are_previewed_by_count_and_downloaded_one_a_page() {
     let c = cluster_with_services().await;
     let client = c.daemon.services().redis_client().unwrap();
     let mut con = client.get_multiplexed_async_connection().await.unwrap();
