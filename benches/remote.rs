@@ -250,6 +250,14 @@ fn main() {
         })
         .await;
         println!("objects: fetch the 1 MB object whole (object.get stream) → p50 {} · p99 {}", ms(p50), ms(p99));
+        // The same object straight from the S3 server (rust-s3, as voltd
+        // uses it): what of object.get's time is the S3 server's.
+        let (p50, p99) = time_n(rounds, || async {
+            let got = bucket.get_object("bench/1mb.txt").await.expect("direct get");
+            assert_eq!(got.bytes().len(), 1_000_000);
+        })
+        .await;
+        println!("objects: the same 1 MB straight from the S3 server (no voltd) → p50 {} · p99 {}", ms(p50), ms(p99));
 
         if let Some(pid) = daemon.id() {
             let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
