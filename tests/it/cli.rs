@@ -372,3 +372,57 @@ async fn enroll_stores_credentials_and_a_token_from_the_config_file_is_removed()
     assert_eq!(d.term().await, 0);
     plane.shutdown().await;
 }
+
+/// glibc thread arenas of a process: anonymous read-write mappings that
+/// start on the 64 MiB boundary glibc aligns every arena heap to.
+fn thread_arenas(pid: u32) -> usize {
+    const HEAP_MAX: u64 = 64 << 20;
+    std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let start = f[0].split('-').next().unwrap();
+            f.len() == 5
+                && f[1] == "rw-p"
+                && u64::from_str_radix(start, 16)
+                    .unwrap()
+                    .is_multiple_of(HEAP_MAX)
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn a_running_voltd_keeps_to_two_malloc_arenas() {
+    let plane = plane().await;
+    let created = cluster(&plane).await;
+    let id = created.team_cluster.id.clone();
+    let state = tempfile::tempdir().unwrap();
+    let state_s = state.path().to_str().unwrap();
+    let url = plane.base_url();
+    let mut d = Voltd::spawn(
+        &run_args(&url, &id, state_s),
+        &[("TEAM_CLUSTER_ENROLLMENT_TOKEN", &created.enrollment_token)],
+    );
+    d.wait_line("readiness line", |l| l.contains("cluster-daemon started"))
+        .await;
+    // Heartbeats sample the host on the blocking pool: threads other than
+    // the actor thread have allocated by now.
+    eventually(SECS_15, "heartbeats", async || {
+        plane.cluster(&id).filter(|c| c.heartbeat_count >= 3)
+    })
+    .await;
+    let pid = d.child.id().unwrap();
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .count();
+    assert!(threads > 2, "{threads} threads");
+    assert!(
+        thread_arenas(pid) <= 1,
+        "the main heap and one thread arena at most, with {threads} threads:\n{}",
+        std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap()
+    );
+    assert_eq!(d.term().await, 0);
+    assert!(d.output().contains("malloc_arenas=Set"), "{}", d.output());
+    plane.shutdown().await;
+}
