@@ -235,6 +235,102 @@ async fn registered_after(plane: &PlaneHandle, id: &str, before: u64, log: &Path
 // ---------------------------------------------------------------------------
 // voltd killed at random points.
 
+/// The text frames a WebSocket client sent, from the bytes of its
+/// connection (the HTTP upgrade request, then masked frames; RFC 6455
+/// §5.2). Stops at the first incomplete frame.
+pub fn client_ws_texts(bytes: &[u8]) -> Vec<String> {
+    let Some(start) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return Vec::new();
+    };
+    let mut rest = &bytes[start + 4..];
+    let mut texts = Vec::new();
+    while rest.len() >= 2 {
+        let opcode = rest[0] & 0x0f;
+        let masked = rest[1] & 0x80 != 0;
+        let (len, mut at) = match rest[1] & 0x7f {
+            126 if rest.len() >= 4 => (u16::from_be_bytes([rest[2], rest[3]]) as usize, 4),
+            127 if rest.len() >= 10 => {
+                let mut n = [0u8; 8];
+                n.copy_from_slice(&rest[2..10]);
+                (u64::from_be_bytes(n) as usize, 10)
+            }
+            126 | 127 => break,
+            n => (n as usize, 2),
+        };
+        let mut key = [0u8; 4];
+        if masked {
+            let Some(k) = rest.get(at..at + 4) else { break };
+            key.copy_from_slice(k);
+            at += 4;
+        }
+        let Some(payload) = rest.get(at..at + len) else {
+            break;
+        };
+        if opcode == 1 {
+            let text: Vec<u8> = payload
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b ^ key[i % 4])
+                .collect();
+            texts.push(String::from_utf8_lossy(&text).into_owned());
+        }
+        rest = &rest[at + len..];
+    }
+    texts
+}
+
+/// A network change while a connection attempt waits for its
+/// registration: voltd runs in a namespace behind a 1.5 s link; once its
+/// register event has left (the proxy read it), an address is added in the
+/// namespace (an rtnetlink `RTM_NEWADDR`, as a DHCP renewal or an IPv6
+/// address gives). The attempt, connected, must go on: the plane sees one
+/// registration (a cancelled one would leave the server a second). Returns the plane's
+/// registration count and voltd's log. Root only.
+pub async fn network_change_while_registering(bin: &Path) -> (u64, String) {
+    let ns = NetNs::create();
+    let plane = crate::plane::start(plane_config()).await;
+    let proxy = DelayProxy::start(
+        (ns.host_ip, free_port()).into(),
+        plane.addr(),
+        Duration::from_millis(1500),
+    )
+    .await;
+    let (created, password) = enrolled_cluster(&plane).await;
+    let id = created.team_cluster.id.clone();
+    let work = tempfile::tempdir().expect("a work directory");
+    let cmd = VoltdCmd::new(bin, &format!("http://{}", proxy.addr()), &id, work.path())
+        .env("TEAM_CLUSTER_DAEMON_PASSWORD", &password);
+    let v = cmd.spawn(Some(&ns));
+    // The registration has left voltd (its answer is 3 s away).
+    eventually(REGISTER_WITHIN, "the register event sent", async || {
+        client_ws_texts(&proxy.client_bytes())
+            .iter()
+            .any(|t| t.contains(volt_protocol::REGISTER_EVENT))
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        plane.cluster(&id).map_or(0, |c| c.registrations),
+        0,
+        "registered before the change; the link is not slow enough"
+    );
+    ns.exec(&["ip", "addr", "add", "192.0.2.7/32", "dev", "lo"]);
+    registered_after(&plane, &id, 0, &cmd.log).await;
+    // Whatever a cancelled attempt left at the server would have arrived
+    // by now: the first registration travelled the same delayed link.
+    eventually(REGISTER_WITHIN, "the change logged", async || {
+        log_tail(&cmd.log)
+            .contains("The host's network changed")
+            .then_some(())
+    })
+    .await;
+    let registrations = plane.cluster(&id).map_or(0, |c| c.registrations);
+    let log = log_tail(&cmd.log);
+    v.stop().await;
+    plane.shutdown().await;
+    (registrations, log)
+}
+
 /// Figures of [`voltd_kills`].
 #[derive(Debug, Clone)]
 pub struct KillReport {

@@ -9,6 +9,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -171,7 +172,13 @@ impl Drop for NetNs {
 pub struct DelayProxy {
     addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
+    /// The first [`CLIENT_BYTES_KEPT`] bytes the clients sent, in order.
+    from_clients: Arc<Mutex<Vec<u8>>>,
 }
+
+/// Bytes of what the clients send that [`DelayProxy::client_bytes`] keeps
+/// (enough for an HTTP upgrade and the first frames).
+const CLIENT_BYTES_KEPT: usize = 64 * 1024;
 
 /// Chunks in flight per direction; beyond that the proxy stops reading, so
 /// its memory stays bounded whatever the peers do.
@@ -182,8 +189,11 @@ impl DelayProxy {
     pub async fn start(listen: SocketAddr, target: SocketAddr, delay: Duration) -> DelayProxy {
         let listener = TcpListener::bind(listen).await.expect("proxy listens");
         let addr = listener.local_addr().expect("proxy address");
+        let from_clients: Arc<Mutex<Vec<u8>>> = Arc::default();
+        let kept = from_clients.clone();
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
+                let kept = kept.clone();
                 tokio::spawn(async move {
                     let Ok(server) = TcpStream::connect(target).await else {
                         return;
@@ -192,11 +202,24 @@ impl DelayProxy {
                     let _ = server.set_nodelay(true);
                     let (cr, cw) = client.into_split();
                     let (sr, sw) = server.into_split();
-                    tokio::join!(pump(cr, sw, delay), pump(sr, cw, delay));
+                    tokio::join!(pump(cr, sw, delay, Some(kept)), pump(sr, cw, delay, None));
                 });
             }
         });
-        DelayProxy { addr, task }
+        DelayProxy {
+            addr,
+            task,
+            from_clients,
+        }
+    }
+
+    /// What the clients have sent so far (the first 64 KiB), as the proxy
+    /// read it — before the delay.
+    pub fn client_bytes(&self) -> Vec<u8> {
+        self.from_clients
+            .lock()
+            .map(|b| b.clone())
+            .unwrap_or_default()
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -214,6 +237,7 @@ async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     delay: Duration,
+    record: Option<Arc<Mutex<Vec<u8>>>>,
 ) {
     let (tx, mut rx) = mpsc::channel::<(Instant, Vec<u8>)>(IN_FLIGHT_CHUNKS);
     let reader = async move {
@@ -222,6 +246,10 @@ async fn pump(
             match from.read(&mut buf).await {
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
+                    if let Some(Ok(mut kept)) = record.as_ref().map(|r| r.lock()) {
+                        let room = CLIENT_BYTES_KEPT.saturating_sub(kept.len());
+                        kept.extend_from_slice(&buf[..n.min(room)]);
+                    }
                     if tx
                         .send((Instant::now() + delay, buf[..n].to_vec()))
                         .await

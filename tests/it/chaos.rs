@@ -48,6 +48,19 @@ mod needs_root {
 
     #[actix_rt::test]
     #[ignore = "needs root"]
+    async fn a_network_change_does_not_cancel_a_connected_attempt_waiting_for_its_registration() {
+        testkit::needs_root();
+        let (registrations, log) =
+            chaos::network_change_while_registering(Path::new(voltd_bin())).await;
+        assert!(
+            log.contains("the connection attempt under way goes on (it is connected)"),
+            "{log}"
+        );
+        assert_eq!(registrations, 1, "{log}");
+    }
+
+    #[actix_rt::test]
+    #[ignore = "needs root"]
     async fn a_download_on_a_slow_long_link_does_not_hold_back_pongs_or_heartbeats() {
         testkit::needs_root();
         let report = chaos::throttled_download(

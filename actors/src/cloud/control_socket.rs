@@ -42,7 +42,7 @@ use futures_util::{SinkExt, StreamExt};
 use otp::supervisor::StopChild;
 use otp::{ExitCode, ExitReason, ExitSlot};
 use serde_json::{Value, json};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -152,6 +152,18 @@ struct ConnParams {
     connection: u64,
     dispatcher: Handle<SocketEvent>,
     me: Addr<ControlSocket>,
+    /// Set once the TCP connection stands (through the proxy, if any).
+    connected: Rc<Cell<bool>>,
+}
+
+/// The connection task under way.
+struct Attempt {
+    handle: SpawnHandle,
+    connection: u64,
+    started: Instant,
+    /// Its TCP connection stands: the network path works (see
+    /// `NetworkUp`).
+    connected: Rc<Cell<bool>>,
 }
 
 /// The control socket actor (see the module docs).
@@ -165,8 +177,8 @@ pub struct ControlSocket {
     creds: Option<Credentials>,
     policy: ReconnectPolicy,
     connections: u64,
-    /// The connection task: its handle, its number and when it started.
-    current: Option<(SpawnHandle, u64, Instant)>,
+    /// The connection task.
+    current: Option<Attempt>,
     /// The scheduled next attempt and when it is due.
     retry: Option<(SpawnHandle, Instant)>,
     link: Rc<RefCell<Option<Link>>>,
@@ -233,13 +245,20 @@ impl ControlSocket {
             connection,
             dispatcher: self.dispatcher.clone(),
             me: ctx.address(),
+            connected: Rc::new(Cell::new(false)),
         };
+        let connected = params.connected.clone();
         let handle = ctx.spawn(
             run_connection(params)
                 .into_actor(self)
                 .map(move |outcome, act, ctx| act.connection_ended(connection, outcome, ctx)),
         );
-        self.current = Some((handle, connection, Instant::now()));
+        self.current = Some(Attempt {
+            handle,
+            connection,
+            started: Instant::now(),
+            connected,
+        });
     }
 
     fn connection_ended(&mut self, connection: u64, outcome: Outcome, ctx: &mut Context<Self>) {
@@ -367,13 +386,24 @@ impl StreamHandler<NetworkUp> for ControlSocket {
             return;
         }
         let now = Instant::now();
-        if let Some((handle, connection, started)) = self.current {
+        if let Some(attempt) = &self.current {
             // An attempt under way may be stuck in SYN retransmissions or
             // behind a dead route from the outage; one that just started
-            // already uses the network as it is now.
-            if now.duration_since(started) < NETWORK_SETTLE {
+            // already uses the network as it is now, and one whose TCP
+            // connection stands has a working path (cancelling it could
+            // leave the server a registration voltd never hears of; its
+            // handshake and registration deadlines still bound it).
+            if attempt.connected.get() {
+                tracing::info!(
+                    connection = attempt.connection,
+                    "The host's network changed; the connection attempt under way goes on (it is connected)."
+                );
                 return;
             }
+            if now.duration_since(attempt.started) < NETWORK_SETTLE {
+                return;
+            }
+            let (handle, connection) = (attempt.handle, attempt.connection);
             ctx.cancel_future(handle);
             self.current = None;
             self.dispatcher.do_send(SocketEvent::Down { connection });
@@ -418,7 +448,7 @@ impl Handler<Registered> for ControlSocket {
 
     fn handle(&mut self, msg: Registered, _ctx: &mut Self::Context) {
         // A connection cancelled meanwhile (see `NetworkUp`) is not ours.
-        if self.current.map(|(_, c, _)| c) != Some(msg.link.connection()) {
+        if self.current.as_ref().map(|a| a.connection) != Some(msg.link.connection()) {
             return;
         }
         let cluster_id = self
@@ -600,6 +630,7 @@ pub fn silence_deadline(ping_interval_ms: u64, ping_timeout_ms: u64) -> Duration
 
 async fn open_ws(p: &ConnParams) -> Result<WsStream, String> {
     let stream = open_stream(p).await?;
+    p.connected.set(true);
     let connector = if p.url.is_tls() {
         Connector::Rustls(p.tls.clone())
     } else {
