@@ -175,17 +175,17 @@ impl Keystore {
         } else {
             cmd.arg("--newline=no");
         }
-        let mut child = cmd
-            .arg("-")
+        cmd.arg("-")
             .arg("-")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|source| KeystoreError::Spawn {
+            .stderr(Stdio::piped());
+        let mut child = crate::host::spawn::spawn_blocking(&mut cmd).map_err(|source| {
+            KeystoreError::Spawn {
                 program: program.display().to_string(),
                 source,
-            })?;
+            }
+        })?;
         // Feed stdin from a thread so a full stdout pipe cannot deadlock us.
         let mut stdin = child.stdin.take();
         let data = input.to_vec();

@@ -1,6 +1,7 @@
 //! The host voltd runs on: metrics and processes from `/proc`, the
 //! monitoring actor, the clock format, downloads, filesystem helpers, the
-//! network-change watch, the allocator's arena limit.
+//! network-change watch, the allocator's arena limit, starting programs
+//! that were just written.
 
 pub mod clock;
 pub mod download;
@@ -12,4 +13,5 @@ pub mod monitoring;
 pub mod netwatch;
 pub mod notify;
 pub mod proc;
+pub mod spawn;
 pub mod which;

@@ -200,13 +200,14 @@ pub async fn probe_version(
     timeout: Duration,
 ) -> Result<ServiceVersion, VersionError> {
     let shown = binary.display().to_string();
-    let mut child = tokio::process::Command::new(binary)
-        .arg("--version")
+    let mut cmd = tokio::process::Command::new(binary);
+    cmd.arg("--version")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
+        .kill_on_drop(true);
+    let mut child = crate::host::spawn::spawn(&mut cmd)
+        .await
         .map_err(|e| VersionError::Spawn {
             binary: shown.clone(),
             reason: e.to_string(),

@@ -83,7 +83,7 @@ pub async fn run_candidate(
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let mut child = cmd.spawn().map_err(|e| {
+    let mut child = crate::host::spawn::spawn(&mut cmd).await.map_err(|e| {
         UpdateError::SelfCheckFailed(format!("cannot run {}: {e}", binary.display()))
     })?;
     let mut stderr = child.stderr.take();
