@@ -18,13 +18,20 @@ pub async fn run(argv: &[String], version: &str, timeout: Duration) -> Result<()
     let Some((program, args)) = argv.split_first() else {
         return Err("update_command is empty".into());
     };
-    let run = tokio::process::Command::new(program)
-        .args(args)
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
         .arg(version)
         .env("VOLTD_TARGET_VERSION", version)
         .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output();
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let run = async {
+        crate::host::spawn::spawn(&mut cmd)
+            .await?
+            .wait_with_output()
+            .await
+    };
     match tokio::time::timeout(timeout, run).await {
         Ok(Ok(out)) if out.status.success() => Ok(()),
         Ok(Ok(out)) => {
