@@ -19,8 +19,9 @@
 //! log's ring (`events::DEFAULT_RING_CAPACITY` records, read through
 //! `voltd logs`) is the slowest to fill; then the load goes on for
 //! `--duration` seconds (default 3600) and the RSS slope over that window
-//! (least squares, in % of the mean per hour) and the descriptor range are
-//! printed. Targets: slope ≤ 1 %/h, descriptors flat. `--quick` is a
+//! (least squares, in % of the mean per hour; also over its second half,
+//! which tells memory that settles from memory that keeps growing) and the
+//! descriptor range are printed. Targets: slope ≤ 1 %/h, descriptors flat. `--quick` is a
 //! 3-minute smoke run (no wait for the ring).
 //!
 //! Anonymous memory is printed beside RSS, split into the main heap
@@ -369,6 +370,11 @@ fn main() {
             let anon_per_hour = slope(&xs, &anon);
             let heap: Vec<f64> = after.iter().map(|s| s.heap_kib as f64).collect();
             let heap_per_hour = slope(&xs, &heap);
+            // A memory that settles rises early in the window and then stays:
+            // the second half's slope tells a plateau from a steady growth.
+            let half = after.len() / 2;
+            let late_rss = slope(&xs[half..], &ys[half..]);
+            let late_anon = slope(&xs[half..], &anon[half..]);
             let fd_min = after.iter().map(|s| s.fds).min().unwrap_or(0);
             let fd_max = after.iter().map(|s| s.fds).max().unwrap_or(0);
             let th_min = after.iter().map(|s| s.threads).min().unwrap_or(0);
@@ -393,6 +399,13 @@ fn main() {
                 anon_per_hour / anon_mean * 100.0,
                 heap_per_hour,
                 anon_per_hour - heap_per_hour
+            );
+            println!(
+                "second half of the window: RSS slope {:+.1} KiB/h = {:+.2} %/h, anonymous {:+.1} KiB/h = {:+.2} %/h",
+                late_rss,
+                late_rss / mean * 100.0,
+                late_anon,
+                late_anon / anon_mean * 100.0
             );
         }
         println!(
