@@ -193,8 +193,6 @@ pub fn main_with(cli: Cli) -> i32 {
 /// `voltd terminal-helper`: logs to stderr (the journal), never stdout
 /// (which may be the socket too).
 fn terminal_helper(config_path: Option<&Path>, env: &config::Env) -> i32 {
-    // Long-running too, with a thread per session (see host::malloc).
-    voltd_actors::host::malloc::limit_arenas();
     let loaded = config::load(config_path, env, &Overrides::default().0);
     let level = match &loaded {
         Ok(l) => l.settings.log_level.clone(),
@@ -265,8 +263,6 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 
 /// `voltd run`.
 pub fn run(eff: Loaded) -> i32 {
-    // Before any thread starts (see host::malloc).
-    let arenas = voltd_actors::host::malloc::limit_arenas();
     if let Err(e) = logging::init(&eff.settings.log_level, eff.settings.log_format) {
         return fail(ExitCode::Config.code(), e);
     }
@@ -278,7 +274,6 @@ pub fn run(eff: Loaded) -> i32 {
         cloud_url = %settings.cloud_url,
         state_dir = %settings.state_dir.display(),
         version = env!("CARGO_PKG_VERSION"),
-        malloc_arenas = ?arenas,
         "Starting voltd."
     );
     let system = actix_rt::System::new();
