@@ -384,6 +384,28 @@ fn download_page(per_element: u64) -> usize {
     elements_within(DOWNLOAD_READ_BUDGET, per_element, DOWNLOAD_PAGE).max(1)
 }
 
+/// The first `limit` elements of a list or sorted set by index range
+/// (`LRANGE`/`ZRANGE key 0 limit-1 extra…`); none when `limit` is 0.
+async fn first_elements(
+    con: &mut MultiplexedConnection,
+    cmd: &str,
+    key: &str,
+    limit: usize,
+    extra: &[&str],
+) -> Result<Vec<Vec<u8>>, Reply> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    redis::cmd(cmd)
+        .arg(key)
+        .arg(0)
+        .arg(limit as i64 - 1)
+        .arg(extra)
+        .query_async(con)
+        .await
+        .map_err(failed)
+}
+
 async fn count(con: &mut MultiplexedConnection, cmd: &str, key: &str) -> Result<u64, Reply> {
     redis::cmd(cmd)
         .arg(key)
@@ -442,17 +464,7 @@ pub async fn node(ctx: &HandlerContext, path: &str) -> Result<Node, Reply> {
             let len = count(&mut con, "LLEN", &key).await?;
             let limit = readable_elements(&mut con, &key, len).await;
             too_large = limit == 0 && len > 0;
-            let items: Vec<Vec<u8>> = if limit == 0 {
-                Vec::new()
-            } else {
-                redis::cmd("LRANGE")
-                    .arg(&key)
-                    .arg(0)
-                    .arg(limit as i64 - 1)
-                    .query_async(&mut con)
-                    .await
-                    .map_err(failed)?
-            };
+            let items = first_elements(&mut con, "LRANGE", &key, limit, &[]).await?;
             cut_any |= (items.len() as u64) < len;
             let v = items.iter().map(|b| shown(b, &mut cut_any)).collect();
             (Some(len), Value::Array(v))
@@ -461,18 +473,7 @@ pub async fn node(ctx: &HandlerContext, path: &str) -> Result<Node, Reply> {
             let len = count(&mut con, "ZCARD", &key).await?;
             let limit = readable_elements(&mut con, &key, len).await;
             too_large = limit == 0 && len > 0;
-            let items: Vec<Vec<u8>> = if limit == 0 {
-                Vec::new()
-            } else {
-                redis::cmd("ZRANGE")
-                    .arg(&key)
-                    .arg(0)
-                    .arg(limit as i64 - 1)
-                    .arg("WITHSCORES")
-                    .query_async(&mut con)
-                    .await
-                    .map_err(failed)?
-            };
+            let items = first_elements(&mut con, "ZRANGE", &key, limit, &["WITHSCORES"]).await?;
             cut_any |= (items.len() as u64 / 2) < len;
             let v = items.iter().map(|b| shown(b, &mut cut_any)).collect();
             (Some(len), Value::Array(v))
